@@ -1,0 +1,9 @@
+module github.com/chasqui/chasqui/edge
+
+go 1.26
+
+replace (
+	github.com/chasqui/chasqui/central => ../central
+	github.com/chasqui/chasqui/gen => ../gen
+	github.com/chasqui/chasqui/internal => ../internal
+)
