@@ -1,0 +1,217 @@
+// Package grpcclient holds the client side of DESIGN.md section 5: every
+// unary client (instrument -> edge, edge -> central, CLI) dials through
+// Options so that the retry policy is the same everywhere.
+//
+// The chain, outermost first: request id (one per logical call) -> retry
+// (go-grpc-middleware v2; a client-wide retry budget decides whether a
+// failed attempt may be retried) -> logging (inside retry, so each attempt
+// is logged with its number) -> the wire. Connection settings matter as much:
+// wait-for-ready (calls wait for the link instead of failing fast, bounded by
+// the per-attempt timeout, so a dead link sends nothing), a reconnect backoff
+// of 100 ms base and 5 s max (gRPC's 1 s base makes a 1 s outage fail), and
+// keepalive pings no more often than the server's enforcement allows.
+// gRPC's own service-config retries stay disabled: two retry layers would
+// multiply attempts.
+package grpcclient
+
+import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/retry"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/chasqui/chasqui/internal/grpcserver"
+	"github.com/chasqui/chasqui/internal/rpcmeta"
+)
+
+// Options is the retry and connection policy of one client connection.
+// The zero value of each field means its default.
+type Options struct {
+	// Logger logs every attempt (with its number and the request id). Required.
+	Logger *slog.Logger
+	// TLS is the client TLS configuration; nil dials plaintext.
+	TLS *tls.Config
+	// MaxAttempts counts all attempts of one call, the first included. Default 4.
+	MaxAttempts uint
+	// PerAttemptTimeout bounds one attempt, the wait for a connection included.
+	// Default 2 s (longer than a 1 s outage plus a reconnect).
+	PerAttemptTimeout time.Duration
+	// BackoffBase is the first retry's wait; it doubles per attempt with 20%
+	// jitter up to BackoffMax. Defaults 100 ms and 1 s.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// RetryCodes are the codes retried. Default: UNAVAILABLE. (DEADLINE_EXCEEDED
+	// of an attempt is always retried when PerAttemptTimeout is set: that is
+	// how the interceptor works.)
+	RetryCodes []codes.Code
+	// RetryBudget is the client-wide retry budget in retries per second, shared
+	// by all calls of this connection, with a burst of RetryBurst. When it is
+	// spent, a failed call fails with its last error instead of retrying, so
+	// 64 callers failing at once do not multiply the load. Defaults 5/s, 10.
+	RetryBudget float64
+	RetryBurst  int
+	// ReconnectBaseDelay and ReconnectMaxDelay bound the reconnect backoff.
+	// Defaults 100 ms and 5 s.
+	ReconnectBaseDelay time.Duration
+	ReconnectMaxDelay  time.Duration
+	// KeepaliveTime is the ping interval on an idle link. Default 30 s; never
+	// below grpcserver.MinPingInterval.
+	KeepaliveTime time.Duration
+	// MaxCallSendMsgSize and MaxCallRecvMsgSize bound messages. Defaults 16 MiB.
+	MaxCallSendMsgSize int
+	MaxCallRecvMsgSize int
+	// Unary are extra interceptors placed inside the logging interceptor.
+	Unary []grpc.UnaryClientInterceptor
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 4
+	}
+	if o.PerAttemptTimeout == 0 {
+		o.PerAttemptTimeout = 2 * time.Second
+	}
+	if o.BackoffBase == 0 {
+		o.BackoffBase = 100 * time.Millisecond
+	}
+	if o.BackoffMax == 0 {
+		o.BackoffMax = time.Second
+	}
+	if len(o.RetryCodes) == 0 {
+		o.RetryCodes = []codes.Code{codes.Unavailable}
+	}
+	if o.RetryBudget == 0 {
+		o.RetryBudget = 5
+	}
+	if o.RetryBurst == 0 {
+		o.RetryBurst = 10
+	}
+	if o.ReconnectBaseDelay == 0 {
+		o.ReconnectBaseDelay = 100 * time.Millisecond
+	}
+	if o.ReconnectMaxDelay == 0 {
+		o.ReconnectMaxDelay = 5 * time.Second
+	}
+	if o.KeepaliveTime == 0 {
+		o.KeepaliveTime = 30 * time.Second
+	}
+	if o.KeepaliveTime < grpcserver.MinPingInterval {
+		o.KeepaliveTime = grpcserver.MinPingInterval
+	}
+	if o.MaxCallSendMsgSize == 0 {
+		o.MaxCallSendMsgSize = 16 << 20
+	}
+	if o.MaxCallRecvMsgSize == 0 {
+		o.MaxCallRecvMsgSize = 16 << 20
+	}
+}
+
+// Validate names the first unusable field.
+func (o Options) Validate() error {
+	switch {
+	case o.Logger == nil:
+		return errors.New("grpcclient: Logger is required")
+	case o.MaxAttempts > 10:
+		return errors.New("grpcclient: MaxAttempts above 10 multiplies load on a failing server")
+	case o.RetryBudget < 0:
+		return errors.New("grpcclient: RetryBudget must not be negative")
+	}
+	return nil
+}
+
+// Budget is the client-wide retry budget: a token bucket that every retry
+// (not first attempts) draws from.
+type Budget struct{ lim *rate.Limiter }
+
+// NewBudget allows perSecond retries per second with the given burst.
+func NewBudget(perSecond float64, burst int) *Budget {
+	return &Budget{lim: rate.NewLimiter(rate.Limit(perSecond), burst)}
+}
+
+// Allow takes one retry token when there is one.
+func (b *Budget) Allow() bool { return b.lim.Allow() }
+
+// DialOptions returns the dial options of the policy (credentials included).
+func DialOptions(o Options) ([]grpc.DialOption, error) {
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	budget := NewBudget(o.RetryBudget, o.RetryBurst)
+	retryable := func(err error) bool {
+		return slices.Contains(o.RetryCodes, status.Code(err)) && budget.Allow()
+	}
+	retryOpts := []retry.CallOption{
+		retry.WithMax(o.MaxAttempts),
+		retry.WithPerRetryTimeout(o.PerAttemptTimeout),
+		retry.WithBackoff(retry.BackoffExponentialWithJitterBounded(o.BackoffBase, 0.2, o.BackoffMax)),
+		retry.WithRetriable(retryable),
+	}
+	logger := rpcmeta.SlogLogger(o.Logger)
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		rpcmeta.LogFields(false),
+	}
+	unary := []grpc.UnaryClientInterceptor{
+		rpcmeta.UnaryClientRequestID(),
+		retry.UnaryClientInterceptor(retryOpts...),
+		logging.UnaryClientInterceptor(logger, logOpts...),
+	}
+	unary = append(unary, o.Unary...)
+	stream := []grpc.StreamClientInterceptor{
+		rpcmeta.StreamClientRequestID(),
+		logging.StreamClientInterceptor(logger, logOpts...),
+	}
+
+	creds := insecure.NewCredentials()
+	if o.TLS != nil {
+		creds = credentials.NewTLS(o.TLS)
+	}
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithChainUnaryInterceptor(unary...),
+		grpc.WithChainStreamInterceptor(stream...),
+		grpc.WithDisableRetry(),
+		grpc.WithDefaultCallOptions(
+			grpc.WaitForReady(true),
+			grpc.MaxCallSendMsgSize(o.MaxCallSendMsgSize),
+			grpc.MaxCallRecvMsgSize(o.MaxCallRecvMsgSize),
+		),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  o.ReconnectBaseDelay,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   o.ReconnectMaxDelay,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                o.KeepaliveTime,
+			Timeout:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+	}, nil
+}
+
+// Dial creates a client connection to target with the policy. gRPC connects
+// lazily: Dial does not wait for the server.
+func Dial(target string, o Options, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	opts, err := DialOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(target, append(opts, extra...)...)
+}

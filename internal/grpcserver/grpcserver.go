@@ -1,0 +1,155 @@
+// Package grpcserver builds the gRPC server both services run: one named,
+// ordered interceptor chain (request id, logging, recovery innermost), gRPC
+// health and server reflection, keepalive enforcement that matches the
+// clients of internal/grpcclient, and a bounded graceful shutdown.
+package grpcserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/chasqui/chasqui/internal/rpcmeta"
+)
+
+// Keepalive enforcement. Clients (internal/grpcclient) ping every
+// ClientKeepaliveTime, which must stay at or above MinPingInterval, or the
+// server closes the link with too_many_pings.
+const (
+	MinPingInterval = 10 * time.Second
+	// MaxConnectionIdle closes links nobody used for long (clients reconnect on demand).
+	MaxConnectionIdle = 15 * time.Minute
+)
+
+// Options configure New.
+type Options struct {
+	// Logger receives the interceptor logs and panics. Required.
+	Logger *slog.Logger
+	// TLS, when set, is the server's TLS configuration (mTLS when it requires
+	// client certificates). Nil serves plaintext.
+	TLS *tls.Config
+	// Unary and Stream are extra interceptors (authentication, say), run after
+	// logging and before recovery, in the order given.
+	Unary  []grpc.UnaryServerInterceptor
+	Stream []grpc.StreamServerInterceptor
+	// MaxRecvMsgSize bounds one request. Default: 16 MiB.
+	MaxRecvMsgSize int
+	// ServerOptions are appended as they are (stats handlers, say).
+	ServerOptions []grpc.ServerOption
+}
+
+// Server is a grpc.Server with its health service.
+type Server struct {
+	*grpc.Server
+	// Health is the grpc.health.v1 service; services set their status on it.
+	Health *health.Server
+	logger *slog.Logger
+}
+
+// New builds the server. The interceptor chain, outermost first:
+// request id -> logging (health checks left out) -> opts.Unary... -> recovery.
+func New(opts Options) *Server {
+	if opts.MaxRecvMsgSize == 0 {
+		opts.MaxRecvMsgSize = 16 << 20
+	}
+	logger := opts.Logger
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		rpcmeta.LogFields(true),
+	}
+	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+		return c.Service != healthpb.Health_ServiceDesc.ServiceName
+	})
+	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p),
+			"request_id", rpcmeta.RequestID(ctx, true))
+		return status.Error(codes.Internal, "internal error")
+	})
+
+	unary := []grpc.UnaryServerInterceptor{
+		rpcmeta.UnaryServerRequestID(),
+		selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(rpcmeta.SlogLogger(logger), logOpts...), notHealth),
+	}
+	unary = append(unary, opts.Unary...)
+	unary = append(unary, recovery.UnaryServerInterceptor(rec))
+	stream := []grpc.StreamServerInterceptor{
+		rpcmeta.StreamServerRequestID(),
+		selector.StreamServerInterceptor(logging.StreamServerInterceptor(rpcmeta.SlogLogger(logger), logOpts...), notHealth),
+	}
+	stream = append(stream, opts.Stream...)
+	stream = append(stream, recovery.StreamServerInterceptor(rec))
+
+	creds := insecure.NewCredentials()
+	if opts.TLS != nil {
+		creds = credentials.NewTLS(opts.TLS)
+	}
+	so := []grpc.ServerOption{
+		grpc.Creds(creds),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime: MinPingInterval,
+			// Clients ping idle links too, so a dead WAN is noticed before the next call.
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: MaxConnectionIdle,
+			Time:              time.Minute,
+			Timeout:           20 * time.Second,
+		}),
+	}
+	so = append(so, opts.ServerOptions...)
+	s := &Server{Server: grpc.NewServer(so...), Health: health.NewServer(), logger: logger}
+	healthpb.RegisterHealthServer(s.Server, s.Health)
+	reflection.Register(s.Server)
+	return s
+}
+
+// Serve serves on lis until ctx is done, then shuts down gracefully:
+// in-flight calls get up to timeout to finish, then the rest are cut off.
+// Health turns NOT_SERVING first so balancers stop sending.
+func (s *Server) Serve(ctx context.Context, lis net.Listener, timeout time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.Server.Serve(lis) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return fmt.Errorf("grpc serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.Health.Shutdown()
+	done := make(chan struct{})
+	go func() { s.Server.GracefulStop(); close(done) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.logger.Warn("graceful stop timed out; cutting remaining calls", "timeout", timeout)
+		s.Server.Stop()
+		<-done
+	}
+	<-errc
+	return nil
+}

@@ -1,0 +1,100 @@
+package grpcserver_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/chasqui/chasqui/internal/grpcserver"
+	"github.com/chasqui/chasqui/internal/rpcmeta"
+)
+
+type panicky struct {
+	healthpb.UnimplementedHealthServer
+}
+
+func (panicky) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	panic("secret internal state")
+}
+
+func start(t *testing.T, register func(*grpcserver.Server)) (*grpc.ClientConn, context.CancelFunc, chan error) {
+	t.Helper()
+	s := grpcserver.New(grpcserver.Options{Logger: slog.New(slog.DiscardHandler)})
+	if register != nil {
+		register(s)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, lis, 2*time.Second) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { cancel(); _ = conn.Close() })
+	return conn, cancel, done
+}
+
+func TestPanicAnswersInternalWithoutDetails(t *testing.T) {
+	t.Parallel()
+	// A second service carries the panicking handler; health is registered by New.
+	conn, _, _ := start(t, func(s *grpcserver.Server) {
+		s.RegisterService(&grpc.ServiceDesc{
+			ServiceName: "test.Panicky", HandlerType: (*any)(nil),
+			Methods: []grpc.MethodDesc{{MethodName: "Check", Handler: func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
+				req := &healthpb.HealthCheckRequest{}
+				if err := dec(req); err != nil {
+					return nil, err
+				}
+				h := func(ctx context.Context, r any) (any, error) {
+					return panicky{}.Check(ctx, r.(*healthpb.HealthCheckRequest))
+				}
+				return in(ctx, req, &grpc.UnaryServerInfo{FullMethod: "/test.Panicky/Check"}, h)
+			}}},
+		}, struct{}{})
+	})
+	var hdr metadata.MD
+	err := conn.Invoke(context.Background(), "/test.Panicky/Check", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{}, grpc.Header(&hdr))
+	require.Equal(t, codes.Internal, status.Code(err))
+	require.NotContains(t, status.Convert(err).Message(), "secret")
+	require.NotEmpty(t, hdr.Get(rpcmeta.RequestIDKey), "the answer carries a request id for the operator")
+}
+
+func TestHealthReflectionAndGracefulStop(t *testing.T) {
+	t.Parallel()
+	conn, cancel, done := start(t, nil)
+	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.Status)
+
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}))
+	r, err := stream.Recv()
+	require.NoError(t, err)
+	var names []string
+	for _, s := range r.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	require.Contains(t, strings.Join(names, ","), "grpc.health.v1.Health")
+	require.NoError(t, stream.CloseSend())
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+}
