@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `make run`: the whole pair on this machine. PostgreSQL (its own cluster,
+# data in run/pg), chasqui-central, chasqui-edge (queue in run/edge) and the
+# instrument simulator. A second run continues with the same data and queue.
+# Ctrl-C stops everything cleanly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUN=$ROOT/run
+PGPORT=${CHASQUI_RUN_PG_PORT:-55432}
+CENTRAL_ADDR=${CHASQUI_RUN_CENTRAL_ADDR:-127.0.0.1:7443}
+CENTRAL_HTTP=${CHASQUI_RUN_CENTRAL_HTTP:-127.0.0.1:7480}
+EDGE_ADDR=${CHASQUI_RUN_EDGE_ADDR:-127.0.0.1:7444}
+EDGE_HTTP=${CHASQUI_RUN_EDGE_HTTP:-127.0.0.1:7481}
+mkdir -p "$RUN/logs"
+
+./scripts/check-postgres.sh
+if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then
+  PGBIN=$(pg_config --bindir)
+else
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+fi
+
+# PostgreSQL refuses to run as root: run it as `postgres` then.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ ! -s "$RUN/pg/PG_VERSION" ]; then
+  echo "initialising PostgreSQL in $RUN/pg"
+  mkdir -p "$RUN/pg"
+  [ "$(id -u)" = 0 ] && chown postgres: "$RUN/pg" "$RUN/logs" && chmod 0700 "$RUN/pg"
+  as_pg "$PGBIN/initdb" -D "$RUN/pg" -U postgres --auth=trust --encoding=UTF8 >"$RUN/logs/initdb.log"
+  cat >>"$RUN/pg/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$RUN/pg'
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+CONF
+fi
+[ "$(id -u)" = 0 ] && chown postgres: "$RUN/logs"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  as_pg "$PGBIN/pg_ctl" -D "$RUN/pg" -m fast -w stop >/dev/null 2>&1 || true
+  echo "stopped (data kept in $RUN; rm -rf run/ to start afresh)"
+}
+trap cleanup INT TERM EXIT
+
+if ! as_pg "$PGBIN/pg_ctl" -D "$RUN/pg" status >/dev/null 2>&1; then
+  as_pg "$PGBIN/pg_ctl" -D "$RUN/pg" -l "$RUN/logs/postgres.log" -w start >/dev/null
+fi
+as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qtAc "SELECT 1 FROM pg_database WHERE datname='chasqui'" | grep -q 1 \
+  || as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres chasqui
+DB_URL="postgres://postgres@127.0.0.1:$PGPORT/chasqui?sslmode=disable"
+
+bin/chasqui-central --insecure --grpc-addr "$CENTRAL_ADDR" --http-addr "$CENTRAL_HTTP" \
+  --database-url "$DB_URL" >>"$RUN/logs/central.log" 2>&1 &
+pids+=($!)
+bin/chasqui-edge --insecure --edge-id site-1 --grpc-addr "$EDGE_ADDR" --http-addr "$EDGE_HTTP" \
+  --data-dir "$RUN/edge" --central-addr "$CENTRAL_ADDR" >>"$RUN/logs/edge.log" 2>&1 &
+pids+=($!)
+if [ -x bin/chasqui-sim ]; then
+  bin/chasqui-sim --edge-addr "$EDGE_ADDR" >>"$RUN/logs/sim.log" 2>&1 &
+  pids+=($!)
+fi
+
+cat <<MSG
+
+Chasqui is running (logs in run/logs/):
+  PostgreSQL  $DB_URL   (psql "$DB_URL")
+  central     gRPC $CENTRAL_ADDR   http://$CENTRAL_HTTP/status
+  edge        gRPC $EDGE_ADDR   http://$EDGE_HTTP/status
+  simulator   writes observations, configs and files to the edge
+
+Try:
+  grpcurl -plaintext $EDGE_ADDR list
+  grpcurl -plaintext -d @ $EDGE_ADDR chasqui.edge.v1.EdgeService/Submit < examples/submit-observation.json
+  psql "$DB_URL" -c 'SELECT id, instrument, status FROM chasqui.observations ORDER BY start_time DESC LIMIT 5'
+
+Ctrl-C stops everything.
+MSG
+# Exit (and clean up) as soon as any service dies, or on Ctrl-C.
+wait -n "${pids[@]}" || true
+echo "a service exited; see run/logs/"
