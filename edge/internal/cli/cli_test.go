@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func run(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, Env{
+		Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb,
+		LookupEnv: func(string) (string, bool) { return "", false },
+	})
+	return code, out.String(), errb.String()
+}
+
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+func TestUnreachableEdgeSaysSoWithExitCode(t *testing.T) {
+	t.Parallel()
+	addr := closedAddr(t)
+	code, _, stderr := run(t, "", "--addr", addr, "--timeout", "500ms", "status")
+	require.Equal(t, ExitUnreachable, code)
+	require.Contains(t, stderr, "unreachable")
+	require.Contains(t, stderr, addr)
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"get"},
+		{"get", "not-a-uuid"},
+		{"submit"},
+		{"deadletters"},
+		{"deadletters", "explode"},
+		{"--no-such-flag", "status"},
+	} {
+		code, _, stderr := run(t, "", args...)
+		require.Equal(t, ExitUsage, code, "args %q: %s", args, stderr)
+	}
+}
+
+func TestParseSubmissionFillsMissingTransactionID(t *testing.T) {
+	t.Parallel()
+	req, err := parseSubmission([]byte(`{"mutations":[{"observation":{"instrument":"CHAI","status":"OBSERVATION_STATUS_RUNNING"}}]}`))
+	require.NoError(t, err)
+	require.Len(t, req.Transactions, 1)
+	require.Len(t, req.Transactions[0].Id, 36, "a bare Transaction gets an id before the first attempt")
+
+	req, err = parseSubmission([]byte(`{"transactions":[{"id":"019ab3c2-7e10-7a2b-9c41-5d2e8f0a1b01","mutations":[]}]}`))
+	require.NoError(t, err)
+	require.Equal(t, "019ab3c2-7e10-7a2b-9c41-5d2e8f0a1b01", req.Transactions[0].Id)
+
+	_, err = parseSubmission([]byte(`{"nonsense": 1}`))
+	require.Error(t, err)
+}
