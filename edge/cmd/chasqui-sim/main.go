@@ -1,0 +1,182 @@
+// Command chasqui-sim is a small instrument simulator for `make run`: it
+// writes the stream an observatory's instruments would — observations
+// starting (with the instrument's configuration), raw data files registered
+// while they run, and each observation finishing later (mostly COMPLETED,
+// sometimes FAILED or ABORTED) — through the edge's gRPC API with the same
+// retry policy the instrument client uses.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/config"
+	"github.com/chasqui/chasqui/internal/grpcclient"
+	"github.com/chasqui/chasqui/internal/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := realMain(ctx, os.Args[1:])
+	stop()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "chasqui-sim:", err)
+		os.Exit(1)
+	}
+}
+
+type sim struct {
+	edge        edgev1.EdgeServiceClient
+	log         *slog.Logger
+	rnd         *rand.Rand
+	instruments []string
+	files       int
+	obsLength   time.Duration
+}
+
+func realMain(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("chasqui-sim", flag.ContinueOnError)
+	addr := fs.String("edge-addr", "127.0.0.1:7444", "edge gRPC address")
+	interval := fs.Duration("interval", 2*time.Second, "time between observation starts")
+	obsLength := fs.Duration("obs-length", 6*time.Second, "how long an observation runs")
+	files := fs.Int("files", 3, "raw data files per observation")
+	instruments := fs.String("instruments", "CHAI,PrimeCam,Mod-Cam", "comma-separated instrument names")
+	count := fs.Int("count", 0, "stop after this many observations (0: run until interrupted)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = config.Usage(fs, "chasqui-sim: writes a realistic stream of operations records to an edge")
+	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
+		return err
+	}
+	log, err := logging.New(os.Stderr, *level)
+	if err != nil {
+		return err
+	}
+	conn, err := grpcclient.Dial(*addr, grpcclient.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	s := &sim{
+		edge: edgev1.NewEdgeServiceClient(conn), log: log,
+		rnd:         rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
+		instruments: strings.Split(*instruments, ","), files: *files, obsLength: *obsLength,
+	}
+	log.Info("simulating instruments", "edge", *addr, "instruments", s.instruments)
+	tick := time.NewTicker(*interval)
+	defer tick.Stop()
+	done := make(chan struct{}, 64)
+	running := 0
+	for n := 0; *count == 0 || n < *count; n++ {
+		running++
+		go func() { s.observe(ctx); done <- struct{}{} }()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-done:
+			running--
+			<-tick.C
+		case <-tick.C:
+		}
+	}
+	for ; running > 0; running-- {
+		<-done
+	}
+	return nil
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func (s *sim) submit(ctx context.Context, what string, muts ...*opsv1.Mutation) bool {
+	// The id is fixed before the first attempt, so a retry can never apply it twice.
+	tx := &opsv1.Transaction{Id: newID(), Mutations: muts}
+	resp, err := s.edge.Submit(ctx, &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{tx}})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("submit failed", "what", what, "transaction_id", tx.Id, "error", err)
+		}
+		return false
+	}
+	s.log.Info("submitted", "what", what, "transaction_id", tx.Id, "seq", resp.Results[0].GetSeq())
+	return true
+}
+
+// observe runs one observation: start with its configuration, files while
+// it runs, then the finish.
+func (s *sim) observe(ctx context.Context) {
+	inst := s.instruments[s.rnd.IntN(len(s.instruments))]
+	obsID := newID()
+	start := time.Now()
+	attrs, _ := structpb.NewStruct(map[string]any{
+		"pwv_mm": 0.3 + s.rnd.Float64(), "elevation_deg": 30 + 60*s.rnd.Float64(), "operator": "sim",
+	})
+	cfg, _ := structpb.NewStruct(map[string]any{
+		"lo_freq_ghz": 460 + s.rnd.Float64()*350, "integration_s": 0.5, "pixels": 64,
+	})
+	ok := s.submit(ctx, "start observation",
+		&opsv1.Mutation{Kind: &opsv1.Mutation_Observation{Observation: &opsv1.Observation{
+			Id: obsID, Instrument: inst, Source: sources[s.rnd.IntN(len(sources))],
+			ObsUnit: fmt.Sprintf("ou-%s-%03d", start.UTC().Format("2006-01-02"), s.rnd.IntN(1000)),
+			Status:  opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING, StartTime: timestamppb.New(start),
+			Attributes: attrs,
+		}}},
+		&opsv1.Mutation{Kind: &opsv1.Mutation_InstrumentConfig{InstrumentConfig: &opsv1.InstrumentConfig{
+			Id: newID(), Instrument: inst, ObservationId: obsID, RecordedAt: timestamppb.New(start), Config: cfg,
+		}}})
+	if !ok {
+		return
+	}
+	step := s.obsLength / time.Duration(s.files+1)
+	for i := range s.files {
+		if !sleep(ctx, step) {
+			return
+		}
+		s.submit(ctx, "register raw file", &opsv1.Mutation{Kind: &opsv1.Mutation_RawDataFile{RawDataFile: &opsv1.RawDataFile{
+			Id: newID(), ObservationId: obsID,
+			Path:      fmt.Sprintf("/data/%s/%s/scan-%03d.fits", strings.ToLower(inst), obsID, i),
+			SizeBytes: 1<<20 + s.rnd.Int64N(512<<20),
+			Checksum:  fmt.Sprintf("sha256:%064x", s.rnd.Uint64()),
+			CreatedAt: timestamppb.Now(),
+		}}})
+	}
+	if !sleep(ctx, step) {
+		return
+	}
+	final := opsv1.ObservationStatus_OBSERVATION_STATUS_COMPLETED
+	switch r := s.rnd.IntN(20); {
+	case r == 0:
+		final = opsv1.ObservationStatus_OBSERVATION_STATUS_FAILED
+	case r == 1:
+		final = opsv1.ObservationStatus_OBSERVATION_STATUS_ABORTED
+	}
+	s.submit(ctx, "finish observation", &opsv1.Mutation{Kind: &opsv1.Mutation_ObservationUpdate{ObservationUpdate: &opsv1.ObservationUpdate{
+		Id: obsID, Status: &final, EndTime: timestamppb.Now(),
+	}}})
+}
+
+var sources = []string{"Orion-KL", "Sgr B2", "W51", "NGC 253", "M82", "Cen A", "IRC+10216"}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
