@@ -1,0 +1,306 @@
+package forward_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/chasqui/chasqui/edge/internal/forward"
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestConfigValidateNamesField(t *testing.T) {
+	t.Parallel()
+	for field, cfg := range map[string]forward.Config{
+		"CentralAddr":          {},
+		"MaxCount":             {CentralAddr: "x", MaxCount: -1},
+		"Window":               {CentralAddr: "x", Window: -1},
+		"BandwidthBytesPerSec": {CentralAddr: "x", BandwidthBytesPerSec: -1},
+		"Compression":          {CentralAddr: "x", Compression: "zstd"},
+		"MaxAttempts":          {CentralAddr: "x", MaxAttempts: 50},
+		"BackoffMax":           {CentralAddr: "x", BackoffBase: time.Minute, BackoffMax: time.Second},
+	} {
+		err := cfg.Validate()
+		require.Error(t, err, field)
+		require.Contains(t, err.Error(), field)
+	}
+	require.NoError(t, forward.Config{CentralAddr: "x"}.Validate())
+}
+
+// Batches are cut by count: 25 queued with MaxCount 10 go as 10, 10, 5.
+func TestBatchesCutByCount(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	store := newMemStore("e1")
+	store.append(25, 0)
+	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 10, Window: 1}, store)
+	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 25 }, "all committed")
+	require.Equal(t, []batch{{1, 10}, {11, 10}, {21, 5}}, central.seen())
+	require.Equal(t, forward.StateIdle, b.fwd.State())
+}
+
+// Batches are cut by bytes: MaxBytes fits three transactions.
+func TestBatchesCutByBytes(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	store := newMemStore("e1")
+	store.append(9, 200)
+	size := store.entries[0].Size
+	start(t, serveCentral(t, central), forward.Config{MaxBytes: 3*size + size/2, Window: 1}, store)
+	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 9 }, "all committed")
+	require.Equal(t, []batch{{1, 3}, {4, 3}, {7, 3}}, central.seen())
+}
+
+// A batch that is not full lingers for more; a full one goes at once.
+func TestBatchesLinger(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	store := newMemStore("e1")
+	clock := newFakeClock()
+	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 5, Linger: 50 * time.Millisecond, Clock: clock}, store)
+
+	store.append(1, 0)
+	eventually(t, 10*time.Second, func() bool { return clock.pending() == 1 }, "linger timer started")
+	store.append(1, 0)
+	store.append(1, 0)
+	require.Empty(t, central.seen(), "nothing sent while lingering")
+	clock.advance(50 * time.Millisecond)
+	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 3 }, "lingered batch committed")
+	require.Equal(t, []batch{{1, 3}}, central.seen())
+
+	// A full batch does not wait for the linger (the clock is not advanced).
+	store.append(5, 0)
+	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 8 }, "full batch committed")
+	require.Equal(t, []batch{{1, 3}, {4, 5}}, central.seen())
+	require.False(t, b.fwd.LastCommitAt().IsZero())
+	require.Equal(t, "0/C8", b.fwd.CentralLSN())
+}
+
+// With four batches in flight and random server latency, central applies
+// and the queue records in strict seq order, each exactly once; calls are
+// gzip-compressed.
+func TestPipelinedOrder(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	var mu sync.Mutex
+	rnd := rand.New(rand.NewPCG(1, 2))
+	central.hook = func(ctx context.Context, _ *centralv1.CommitRequest) error {
+		mu.Lock()
+		d := time.Duration(rnd.IntN(15)) * time.Millisecond
+		mu.Unlock()
+		select {
+		case <-time.After(d): // simulated server latency
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	store := newMemStore("e1")
+	const n = 2000
+	store.append(n, 50)
+	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 40, Window: 4}, store)
+	eventually(t, 30*time.Second, func() bool { return store.CommittedThrough() == n }, "all committed")
+
+	require.Equal(t, seqs(1, n), store.applied(), "ApplyCommit in strict seq order, once each")
+	require.Equal(t, store.ids(1, n), central.applied(), "central applied in order, once each")
+	require.GreaterOrEqual(t, central.maxActive.Load(), int64(2), "batches were pipelined")
+	for _, c := range central.compressions() {
+		require.Equal(t, "gzip", c)
+	}
+	require.Greater(t, b.fwd.CommitRate(), 0.0)
+}
+
+func TestCompressionNone(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	store := newMemStore("e1")
+	store.append(3, 0)
+	start(t, serveCentral(t, central), forward.Config{Compression: forward.CompressionNone}, store)
+	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 3 }, "all committed")
+	require.NotEmpty(t, central.compressions())
+	for _, c := range central.compressions() {
+		require.Empty(t, c)
+	}
+}
+
+// Central answers UNAVAILABLE for a while: the interceptor gives up, the
+// forwarder backs off on the link (logging each link attempt), then
+// everything arrives exactly once and in order.
+func TestUnavailableThenRecovers(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	var down atomic.Bool
+	down.Store(true)
+	central.hook = func(context.Context, *centralv1.CommitRequest) error {
+		if down.Load() {
+			return status.Error(codes.Unavailable, "database unreachable")
+		}
+		return nil
+	}
+	store := newMemStore("e1")
+	const n = 300
+	store.append(n, 0)
+	b := start(t, serveCentral(t, central), forward.Config{
+		MaxCount: 20, MaxAttempts: 2, BackoffBase: 10 * time.Millisecond, BackoffMax: 40 * time.Millisecond,
+	}, store)
+
+	eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(b.logs.String(), `"link_attempt":3`)
+	}, "three link attempts logged")
+	require.Equal(t, forward.StateBackoff, b.fwd.State())
+	require.Contains(t, b.fwd.LastError(), "database unreachable")
+	require.Contains(t, b.logs.String(), `"attempt":2`, "the interceptor's attempts are logged too")
+	require.Zero(t, store.CommittedThrough())
+
+	down.Store(false)
+	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == n }, "all committed after recovery")
+	require.Equal(t, seqs(1, n), store.applied())
+	require.Equal(t, store.ids(1, n), central.applied())
+	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateIdle }, "idle again")
+}
+
+// Central lost its last commits (failover): its cursor is at 10 while the
+// edge has 20 acknowledged. The forwarder resends 11.. from the retained
+// payloads.
+func TestGapResendBelowCommitted(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	central.predWait = 0
+	store := newMemStore("e1")
+	store.append(30, 0)
+	store.committed = 20
+	central.preload(store.ids(1, 10))
+
+	start(t, serveCentral(t, central), forward.Config{MaxCount: 7}, store)
+	eventually(t, 10*time.Second, func() bool { return len(store.applied()) == 20 }, "resent and recorded")
+	require.Equal(t, store.ids(1, 30), central.applied(), "each applied once, in order")
+	require.Equal(t, seqs(11, 30), store.applied())
+	require.Equal(t, uint64(21), central.seen()[0].first, "started after the edge's committed seq")
+}
+
+// The payloads central asks for again are pruned: the forwarder is stuck,
+// says so, and skips nothing.
+func TestGapPrunedIsStuck(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	central.predWait = 0
+	store := newMemStore("e1")
+	store.append(30, 0)
+	store.committed, store.prunedTo = 20, 20
+	central.preload(store.ids(1, 10))
+
+	b := start(t, serveCentral(t, central), forward.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond}, store)
+	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateStuck }, "stuck")
+	require.Contains(t, b.fwd.LastError(), "pruned")
+	eventually(t, 10*time.Second, func() bool { return central.calls.Load() >= 3 }, "keeps probing")
+	require.Equal(t, store.ids(1, 10), central.applied(), "nothing skipped")
+	require.Empty(t, store.applied())
+}
+
+// A replaced edge store meets central's cursor: conflict, data kept.
+func TestCursorConflict(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	central.preload([]string{"other-1", "other-2", "other-3"})
+	store := newMemStore("e2")
+	store.append(5, 0)
+	b := start(t, serveCentral(t, central), forward.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond}, store)
+	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateConflict }, "conflict")
+	require.Contains(t, b.fwd.LastError(), "other-1")
+	require.Contains(t, b.logs.String(), `"level":"ERROR"`)
+	require.Zero(t, store.CommittedThrough())
+}
+
+// INVALID_ARGUMENT is not retried by the interceptor; the forwarder
+// reports "refused" and waits the maximum backoff, dropping nothing.
+func TestRefused(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	central.hook = func(context.Context, *centralv1.CommitRequest) error {
+		return status.Error(codes.InvalidArgument, "transactions[0].id: not a UUID")
+	}
+	store := newMemStore("e1")
+	store.append(5, 0)
+	b := start(t, serveCentral(t, central), forward.Config{BackoffMax: time.Hour}, store)
+	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateRefused }, "refused")
+	require.Contains(t, b.fwd.LastError(), "transactions[0].id")
+	require.Equal(t, int64(1), central.calls.Load(), "not retried")
+	require.Zero(t, store.CommittedThrough())
+}
+
+// A batch too big for the per-attempt timeout is split until it fits.
+func TestTimeoutSplitsBatch(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	central.hook = func(ctx context.Context, req *centralv1.CommitRequest) error {
+		if len(req.GetTransactions()) > 4 {
+			<-ctx.Done() // far too slow: never answers in time
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return nil
+	}
+	store := newMemStore("e1")
+	store.append(16, 0)
+	b := start(t, serveCentral(t, central), forward.Config{
+		MaxCount: 16, MaxAttempts: 2, AttemptTimeoutBase: 100 * time.Millisecond, AttemptFloorBandwidth: 1 << 40,
+	}, store)
+	eventually(t, 20*time.Second, func() bool { return store.CommittedThrough() == 16 }, "all committed")
+	require.Equal(t, seqs(1, 16), store.applied())
+	require.Equal(t, store.ids(1, 16), central.applied())
+	sizes := map[int]bool{}
+	for _, s := range central.seen() {
+		sizes[s.n] = true
+	}
+	require.True(t, sizes[16] && sizes[8] && sizes[4], "split 16 -> 8 -> 4, saw %v", central.seen())
+	require.Contains(t, b.logs.String(), "splitting")
+}
+
+// Shutdown while a call hangs returns promptly and keeps the data.
+func TestShutdownWhileCallHangs(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	central.hook = func(ctx context.Context, _ *centralv1.CommitRequest) error {
+		<-ctx.Done()
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	store := newMemStore("e1")
+	store.append(10, 0)
+	b := start(t, serveCentral(t, central), forward.Config{AttemptTimeoutBase: time.Hour}, store)
+	eventually(t, 10*time.Second, func() bool { return central.active.Load() == 1 }, "call in flight")
+	require.Equal(t, forward.StateForwarding, b.fwd.State())
+	took := b.stop()
+	require.Less(t, took, 2*time.Second, "Run returns promptly")
+	require.Zero(t, store.CommittedThrough())
+}
+
+// The bandwidth cap bounds throughput (loosely: the bound is generous).
+func TestBandwidthCap(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	store := newMemStore("e1")
+	store.append(60, 1000)
+	total := 0
+	for _, e := range store.entries {
+		total += e.Size
+	}
+	const capBps = 50_000
+	t0 := time.Now()
+	start(t, serveCentral(t, central), forward.Config{BandwidthBytesPerSec: capBps, MaxBytes: 5000}, store)
+	eventually(t, 20*time.Second, func() bool { return store.CommittedThrough() == 60 }, "all committed")
+	elapsed := time.Since(t0)
+	// The bucket holds one batch (5000 B); the rest flows at the cap.
+	minimum := time.Duration(float64(total-5000) / capBps * float64(time.Second))
+	require.GreaterOrEqual(t, elapsed, minimum*8/10, "%d bytes in %s at a cap of %d B/s", total, elapsed, capBps)
+}

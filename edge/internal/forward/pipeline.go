@@ -1,0 +1,357 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/chasqui/chasqui/edge/internal/queue"
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+)
+
+// growAfter is how many successful batches at a reduced (split) size it
+// takes to double the size again: growing back at every success would make
+// a narrow link pay a full timeout every other batch.
+const growAfter = 8
+
+// runner is the state of one Run, owned by its goroutine.
+type runner struct {
+	f *Forwarder
+	// next is the first seq of the next pipeline: where sending resumes.
+	next uint64
+	// limCount and limBytes are the batch limits, halved after a timeout.
+	limCount, limBytes int
+	okStreak           int
+	// probing limits the window to one batch after a link backoff.
+	probing bool
+	// linkAttempt counts link-level failures since the last success.
+	linkAttempt int
+	gapStreak   int
+}
+
+// call is one Commit in flight.
+type call struct {
+	first, last uint64
+	n, bytes    int
+	txIDs       []string
+	// predInFlight: a batch before it was in flight when it was sent, so a
+	// gap answer may only mean that the predecessor was late.
+	predInFlight bool
+	done         chan callResult // buffered: the call goroutine never blocks
+}
+
+type callResult struct {
+	resp *centralv1.CommitResponse
+	err  error
+}
+
+func (r *runner) window() int {
+	if r.probing {
+		return 1
+	}
+	return r.f.cfg.Window
+}
+
+// pipeline sends batches from r.next with up to Window in flight and
+// applies the answers in order, until ctx ends or a call fails. It returns
+// with r.next set to where sending must resume and every call goroutine it
+// started finished.
+func (r *runner) pipeline(ctx context.Context) (fail failure) {
+	f := r.f
+	pctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+
+	var (
+		inflight      []*call
+		send          = r.next
+		lingerC       <-chan time.Time
+		stopLinger    = func() bool { return false }
+		lingerExpired bool
+	)
+	defer func() { stopLinger() }()
+	// resume is where a failure must restart: the oldest unanswered seq.
+	resume := func() uint64 {
+		if len(inflight) > 0 {
+			return inflight[0].first
+		}
+		return send
+	}
+
+	for {
+		var appended <-chan struct{}
+		for len(inflight) < r.window() {
+			// Taken before LastSeq so that an append in between is not missed.
+			ch := f.store.Appended()
+			if send > f.store.LastSeq() {
+				appended = ch
+				break
+			}
+			entries, err := f.store.Read(send, r.limCount, r.limBytes)
+			if err == nil {
+				err = checkEntries(entries, send)
+			}
+			if err != nil {
+				r.next = resume()
+				if errors.Is(err, queue.ErrPruned) {
+					// After the backoff, probe central again from where the
+					// edge stands: its cursor may have been restored.
+					r.next = f.store.CommittedThrough() + 1
+					return f.fail(StateStuck, slog.LevelError, r.backoff(), fmt.Errorf(
+						"central wants seq %d again but the edge pruned its payload: operator action needed: %w", send, err))
+				}
+				return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), fmt.Errorf("read queue from seq %d: %w", send, err))
+			}
+			if len(entries) == 0 {
+				appended = ch
+				break
+			}
+			bytes := 0
+			for _, e := range entries {
+				bytes += e.Size
+			}
+			last := entries[len(entries)-1].Seq
+			full := len(entries) >= r.limCount || bytes >= r.limBytes || last < f.store.LastSeq()
+			if !full && f.cfg.Linger > 0 && !lingerExpired {
+				if lingerC == nil {
+					lingerC, stopLinger = f.cfg.Clock.NewTimer(f.cfg.Linger)
+				}
+				appended = ch
+				break
+			}
+			stopLinger()
+			lingerC, lingerExpired = nil, false
+			if err := r.throttle(pctx, bytes); err != nil {
+				r.next = resume()
+				return failure{err: err}
+			}
+			inflight = append(inflight, r.launch(pctx, &wg, entries, bytes, len(inflight) > 0))
+			send = last + 1
+		}
+		if r.linkAttempt == 0 {
+			if len(inflight) > 0 {
+				f.setState(StateForwarding)
+			} else {
+				f.setState(StateIdle)
+			}
+		}
+
+		var headDone <-chan callResult
+		if len(inflight) > 0 {
+			headDone = inflight[0].done
+		}
+		select {
+		case <-ctx.Done():
+			r.next = resume()
+			return failure{err: ctx.Err()}
+		case res := <-headDone:
+			c := inflight[0]
+			inflight = inflight[1:]
+			if ok, fl := r.handle(ctx, c, res); !ok {
+				return fl
+			}
+		case <-appended:
+		case <-lingerC:
+			lingerC, lingerExpired = nil, true
+		}
+	}
+}
+
+// checkEntries verifies that the store answered from seq on without gaps.
+func checkEntries(entries []queue.Entry, from uint64) error {
+	for i, e := range entries {
+		if e.Seq != from+uint64(i) || e.Tx == nil {
+			return fmt.Errorf("queue returned seq %d (tx present %t) at position %d of a read from %d",
+				e.Seq, e.Tx != nil, i, from)
+		}
+	}
+	return nil
+}
+
+func (r *runner) throttle(ctx context.Context, bytes int) error {
+	lim := r.f.limiter
+	if lim == nil {
+		return nil
+	}
+	for bytes > 0 {
+		n := min(bytes, lim.Burst())
+		if err := lim.WaitN(ctx, n); err != nil {
+			return err
+		}
+		bytes -= n
+	}
+	return nil
+}
+
+func (r *runner) launch(ctx context.Context, wg *sync.WaitGroup, entries []queue.Entry, bytes int, pred bool) *call {
+	f := r.f
+	txs := make([]*opsv1.Transaction, len(entries))
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		txs[i] = e.Tx
+		ids[i] = e.Tx.GetId()
+	}
+	c := &call{
+		first:        entries[0].Seq,
+		last:         entries[len(entries)-1].Seq,
+		n:            len(entries),
+		bytes:        bytes,
+		txIDs:        ids,
+		predInFlight: pred,
+		done:         make(chan callResult, 1),
+	}
+	req := &centralv1.CommitRequest{
+		EdgeId:       f.store.EdgeID(),
+		Epoch:        f.store.Epoch(),
+		FirstSeq:     c.first,
+		Transactions: txs,
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cctx, cancel := context.WithTimeout(ctx, f.callTimeout(bytes))
+		defer cancel()
+		resp, err := f.client.Commit(cctx, req, f.callOptions(bytes)...)
+		c.done <- callResult{resp: resp, err: err}
+	}()
+	return c
+}
+
+// handle applies the answer of the oldest call in flight. On false the
+// pipeline must end with the failure returned (r.next set).
+func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, failure) {
+	f := r.f
+	r.next = c.first
+	if res.err == nil {
+		result, err := r.result(c, res.resp)
+		if err == nil {
+			err = f.store.ApplyCommit(result)
+			if err != nil {
+				err = fmt.Errorf("record commit of seqs %d-%d: %w", c.first, c.last, err)
+			}
+		}
+		if err != nil {
+			return false, f.fail(StateBackoff, slog.LevelError, r.backoff(), err)
+		}
+		f.recordCommit(result, c.n)
+		r.next = c.last + 1
+		r.linkAttempt, r.gapStreak, r.probing = 0, 0, false
+		if r.limCount < f.cfg.MaxCount || r.limBytes < f.cfg.MaxBytes {
+			if r.okStreak++; r.okStreak >= growAfter {
+				r.okStreak = 0
+				r.limCount = min(f.cfg.MaxCount, r.limCount*2)
+				r.limBytes = min(f.cfg.MaxBytes, r.limBytes*2)
+			}
+		}
+		return true, failure{}
+	}
+	if ctx.Err() != nil {
+		return false, failure{err: ctx.Err()}
+	}
+
+	err := fmt.Errorf("commit seqs %d-%d: %w", c.first, c.last, res.err)
+	st := status.Convert(res.err)
+	switch st.Code() {
+	case codes.Aborted:
+		gap := detail[*centralv1.SequenceGap](st)
+		switch {
+		case gap == nil || gap.GetExpectedSeq() == 0 || gap.GetExpectedSeq() >= c.first:
+			return false, f.fail(StateBackoff, slog.LevelError, r.backoff(),
+				fmt.Errorf("ABORTED without a usable SequenceGap (want expected_seq below %d): %w", c.first, err))
+		case c.predInFlight:
+			// Its predecessors are applied by now (they were answered first):
+			// central only refused it because it arrived before them.
+			f.log.Debug("batch overtook its predecessor; resending", "first_seq", c.first)
+			return false, failure{err: err}
+		}
+		r.gapStreak++
+		r.next = gap.GetExpectedSeq()
+		f.log.Warn("central reports a sequence gap; resending from its expected seq",
+			"expected_seq", r.next, "batch_first_seq", c.first,
+			"committed_through", f.store.CommittedThrough(), "gap_streak", r.gapStreak)
+		if r.gapStreak > 3 {
+			return false, f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
+		}
+		f.recordError("", err)
+		return false, failure{err: err}
+
+	case codes.DeadlineExceeded:
+		if c.n > 1 {
+			r.limCount = max(1, c.n/2)
+			r.limBytes = max(1, c.bytes/2)
+			r.okStreak = 0
+			f.log.Warn("batch timed out; splitting it", "first_seq", c.first, "count", c.n,
+				"bytes", c.bytes, "new_max_count", r.limCount, "new_max_bytes", r.limBytes)
+			f.recordError("", err)
+			return false, failure{err: err}
+		}
+		return false, f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
+
+	case codes.FailedPrecondition:
+		if cc := detail[*centralv1.CursorConflict](st); cc != nil {
+			return false, f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
+				"cursor conflict: central applied transaction %s at seq %d (its epoch %q, cursor %d) but this edge (epoch %q) has %s there; the edge store was replaced or wiped: operator action needed: %w",
+				cc.GetAppliedTransactionId(), cc.GetSeq(), cc.GetEpoch(), cc.GetCursorSeq(),
+				f.store.Epoch(), cc.GetRequestTransactionId(), err))
+		}
+		return false, f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
+
+	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
+		return false, f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
+
+	default:
+		return false, f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
+	}
+}
+
+// result checks central's answer against the batch and converts it.
+func (r *runner) result(c *call, resp *centralv1.CommitResponse) (queue.CommitResult, error) {
+	if len(resp.GetResults()) != c.n {
+		return queue.CommitResult{}, fmt.Errorf("central answered %d results for %d transactions (seqs %d-%d)",
+			len(resp.GetResults()), c.n, c.first, c.last)
+	}
+	for i, tr := range resp.GetResults() {
+		if want := c.first + uint64(i); tr.GetSeq() != want || tr.GetTransactionId() != c.txIDs[i] {
+			return queue.CommitResult{}, fmt.Errorf("central answered seq %d tx %s at position of seq %d tx %s",
+				tr.GetSeq(), tr.GetTransactionId(), want, c.txIDs[i])
+		}
+	}
+	return queue.CommitResult{
+		ThroughSeq:  resp.GetCommittedThroughSeq(),
+		LSN:         resp.GetCommitLsnValue(),
+		LSNText:     resp.GetCommitLsn(),
+		CommittedAt: r.f.cfg.Clock.Now(),
+		Results:     resp.GetResults(),
+	}, nil
+}
+
+func (r *runner) backoff() time.Duration {
+	cfg := &r.f.cfg
+	return backoff(cfg.BackoffBase, cfg.BackoffMax, r.linkAttempt+1, cfg.Rand())
+}
+
+func (r *runner) maxBackoff() time.Duration {
+	cfg := &r.f.cfg
+	return backoff(cfg.BackoffMax, cfg.BackoffMax, 1, cfg.Rand())
+}
+
+// detail returns the first detail of type T of st, or nil.
+func detail[T any](st *status.Status) T {
+	var zero T
+	for _, d := range st.Details() {
+		if t, ok := d.(T); ok {
+			return t
+		}
+	}
+	return zero
+}
