@@ -46,7 +46,6 @@ type Store interface {
 	ApplyCommit(res queue.CommitResult) error
 }
 
-
 // States reported by State.
 const (
 	StateIdle       = "idle"       // nothing to send
