@@ -304,3 +304,47 @@ func TestBandwidthCap(t *testing.T) {
 	minimum := time.Duration(float64(total-5000) / capBps * float64(time.Second))
 	require.GreaterOrEqual(t, elapsed, minimum*8/10, "%d bytes in %s at a cap of %d B/s", total, elapsed, capBps)
 }
+
+func TestBackoffFormula(t *testing.T) {
+	t.Parallel()
+	base, maxD := 200*time.Millisecond, 30*time.Second
+	// Half of the delay is jitter: rnd 0 gives the lower half, rnd ~1 the whole.
+	require.Equal(t, 100*time.Millisecond, forward.Backoff(base, maxD, 1, 0))
+	require.Equal(t, 150*time.Millisecond, forward.Backoff(base, maxD, 1, 0.5))
+	require.Equal(t, 600*time.Millisecond, forward.Backoff(base, maxD, 3, 0.5), "doubles per attempt")
+	require.Equal(t, 15*time.Second, forward.Backoff(base, maxD, 10, 0), "capped")
+	require.Equal(t, 15*time.Second, forward.Backoff(base, maxD, 1000, 0), "no overflow")
+	require.Less(t, forward.Backoff(base, maxD, 1000, 0.999999), maxD+1)
+}
+
+// After the interceptor gives up, the forwarder waits the link backoff on
+// its clock, then sends exactly one probe batch (a half-open breaker), and
+// the backoff grows.
+func TestLinkBackoffProbes(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	central.hook = func(context.Context, *centralv1.CommitRequest) error {
+		return status.Error(codes.Unavailable, "down")
+	}
+	store := newMemStore("e1")
+	store.append(30, 0)
+	clock := newFakeClock()
+	b := start(t, serveCentral(t, central), forward.Config{
+		MaxCount: 5, Window: 4, MaxAttempts: 1, BackoffBase: time.Second, BackoffMax: 8 * time.Second,
+		Clock: clock, Rand: func() float64 { return 0.5 },
+	}, store)
+
+	for attempt, wait := range []time.Duration{750 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second} {
+		eventually(t, 10*time.Second, func() bool { return clock.pending() == 1 }, "backoff %d started", attempt+1)
+		require.Equal(t, forward.StateBackoff, b.fwd.State())
+		calls := central.calls.Load()
+		clock.advance(wait - time.Millisecond)
+		require.Equal(t, 1, clock.pending(), "still backing off just before %s", wait)
+		clock.advance(time.Millisecond)
+		eventually(t, 10*time.Second, func() bool { return central.calls.Load() == calls+1 }, "probe sent")
+		eventually(t, 10*time.Second, func() bool { return clock.pending() == 1 }, "next backoff started")
+		require.Equal(t, calls+1, central.calls.Load(), "one probe batch only")
+	}
+	require.Contains(t, b.logs.String(), `"link_attempt":4`)
+	require.Zero(t, store.CommittedThrough())
+}

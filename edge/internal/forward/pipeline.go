@@ -285,12 +285,15 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 		f.recordError("", err)
 		return false, failure{err: err}
 
-	case codes.DeadlineExceeded:
+	case codes.DeadlineExceeded, codes.ResourceExhausted:
+		// A timeout: the batch may not fit the link within the per-attempt
+		// timeout. RESOURCE_EXHAUSTED from central is gRPC's message-size
+		// limit. Either way a smaller batch can pass.
 		if c.n > 1 {
 			r.limCount = max(1, c.n/2)
 			r.limBytes = max(1, c.bytes/2)
 			r.okStreak = 0
-			f.log.Warn("batch timed out; splitting it", "first_seq", c.first, "count", c.n,
+			f.log.Warn("batch timed out or too large; splitting it", "code", st.Code().String(), "first_seq", c.first, "count", c.n,
 				"bytes", c.bytes, "new_max_count", r.limCount, "new_max_bytes", r.limBytes)
 			f.recordError("", err)
 			return false, failure{err: err}
