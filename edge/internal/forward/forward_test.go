@@ -348,3 +348,48 @@ func TestLinkBackoffProbes(t *testing.T) {
 	require.Contains(t, b.logs.String(), `"link_attempt":4`)
 	require.Zero(t, store.CommittedThrough())
 }
+
+// Central refuses a batch that arrives before its predecessor at once (no
+// wait): under a window of 4 with random latency batches overtake each
+// other often, and the forwarder resends them; order and exactly-once hold.
+func TestPipelinedOvertakingResent(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	central.predWait = 0
+	var mu sync.Mutex
+	rnd := rand.New(rand.NewPCG(3, 4))
+	central.hook = func(ctx context.Context, _ *centralv1.CommitRequest) error {
+		mu.Lock()
+		d := time.Duration(rnd.IntN(5)) * time.Millisecond
+		mu.Unlock()
+		select {
+		case <-time.After(d): // simulated server latency
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	store := newMemStore("e1")
+	const n = 500
+	store.append(n, 0)
+	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 10, Window: 4}, store)
+	eventually(t, 30*time.Second, func() bool { return store.CommittedThrough() == n }, "all committed")
+	require.Equal(t, seqs(1, n), store.applied())
+	require.Equal(t, store.ids(1, n), central.applied())
+	require.Greater(t, len(central.seen()), n/10, "some batches were refused and resent")
+	require.NotContains(t, b.logs.String(), "link retry", "overtaking is not a link failure")
+}
+
+// A failed local write of central's answer loses nothing: the batch is
+// sent again and central answers the stored outcome.
+func TestApplyCommitFailureResends(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	store := newMemStore("e1")
+	store.append(20, 0)
+	store.failApply = 2
+	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 5, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond}, store)
+	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 20 }, "all committed")
+	require.Equal(t, seqs(1, 20), store.applied())
+	require.Equal(t, store.ids(1, 20), central.applied(), "central applied each once")
+	require.Contains(t, b.fwd.LastError(), "disk write failed")
+}

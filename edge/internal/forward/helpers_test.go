@@ -3,6 +3,7 @@ package forward_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,6 +39,7 @@ type memStore struct {
 	commits    []queue.CommitResult
 	appliedSeq []uint64 // seqs in the order ApplyCommit received them
 	appended   chan struct{}
+	failApply  int // the next failApply ApplyCommit calls fail
 }
 
 func newMemStore(epoch string) *memStore {
@@ -106,6 +108,10 @@ func (s *memStore) Appended() <-chan struct{} { return s.appended }
 func (s *memStore) ApplyCommit(res queue.CommitResult) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failApply > 0 {
+		s.failApply--
+		return errors.New("injected: disk write failed")
+	}
 	s.commits = append(s.commits, res)
 	for _, r := range res.Results {
 		s.appliedSeq = append(s.appliedSeq, r.GetSeq())
