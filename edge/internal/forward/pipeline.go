@@ -19,7 +19,7 @@ import (
 // growAfter is how many successful batches at a reduced (split) size it
 // takes to double the size again: growing back at every success would make
 // a narrow link pay a full timeout every other batch.
-const growAfter = 8
+const growAfter = 4
 
 // runner is the state of one Run, owned by its goroutine.
 type runner struct {
