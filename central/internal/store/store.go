@@ -1,0 +1,557 @@
+// Package store owns central's writes to PostgreSQL: it commits an edge's
+// batches exactly once and in sequence order, one PostgreSQL transaction per
+// call, set-based and pipelined, isolating the transactions PostgreSQL
+// rejects for their data so the rest flow on.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+)
+
+// Outcome of one transaction.
+type Outcome int
+
+const (
+	// OutcomeUnknown: the seq is at or below the cursor but its outcome was
+	// pruned after the retention; it will never be applied (again).
+	OutcomeUnknown Outcome = iota
+	OutcomeApplied
+	OutcomeRejected
+)
+
+// TxResult is the answer for one transaction of a batch.
+type TxResult struct {
+	TxID     string
+	Seq      uint64
+	Outcome  Outcome
+	Reason   string // why it was rejected
+	SQLState string // PostgreSQL's code for the rejection
+	// Duplicate: an earlier call applied (or rejected) it; this call did nothing.
+	Duplicate bool
+}
+
+// Result is the answer for a batch.
+type Result struct {
+	// CommittedThroughSeq is the edge's cursor after the call.
+	CommittedThroughSeq uint64
+	// LSN is read after COMMIT on the same connection: at or past the end of
+	// the commit record of the call's transaction (and of every earlier one).
+	LSN LSN
+	// Txs holds one result per request transaction, in request order.
+	Txs []TxResult
+}
+
+// LSN is a PostgreSQL write-ahead log position.
+type LSN uint64
+
+// String is PostgreSQL's text form, e.g. "0/16B3748".
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
+
+// ParseLSN reads PostgreSQL's text form.
+func ParseLSN(s string) (LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("lsn %q: no slash", s)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("lsn %q: %w", s, err)
+	}
+	l, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("lsn %q: %w", s, err)
+	}
+	return LSN(h<<32 | l), nil
+}
+
+// Cursor is where central stands for an edge.
+type Cursor struct {
+	Epoch   string // empty when the edge is unknown
+	LastSeq uint64
+}
+
+// Options configure a Store.
+type Options struct {
+	// GapWait is how long a batch that starts past the cursor waits for its
+	// predecessors (polling the cursor, lock not held) before it is refused
+	// with a GapError. Default 2s.
+	GapWait time.Duration
+	// GapPoll is the longest pause between two reads of the cursor while
+	// waiting. Default 20ms.
+	GapPoll time.Duration
+	// Attempts bounds the tries of one call on serialization failures and
+	// deadlocks. Default 5.
+	Attempts int
+	// Logger receives driver errors, which never reach clients. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store commits batches to PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+	opts Options
+}
+
+// New returns a Store on pool, whose sessions must run with
+// synchronous_commit = on (see PoolConfig).
+func New(pool *pgxpool.Pool, opts Options) *Store {
+	if opts.GapWait == 0 {
+		opts.GapWait = 2 * time.Second
+	}
+	if opts.GapPoll == 0 {
+		opts.GapPoll = 20 * time.Millisecond
+	}
+	if opts.Attempts == 0 {
+		opts.Attempts = 5
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Store{pool: pool, opts: opts}
+}
+
+// PoolConfig parses url into a pool configuration whose sessions run with
+// synchronous_commit = on whatever the server's default: an ack must never
+// precede the commit's flush to disk.
+func PoolConfig(url string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's message may quote the URL, password included.
+		return nil, errors.New("database url: cannot parse (want postgres://user:password@host:port/db?options)")
+	}
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "chasqui-central"
+	return cfg, nil
+}
+
+// Ping checks that PostgreSQL answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return translate("ping", s.pool.Ping(ctx))
+}
+
+// GetCursor returns the edge's cursor; an unknown edge has an empty epoch.
+func (s *Store) GetCursor(ctx context.Context, edgeID string) (Cursor, error) {
+	var c Cursor
+	var last int64
+	err := s.pool.QueryRow(ctx, `SELECT epoch, last_seq FROM chasqui.edge_cursors WHERE edge_id = $1`, edgeID).Scan(&c.Epoch, &last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Cursor{}, nil
+	}
+	if err != nil {
+		return Cursor{}, translate("get cursor", err)
+	}
+	c.LastSeq = uint64(last)
+	return c, nil
+}
+
+// planned is a transaction of the batch to apply in this call.
+type planned struct {
+	idx int // in the request
+	seq uint64
+	id  uuid.UUID
+	tx  *opsv1.Transaction
+	// set for a transaction not to apply: rejected by bisection, or
+	// already applied under another seq ("duplicate").
+	outcome string
+	reason  string
+	code    string
+}
+
+// errPoison: PostgreSQL refused data in the pipelined batch; the call
+// starts over and isolates the culprits.
+var errPoison = errors.New("data rejected in batch")
+
+// errRetry: a serialization failure or deadlock; the call starts over.
+type retryError struct{ err error }
+
+func (e *retryError) Error() string { return "retryable: " + e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// Commit applies req (already validated) in one PostgreSQL transaction and
+// answers per transaction. It returns *GapError, *ConflictError, an error
+// wrapping ErrUnavailable, or the context's error.
+func (s *Store) Commit(ctx context.Context, req *centralv1.CommitRequest) (*Result, error) {
+	waitUntil := time.Now().Add(s.opts.GapWait)
+	isolate := false
+	for attempt := 1; ; attempt++ {
+		res, err := s.attempt(ctx, req, isolate)
+		var gap *GapError
+		var rerr *retryError
+		switch {
+		case err == nil:
+			return res, nil
+		case errors.As(err, &gap):
+			// Wait for the predecessors without holding the cursor lock
+			// or a connection: they need both.
+			if err := s.waitForCursor(ctx, req, waitUntil); err != nil {
+				if errors.Is(err, errWaitOver) {
+					return nil, gap
+				}
+				return nil, err
+			}
+		case errors.Is(err, errPoison):
+			if isolate {
+				return nil, s.unavailable(ctx, "isolate", errors.New("data rejection outside the isolated statements"))
+			}
+			isolate = true
+		case errors.As(err, &rerr):
+			if attempt >= s.opts.Attempts {
+				return nil, s.unavailable(ctx, "commit", rerr.err)
+			}
+			s.opts.Logger.InfoContext(ctx, "retrying commit", "edge_id", req.GetEdgeId(), "attempt", attempt, "error", rerr.err)
+			if !sleep(ctx, time.Duration(attempt)*10*time.Millisecond) {
+				return nil, ctx.Err()
+			}
+		default:
+			var ue *UnavailableError
+			if errors.As(err, &ue) {
+				s.opts.Logger.WarnContext(ctx, "commit failed", "edge_id", req.GetEdgeId(), "error", err)
+			}
+			return nil, err
+		}
+	}
+}
+
+// attempt runs one PostgreSQL transaction for the call on a connection it
+// holds until the LSN is read: the LSN must come from the connection that
+// committed, after its COMMIT.
+func (s *Store) attempt(ctx context.Context, req *centralv1.CommitRequest, isolate bool) (*Result, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, translate("acquire connection", err)
+	}
+	defer conn.Release()
+	res, err := s.commitOnce(ctx, conn.Conn(), req, isolate)
+	if err != nil {
+		return nil, err
+	}
+	var lsn string
+	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+		// Committed, but the answer is lost: the edge's retry gets the
+		// stored outcomes as duplicates.
+		return nil, translate("read lsn", err)
+	}
+	if res.LSN, err = ParseLSN(lsn); err != nil {
+		return nil, translate("read lsn", err)
+	}
+	return res, nil
+}
+
+var errWaitOver = errors.New("gap wait over")
+
+func (s *Store) unavailable(ctx context.Context, op string, err error) error {
+	e := translate(op, err)
+	s.opts.Logger.WarnContext(ctx, "commit failed", "op", op, "error", err)
+	return e
+}
+
+// waitForCursor polls the edge's cursor until it reaches the batch's
+// predecessor (nil) or until deadline (errWaitOver). The cursor is read
+// from the database, not from memory: two centrals may serve one edge.
+func (s *Store) waitForCursor(ctx context.Context, req *centralv1.CommitRequest, deadline time.Time) error {
+	pause := time.Millisecond
+	for {
+		if time.Now().After(deadline) {
+			return errWaitOver
+		}
+		pause = min(pause*2, s.opts.GapPoll, time.Until(deadline))
+		if !sleep(ctx, pause) {
+			return ctx.Err()
+		}
+		var last int64
+		err := s.pool.QueryRow(ctx, `SELECT last_seq FROM chasqui.edge_cursors WHERE edge_id = $1`, req.GetEdgeId()).Scan(&last)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return translate("wait for cursor", err)
+		}
+		if uint64(last)+1 >= req.GetFirstSeq() {
+			return nil
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// storedRow is an applied_transactions row.
+type storedRow struct {
+	txID     uuid.UUID
+	outcome  string
+	reason   string
+	sqlstate string
+}
+
+func (r storedRow) result(txID string, seq uint64) TxResult {
+	res := TxResult{TxID: txID, Seq: seq, Reason: r.reason, SQLState: r.sqlstate, Duplicate: true}
+	switch r.outcome {
+	case "applied", "duplicate":
+		res.Outcome = OutcomeApplied
+		res.Reason = ""
+	case "rejected":
+		res.Outcome = OutcomeRejected
+	}
+	return res
+}
+
+// commitOnce runs one PostgreSQL transaction for the call. With isolate,
+// the data statements run under savepoints, bisecting to find the
+// transactions PostgreSQL rejects.
+func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.CommitRequest, isolate bool) (*Result, error) {
+	edgeID, epoch, first := req.GetEdgeId(), req.GetEpoch(), req.GetFirstSeq()
+	txs := req.GetTransactions()
+	last := first + uint64(len(txs)) - 1
+
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, wrap("begin", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	ids := make([]uuid.UUID, len(txs))
+	for i, t := range txs {
+		ids[i] = parseUUID(t.GetId())
+	}
+
+	// Lock the cursor (creating it for a new edge) and read what this
+	// batch's seqs and ids already have, in one round trip. The reads after
+	// the lock see every commit that preceded it (read committed).
+	var cursorEpoch string
+	var cursorSeq int64
+	stored := map[uint64]storedRow{}
+	appliedElsewhere := map[uuid.UUID]string{}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO chasqui.edge_cursors (edge_id, epoch) VALUES ($1, $2) ON CONFLICT (edge_id) DO NOTHING`, edgeID, epoch)
+	b.Queue(`SELECT epoch, last_seq FROM chasqui.edge_cursors WHERE edge_id = $1 FOR UPDATE`, edgeID).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&cursorEpoch, &cursorSeq) })
+	b.Queue(`SELECT seq, tx_id, outcome, reason, sqlstate FROM chasqui.applied_transactions WHERE edge_id = $1 AND seq BETWEEN $2 AND $3`,
+		edgeID, int64(first), int64(last)).
+		Query(func(rows pgx.Rows) error {
+			var seq int64
+			var r storedRow
+			_, err := pgx.ForEachRow(rows, []any{&seq, &r.txID, &r.outcome, &r.reason, &r.sqlstate}, func() error {
+				stored[uint64(seq)] = r
+				return nil
+			})
+			return err
+		})
+	b.Queue(`SELECT tx_id, edge_id, seq FROM chasqui.applied_transactions WHERE tx_id = ANY($1) AND outcome = 'applied'`, ids).
+		Query(func(rows pgx.Rows) error {
+			var id uuid.UUID
+			var e string
+			var seq int64
+			_, err := pgx.ForEachRow(rows, []any{&id, &e, &seq}, func() error {
+				if e != edgeID || uint64(seq) < first || uint64(seq) > last {
+					appliedElsewhere[id] = fmt.Sprintf("already applied as seq %d of edge %q", seq, e)
+				}
+				return nil
+			})
+			return err
+		})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, wrap("lock cursor", err)
+	}
+	cursor := uint64(cursorSeq)
+
+	if first > cursor+1 {
+		return nil, &GapError{Expected: cursor + 1}
+	}
+
+	res := &Result{CommittedThroughSeq: max(cursor, last), Txs: make([]TxResult, len(txs))}
+	var plan []*planned
+	for i, t := range txs {
+		seq := first + uint64(i)
+		if seq <= cursor {
+			row, ok := stored[seq]
+			switch {
+			case !ok && epoch != cursorEpoch:
+				// Pruned: central cannot tell whether a new store's
+				// transaction is the one it applied.
+				return nil, &ConflictError{Seq: seq, RequestTxID: t.GetId(), Epoch: cursorEpoch, CursorSeq: cursor}
+			case !ok:
+				res.Txs[i] = TxResult{TxID: t.GetId(), Seq: seq, Outcome: OutcomeUnknown, Duplicate: true,
+					Reason: "outcome no longer known: pruned after the retention"}
+			case row.txID != ids[i]:
+				return nil, &ConflictError{Seq: seq, AppliedTxID: row.txID.String(), RequestTxID: t.GetId(), Epoch: cursorEpoch, CursorSeq: cursor}
+			default:
+				res.Txs[i] = row.result(t.GetId(), seq)
+			}
+			continue
+		}
+		p := &planned{idx: i, seq: seq, id: ids[i], tx: t}
+		if why, ok := appliedElsewhere[ids[i]]; ok {
+			p.outcome, p.reason = "duplicate", why
+			res.Txs[i] = TxResult{TxID: t.GetId(), Seq: seq, Outcome: OutcomeApplied, Duplicate: true}
+		}
+		plan = append(plan, p)
+	}
+	if len(plan) == 0 {
+		// Nothing new: the answer is the stored outcomes.
+		return res, wrap("commit", tx.Commit(ctx))
+	}
+
+	toApply := make([]*planned, 0, len(plan))
+	for _, p := range plan {
+		if p.outcome == "" {
+			toApply = append(toApply, p)
+		}
+	}
+	b = &pgx.Batch{}
+	if isolate {
+		if _, err := s.bisect(ctx, tx, edgeID, toApply, true); err != nil {
+			return nil, err
+		}
+	} else {
+		queue(b, dataStatements(edgeID, toApply))
+	}
+	nData := b.Len()
+	queueBookkeeping(b, edgeID, epoch, plan)
+	b.Queue(updateCursor, edgeID, int64(last), epoch)
+	if err := execBatch(ctx, tx, b); err != nil {
+		var be *batchError
+		if errors.As(err, &be) && be.index < nData {
+			if c, _ := classify(be.err); c == classData {
+				return nil, errPoison
+			}
+		}
+		return nil, wrap("apply", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, wrap("commit", err)
+	}
+	for _, p := range plan {
+		if p.outcome == "duplicate" {
+			continue
+		}
+		r := TxResult{TxID: p.tx.GetId(), Seq: p.seq, Outcome: OutcomeApplied}
+		if p.outcome == "rejected" {
+			r.Outcome, r.Reason, r.SQLState = OutcomeRejected, p.reason, p.code
+		}
+		res.Txs[p.idx] = r
+	}
+	return res, nil
+}
+
+func queueBookkeeping(b *pgx.Batch, edgeID, epoch string, plan []*planned) {
+	n := len(plan)
+	seqs, ids := make([]int64, n), make([]uuid.UUID, n)
+	outcomes, reasons, codes := make([]string, n), make([]string, n), make([]string, n)
+	for i, p := range plan {
+		seqs[i], ids[i] = int64(p.seq), p.id
+		outcomes[i], reasons[i], codes[i] = p.outcome, p.reason, p.code
+		if p.outcome == "" {
+			outcomes[i] = "applied"
+		}
+	}
+	b.Queue(insertBookkeeping, edgeID, epoch, seqs, ids, outcomes, reasons, codes)
+}
+
+// bisect applies plan's transactions in order under savepoints, marking
+// those PostgreSQL rejects. knownBad: plan as a whole is known to fail,
+// so it is split at once. One savepoint per step, never one per
+// transaction: more than 64 subtransactions overflow PostgreSQL's cache.
+// It reports whether it rejected anything.
+func (s *Store) bisect(ctx context.Context, tx pgx.Tx, edgeID string, plan []*planned, knownBad bool) (bool, error) {
+	if len(plan) == 0 {
+		return false, nil
+	}
+	if !knownBad || len(plan) == 1 {
+		pgErr, err := tryApply(ctx, tx, edgeID, plan)
+		if err != nil {
+			return false, err
+		}
+		if pgErr == nil {
+			return false, nil
+		}
+		if len(plan) == 1 {
+			plan[0].outcome, plan[0].reason, plan[0].code = "rejected", reason(pgErr), pgErr.Code
+			s.opts.Logger.InfoContext(ctx, "transaction rejected", "edge_id", edgeID, "seq", plan[0].seq,
+				"transaction_id", plan[0].tx.GetId(), "sqlstate", pgErr.Code, "reason", plan[0].reason)
+			return true, nil
+		}
+	}
+	mid := len(plan) / 2
+	leftBad, err := s.bisect(ctx, tx, edgeID, plan[:mid], false)
+	if err != nil {
+		return false, err
+	}
+	// When the left half went through clean, the right half holds what
+	// failed; otherwise the rejections on the left may have been its cause.
+	rightBad, err := s.bisect(ctx, tx, edgeID, plan[mid:], !leftBad)
+	return leftBad || rightBad, err
+}
+
+// tryApply runs plan's statements under one savepoint. A data rejection
+// rolls the savepoint back and is returned as pgErr; any other failure is err.
+func tryApply(ctx context.Context, tx pgx.Tx, edgeID string, plan []*planned) (*pgconn.PgError, error) {
+	b := &pgx.Batch{}
+	b.Queue("SAVEPOINT chasqui_bisect")
+	queue(b, dataStatements(edgeID, plan))
+	b.Queue("RELEASE SAVEPOINT chasqui_bisect")
+	err := execBatch(ctx, tx, b)
+	if err == nil {
+		return nil, nil
+	}
+	c, pgErr := classify(err)
+	if c != classData {
+		return nil, wrap("isolate", err)
+	}
+	// Simple protocol: the extended one would first prepare the
+	// statements, which an aborted transaction refuses.
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT chasqui_bisect; RELEASE SAVEPOINT chasqui_bisect", pgx.QueryExecModeSimpleProtocol); err != nil {
+		return nil, wrap("rollback to savepoint", err)
+	}
+	return pgErr, nil
+}
+
+// batchError says which queued statement failed.
+type batchError struct {
+	index int
+	err   error
+}
+
+func (e *batchError) Error() string { return fmt.Sprintf("statement %d: %v", e.index, e.err) }
+func (e *batchError) Unwrap() error { return e.err }
+
+// execBatch sends b in one round trip and reads every result.
+func execBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	br := tx.SendBatch(ctx, b)
+	for i := range b.Len() {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return &batchError{index: i, err: err}
+		}
+	}
+	return br.Close()
+}
+
+// wrap classifies an error of a step of commitOnce.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if c, _ := classify(err); c == classRetry {
+		return &retryError{err: err}
+	}
+	return translate(op, err)
+}
