@@ -515,4 +515,3 @@ func TestDatabaseDownIsUnavailableAndNothingHalfApplied(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM chasqui.observations`).Scan(&obs))
 	require.Equal(t, int64(2000), obs)
 }
-
