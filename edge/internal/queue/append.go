@@ -1,0 +1,510 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+)
+
+// submitReq is one call waiting for the appender.
+type submitReq struct {
+	txs   []*opsv1.Transaction
+	retry *retryOp // set: re-enqueue a dead letter instead
+	done  chan submitResp
+}
+
+type retryOp struct {
+	id     string
+	edited *opsv1.Transaction
+}
+
+type submitResp struct {
+	acks []*edgev1.SubmitResult
+	err  error
+}
+
+// Submit stores txs durably and answers one result per transaction, in
+// order, once they are fsync'd. A transaction id the store already knows (or
+// one given twice) gets its first answer with Duplicate set, and nothing is
+// stored for it. The queue takes ownership of txs: it fills in empty record
+// ids, edge id, epoch, seq and accepted_at. The request is refused whole with
+// ErrQueueFull or ErrDiskFull when it does not fit.
+func (q *Queue) Submit(ctx context.Context, txs []*opsv1.Transaction) ([]*edgev1.SubmitResult, error) {
+	if len(txs) == 0 {
+		return nil, nil
+	}
+	return q.do(ctx, &submitReq{txs: txs, done: make(chan submitResp, 1)})
+}
+
+func (q *Queue) do(ctx context.Context, r *submitReq) ([]*edgev1.SubmitResult, error) {
+	select {
+	case <-q.stop:
+		return nil, ErrClosed
+	default:
+	}
+	select {
+	case q.reqs <- r:
+	case <-q.stop:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Once handed over, the write may happen even if ctx ends: the caller
+	// then learns the answer by resubmitting (same transaction id).
+	select {
+	case resp := <-r.done:
+		return resp.acks, resp.err
+	case <-q.stopped:
+		select {
+		case resp := <-r.done:
+			return resp.acks, resp.err
+		default:
+			return nil, ErrClosed
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// appendLoop is the one appender: it takes every request waiting (a group),
+// writes the group in one Badger transaction (one fsync) and answers all.
+func (q *Queue) appendLoop() {
+	group := make([]*submitReq, 0, 256)
+	for {
+		select {
+		case <-q.stop:
+			for {
+				select {
+				case r := <-q.reqs:
+					r.done <- submitResp{err: ErrClosed}
+				default:
+					return
+				}
+			}
+		case r := <-q.reqs:
+			group = append(group[:0], r)
+		}
+		n := len(group[0].txs)
+	fill:
+		for n < q.opts.MaxGroup {
+			select {
+			case r := <-q.reqs:
+				group = append(group, r)
+				n += len(r.txs)
+			default:
+				break fill
+			}
+		}
+		q.writeGroup(group)
+		clear(group)
+	}
+}
+
+func (q *Queue) writeGroup(group []*submitReq) {
+	resps := make([]submitResp, len(group))
+	q.wmu.Lock()
+	m := q.snapshot()
+	before := m.lastSeq
+	g := &groupWrite{
+		q:     q,
+		w:     q.newBatch(&m),
+		m:     &m,
+		now:   q.opts.Now(),
+		known: make(map[string]*edgev1.SubmitResult),
+	}
+	g.free, g.freeErr = q.opts.StatFS(q.opts.Dir)
+	if g.freeErr != nil {
+		q.log.Error("statfs of data dir failed; refusing writes", "dir", q.opts.Dir, "err", g.freeErr)
+	}
+	var err error
+	for i, r := range group {
+		if err != nil {
+			resps[i].err = err
+			continue
+		}
+		if r.retry != nil {
+			var a *edgev1.SubmitResult
+			a, resps[i].err = g.retry(r.retry)
+			resps[i].acks = []*edgev1.SubmitResult{a}
+		} else {
+			resps[i].acks, resps[i].err = g.submit(r.txs)
+		}
+		if g.fatal != nil { // a Badger write failed: the group's batch is unusable
+			err = g.fatal
+			resps[i].err = err
+		}
+	}
+	if err == nil {
+		err = g.w.commit()
+	} else {
+		g.w.discard()
+	}
+	if err != nil {
+		q.log.Error("append group failed", "err", err, "requests", len(group))
+		// Part of the group may be durable (a batch that outgrew one Badger
+		// transaction): reload the counters from what is stored. Callers
+		// get an error; their retries get the first answer or a new one.
+		if rerr := q.reload(); rerr != nil {
+			q.log.Error("reload counters failed", "err", rerr)
+		}
+		for i := range resps {
+			resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}
+		}
+	} else {
+		q.setMeta(m)
+	}
+	last := q.snapshot().lastSeq
+	q.wmu.Unlock()
+	if last != before {
+		select {
+		case q.appended <- struct{}{}:
+		default:
+		}
+	}
+	for i, r := range group {
+		r.done <- resps[i]
+	}
+}
+
+func (q *Queue) reload() error {
+	return q.db.View(func(txn *badger.Txn) error {
+		m, err := readMeta(txn)
+		if err == nil {
+			q.setMeta(m)
+		}
+		return err
+	})
+}
+
+// groupWrite is the state of one append group.
+type groupWrite struct {
+	q       *Queue
+	w       *batch
+	m       *meta
+	now     time.Time
+	free    uint64
+	freeErr error
+	written uint64                          // payload bytes written by this group so far
+	known   map[string]*edgev1.SubmitResult // first answers given in this group
+	fatal   error
+}
+
+func dupOf(a *edgev1.SubmitResult) *edgev1.SubmitResult {
+	d := proto.Clone(a).(*edgev1.SubmitResult)
+	d.Duplicate = true
+	return d
+}
+
+type freshTx struct {
+	tx      *opsv1.Transaction
+	st      txState
+	payload []byte
+}
+
+func (g *groupWrite) submit(txs []*opsv1.Transaction) ([]*edgev1.SubmitResult, error) {
+	acks := make([]*edgev1.SubmitResult, len(txs))
+	local := make(map[string]*edgev1.SubmitResult, len(txs))
+	var fresh []freshTx
+	seq := g.m.lastSeq
+	var bytes uint64
+	for i, tx := range txs {
+		id := tx.GetId()
+		if id == "" {
+			return nil, fmt.Errorf("%w: transactions[%d].id is empty", ErrInvalid, i)
+		}
+		if a, ok := local[id]; ok {
+			acks[i] = dupOf(a)
+			continue
+		}
+		if a, ok := g.known[id]; ok {
+			acks[i] = dupOf(a)
+			local[id] = a
+			continue
+		}
+		st, found, err := getState(g.w.txn, id)
+		if err != nil {
+			g.fatal = err
+			return nil, err
+		}
+		if found {
+			acks[i] = st.ack(id, true)
+			local[id] = st.ack(id, false)
+			continue
+		}
+		seq++
+		f, err := g.prepare(tx, seq)
+		if err != nil {
+			return nil, fmt.Errorf("%w: transactions[%d]: %v", ErrInvalid, i, err)
+		}
+		bytes += uint64(len(f.payload))
+		fresh = append(fresh, f)
+		a := f.st.ack(id, false)
+		acks[i], local[id] = a, a
+	}
+	if len(fresh) == 0 {
+		return acks, nil
+	}
+	if err := g.fits(bytes); err != nil {
+		return nil, err
+	}
+	if err := g.write(fresh); err != nil {
+		return nil, err
+	}
+	for id, a := range local {
+		g.known[id] = a
+	}
+	return acks, nil
+}
+
+// prepare stamps a new transaction with what only the edge sets and
+// marshals it.
+func (g *groupWrite) prepare(tx *opsv1.Transaction, seq uint64) (freshTx, error) {
+	rids := make([]string, len(tx.GetMutations()))
+	for j, mu := range tx.GetMutations() {
+		id, err := fillRecordID(mu)
+		if err != nil {
+			return freshTx{}, fmt.Errorf("mutations[%d]: %w", j, err)
+		}
+		rids[j] = id
+	}
+	tx.EdgeId = g.q.opts.EdgeID
+	tx.Epoch = g.q.epoch
+	tx.Seq = seq
+	tx.AcceptedAt = timestamppb.New(g.now)
+	payload, err := proto.Marshal(tx)
+	if err != nil {
+		return freshTx{}, err
+	}
+	return freshTx{
+		tx:      tx,
+		payload: payload,
+		st: txState{
+			Seq:        seq,
+			State:      int32(edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED),
+			AcceptedAt: g.now.UnixNano(),
+			RecordIDs:  rids,
+		},
+	}, nil
+}
+
+// fits checks the queue limit and the disk reserve for bytes more.
+func (g *groupWrite) fits(bytes uint64) error {
+	pending := uint64(0)
+	if g.m.cumLast > g.m.cumCommitted {
+		pending = g.m.cumLast - g.m.cumCommitted
+	}
+	if pending+bytes > uint64(g.q.opts.MaxQueueBytes) {
+		return fmt.Errorf("%w: %d bytes waiting + %d > limit %d", ErrQueueFull, pending, bytes, g.q.opts.MaxQueueBytes)
+	}
+	if g.freeErr != nil {
+		return fmt.Errorf("%w: statfs: %v", ErrDiskFull, g.freeErr)
+	}
+	// Badger's own overhead per entry (keys, state record, value-log
+	// headers) is small next to the reserve; the reserve is the margin.
+	if g.free < g.q.opts.DiskReserve+g.written+bytes {
+		return fmt.Errorf("%w: %d bytes free, reserve %d", ErrDiskFull, g.free, g.q.opts.DiskReserve)
+	}
+	return nil
+}
+
+func (g *groupWrite) write(fresh []freshTx) error {
+	for _, f := range fresh {
+		if err := g.writeOne(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeOne writes a new entry and its state in the same Badger transaction,
+// with extra deletions (a retried dead letter) alongside.
+func (g *groupWrite) writeOne(f freshTx, deletes ...[]byte) error {
+	cum := g.m.cumLast + uint64(len(f.payload))
+	qe := badger.NewEntry(seqKey(prefixQueue, f.st.Seq), encodeEntry(entryHeader{cum: cum, acceptedAt: g.now}, f.payload))
+	se, err := stateEntry(f.tx.GetId(), f.st, 0)
+	if err == nil {
+		es := []*badger.Entry{qe, se}
+		for _, k := range deletes {
+			es = append(es, &badger.Entry{Key: k})
+		}
+		err = g.w.reserve(es...)
+	}
+	for _, k := range deletes {
+		if err == nil {
+			err = g.w.txn.Delete(k)
+		}
+	}
+	if err == nil {
+		err = g.w.txn.SetEntry(qe)
+	}
+	if err == nil {
+		err = g.w.txn.SetEntry(se)
+	}
+	if err != nil {
+		g.fatal = err
+		return err
+	}
+	g.m.lastSeq, g.m.cumLast = f.st.Seq, cum
+	g.written += uint64(len(f.payload))
+	return nil
+}
+
+// retry re-enqueues a dead letter under a new seq (same transaction id).
+func (g *groupWrite) retry(op *retryOp) (*edgev1.SubmitResult, error) {
+	dl, err := getDeadLetter(g.w.txn, op.id)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			g.fatal = err
+		}
+		return nil, err
+	}
+	tx := dl.GetTransaction()
+	if op.edited != nil {
+		if op.edited.GetId() != op.id {
+			return nil, fmt.Errorf("%w: edited transaction id %q differs from %q", ErrInvalid, op.edited.GetId(), op.id)
+		}
+		tx = proto.Clone(op.edited).(*opsv1.Transaction)
+	}
+	if tx == nil {
+		return nil, fmt.Errorf("%w: dead letter %s holds no transaction (quarantined); discard it", ErrInvalid, op.id)
+	}
+	f, err := g.prepare(tx, g.m.lastSeq+1)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := g.fits(uint64(len(f.payload))); err != nil {
+		return nil, err
+	}
+	// The dead letter goes in the same Badger transaction as the new entry.
+	if err := g.writeOne(f, idKey(prefixDead, op.id)); err != nil {
+		return nil, err
+	}
+	if g.m.dead > 0 {
+		g.m.dead--
+	}
+	a := f.st.ack(op.id, false)
+	g.known[op.id] = a
+	return a, nil
+}
+
+// fillRecordID gives a mutation a UUIDv7 when the caller left its id empty
+// and returns the id.
+func fillRecordID(mu *opsv1.Mutation) (string, error) {
+	var idp *string
+	switch k := mu.GetKind().(type) {
+	case *opsv1.Mutation_Observation:
+		if k.Observation == nil {
+			return "", errors.New("empty observation")
+		}
+		idp = &k.Observation.Id
+	case *opsv1.Mutation_ObservationUpdate:
+		if k.ObservationUpdate == nil {
+			return "", errors.New("empty observation_update")
+		}
+		if k.ObservationUpdate.Id == "" {
+			return "", errors.New("observation_update.id is required")
+		}
+		return k.ObservationUpdate.Id, nil
+	case *opsv1.Mutation_InstrumentConfig:
+		if k.InstrumentConfig == nil {
+			return "", errors.New("empty instrument_config")
+		}
+		idp = &k.InstrumentConfig.Id
+	case *opsv1.Mutation_RawDataFile:
+		if k.RawDataFile == nil {
+			return "", errors.New("empty raw_data_file")
+		}
+		idp = &k.RawDataFile.Id
+	default:
+		return "", errors.New("no kind set")
+	}
+	if *idp == "" {
+		u, err := uuid.NewV7()
+		if err != nil {
+			return "", err
+		}
+		*idp = u.String()
+	}
+	return *idp, nil
+}
+
+// batch is a Badger write that may outgrow one Badger transaction: it
+// commits and starts another when the current one is full, writing the
+// counters into each, so every committed part is consistent on its own.
+type batch struct {
+	q     *Queue
+	txn   *badger.Txn
+	m     *meta
+	n     int
+	bytes int
+}
+
+// Bounds of one Badger transaction, well inside Badger's limits for our
+// memtable size (MaxBatchSize is 15% of it, about 2.4 MiB).
+const (
+	batchMaxEntries = 5000
+	batchMaxBytes   = 1 << 20
+)
+
+func (q *Queue) newBatch(m *meta) *batch {
+	return &batch{q: q, txn: q.db.NewTransaction(true), m: m}
+}
+
+// reserve makes room for es in the current Badger transaction, committing
+// it (counters included) and starting another when they would not fit.
+// Callers then write es with b.txn directly.
+func (b *batch) reserve(es ...*badger.Entry) error {
+	size := 0
+	for _, e := range es {
+		size += len(e.Key) + 16
+		if len(e.Value) < valueThreshold {
+			size += len(e.Value)
+		}
+	}
+	if b.n > 0 && (b.n+len(es) > batchMaxEntries || b.bytes+size > batchMaxBytes) {
+		if err := b.flush(); err != nil {
+			return err
+		}
+	}
+	b.n += len(es)
+	b.bytes += size
+	return nil
+}
+
+func (b *batch) flush() error {
+	if err := writeMeta(b.txn, *b.m); err != nil {
+		return err
+	}
+	if err := b.txn.Commit(); err != nil {
+		return err
+	}
+	b.txn = b.q.db.NewTransaction(true)
+	b.n, b.bytes = 0, 0
+	return nil
+}
+
+// commit writes the counters and commits (durably: SyncWrites).
+func (b *batch) commit() error {
+	defer func() { b.txn = nil }()
+	if err := writeMeta(b.txn, *b.m); err != nil {
+		b.txn.Discard()
+		return err
+	}
+	return b.txn.Commit()
+}
+
+func (b *batch) discard() {
+	if b.txn != nil {
+		b.txn.Discard()
+		b.txn = nil
+	}
+}

@@ -1,0 +1,357 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+)
+
+// Read returns the entries with seq >= from in seq order: at most maxCount,
+// and at most maxBytes of payload (but at least one entry when one exists).
+// Committed entries still retained are returned too. A seq whose payload was
+// pruned gives ErrPruned. Only durable (acknowledged) entries are returned:
+// central must never hold a seq the edge could lose in a crash.
+//
+// A corrupt entry is logged, quarantined (x/<seq> keeps the bytes as found)
+// and replaced in place by a tombstone transaction, so the forwarder is never
+// stuck on it and the sequence stays gap-free (see tombstone).
+func (q *Queue) Read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
+	m := q.snapshot()
+	if from == 0 {
+		from = 1
+	}
+	if from < m.head {
+		return nil, fmt.Errorf("%w: seq %d (payloads held from %d)", ErrPruned, from, m.head)
+	}
+	if from > m.lastSeq || maxCount <= 0 {
+		return nil, nil
+	}
+	type bad struct {
+		i   int
+		raw []byte
+		err error
+	}
+	var (
+		out  []Entry
+		bads []bad
+	)
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{
+			PrefetchValues: true,
+			PrefetchSize:   min(maxCount, 256),
+			Prefix:         prefixQueue,
+		})
+		defer it.Close()
+		size, expect := 0, from
+		for it.Seek(seqKey(prefixQueue, from)); it.Valid(); it.Next() {
+			item := it.Item()
+			seq := binary.BigEndian.Uint64(item.Key()[len(prefixQueue):])
+			if seq > m.lastSeq {
+				break
+			}
+			if seq != expect {
+				break
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			e, _, derr := decodeEntry(seq, v, q.opts.EdgeID, q.epoch)
+			if derr != nil {
+				bads = append(bads, bad{i: len(out), raw: v, err: derr})
+				e = Entry{Seq: seq}
+			}
+			if len(out) > 0 && size+e.Size > maxBytes {
+				break
+			}
+			out = append(out, e)
+			size += e.Size
+			expect++
+			if len(out) >= maxCount || size >= maxBytes {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: read from %d: %w", from, err)
+	}
+	if len(out) == 0 || out[0].Seq != from {
+		// The entry is gone: pruned meanwhile, or lost.
+		if h := q.snapshot().head; from < h {
+			return nil, fmt.Errorf("%w: seq %d (payloads held from %d)", ErrPruned, from, h)
+		}
+		return nil, fmt.Errorf("queue: seq %d missing from the store (head %d, last %d)", from, m.head, m.lastSeq)
+	}
+	for _, b := range bads {
+		e, err := q.quarantine(out[b.i].Seq, b.raw, b.err)
+		if err != nil {
+			return nil, err
+		}
+		out[b.i] = e
+	}
+	return out, nil
+}
+
+// quarantine keeps a corrupt entry's bytes under x/<seq> and puts a
+// tombstone transaction in its place.
+func (q *Queue) quarantine(seq uint64, raw []byte, cause error) (Entry, error) {
+	q.log.Error("corrupt queue entry quarantined; a tombstone takes its seq", "seq", seq, "err", cause)
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	m := q.snapshot()
+	b := q.newBatch(&m)
+	defer b.discard()
+
+	// Another Read may have replaced it already.
+	item, err := b.txn.Get(seqKey(prefixQueue, seq))
+	if err != nil {
+		return Entry{}, fmt.Errorf("queue: quarantine seq %d: %w", seq, err)
+	}
+	cur, err := item.ValueCopy(nil)
+	if err != nil {
+		return Entry{}, err
+	}
+	if e, _, derr := decodeEntry(seq, cur, q.opts.EdgeID, q.epoch); derr == nil {
+		return e, nil
+	}
+
+	h, herr := decodeHeader(raw)
+	if herr != nil {
+		// The header is gone too: take the accept time of now and keep the
+		// byte counters continuous from the previous entry.
+		h = entryHeader{acceptedAt: q.opts.Now()}
+		if prev, err := readHeader(b.txn, seq-1); err == nil {
+			h.cum = prev.cum
+		}
+	}
+	tx, err := q.tombstone(seq, h.acceptedAt)
+	if err != nil {
+		return Entry{}, err
+	}
+	payload, err := proto.Marshal(tx)
+	if err != nil {
+		return Entry{}, err
+	}
+	qv := make([]byte, 0, len(raw)+len(cause.Error())+1)
+	qv = append(append(append(qv, cause.Error()...), 0), raw...)
+	qe := badger.NewEntry(seqKey(prefixQuarantine, seq), qv)
+	ne := badger.NewEntry(seqKey(prefixQueue, seq), encodeEntry(h, payload))
+	if err := b.reserve(qe, ne); err != nil {
+		return Entry{}, err
+	}
+	if err := b.txn.SetEntry(qe); err != nil {
+		return Entry{}, err
+	}
+	if err := b.txn.SetEntry(ne); err != nil {
+		return Entry{}, err
+	}
+	if err := b.commit(); err != nil {
+		return Entry{}, fmt.Errorf("queue: quarantine seq %d: %w", seq, err)
+	}
+	return Entry{Seq: seq, Tx: tx, Size: len(payload)}, nil
+}
+
+// tombstone is what takes a corrupt entry's seq: a transaction central is
+// certain to reject for its data (an update of an observation with a fresh
+// id, which cannot exist), so the seq is consumed in order, the rest flow on,
+// and the operator finds it in the dead letters (next to the quarantined
+// bytes, x/<seq>).
+func (q *Queue) tombstone(seq uint64, acceptedAt time.Time) (*opsv1.Transaction, error) {
+	txID, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	obsID, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	failed := opsv1.ObservationStatus_OBSERVATION_STATUS_FAILED
+	return &opsv1.Transaction{
+		Id: txID.String(),
+		Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_ObservationUpdate{
+			ObservationUpdate: &opsv1.ObservationUpdate{Id: obsID.String(), Status: &failed},
+		}}},
+		AcceptedAt: timestamppb.New(acceptedAt),
+		EdgeId:     q.opts.EdgeID,
+		Epoch:      q.epoch,
+		Seq:        seq,
+	}, nil
+}
+
+// ApplyCommit durably records central's answer: each applied transaction
+// becomes COMMITTED with the LSN (its state then kept for TxRetention), each
+// rejected one REJECTED with the reason and copied into the dead-letter
+// store; CommittedThrough becomes max(old, ThroughSeq). Idempotent: a
+// result for a state already recorded, or for a seq the transaction no
+// longer holds (retried from the dead letters), changes nothing.
+func (q *Queue) ApplyCommit(res CommitResult) (err error) {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	m := q.snapshot()
+	b := q.newBatch(&m)
+	defer func() {
+		b.discard()
+		if err != nil {
+			// A part may be stored (a batch that outgrew one Badger
+			// transaction): take the counters from the store.
+			if rerr := q.reload(); rerr != nil {
+				q.log.Error("reload counters failed", "err", rerr)
+			}
+		}
+	}()
+	at := res.CommittedAt
+	if at.IsZero() {
+		at = q.opts.Now()
+	}
+	for _, r := range res.Results {
+		if err := q.applyResult(b, &m, r, res, at); err != nil {
+			return err
+		}
+	}
+	if res.ThroughSeq > m.committed {
+		through := res.ThroughSeq
+		if through > m.lastSeq {
+			q.log.Warn("central acknowledged seqs this store never accepted", "through", through, "last_seq", m.lastSeq)
+			through = m.lastSeq
+		}
+		if through > m.committed {
+			cum := m.cumCommitted
+			h, err := readHeader(b.txn, through)
+			switch {
+			case err == nil:
+				cum = h.cum
+			case errors.Is(err, errCorrupt):
+				q.log.Error("corrupt entry header; byte counters may drift", "seq", through, "err", err)
+			default:
+				return fmt.Errorf("queue: apply commit: entry %d: %w", through, err)
+			}
+			m.committed, m.cumCommitted = through, cum
+			mv := binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
+			mark := badger.NewEntry(seqKey(prefixMark, through), binary.BigEndian.AppendUint64(mv, cum))
+			if err := b.reserve(mark); err != nil {
+				return err
+			}
+			if err := b.txn.SetEntry(mark); err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.commit(); err != nil {
+		return fmt.Errorf("queue: apply commit: %w", err)
+	}
+	q.setMeta(m)
+	return nil
+}
+
+func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, res CommitResult, at time.Time) error {
+	id := r.GetTransactionId()
+	st, found, err := getState(b.txn, id)
+	if err != nil {
+		return err
+	}
+	if !found || st.Seq != r.GetSeq() {
+		q.log.Warn("commit result for a transaction not held at that seq; ignored",
+			"tx", id, "seq", r.GetSeq(), "found", found, "held_seq", st.Seq)
+		return nil
+	}
+	accepted := int32(edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED)
+	switch r.GetOutcome() {
+	case centralv1.Outcome_OUTCOME_APPLIED:
+		if st.State != accepted {
+			return nil
+		}
+		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
+		st.CommittedAt, st.LSN, st.LSNText = at.UnixNano(), res.LSN, res.LSNText
+		e, err := stateEntry(id, st, q.opts.TxRetention)
+		if err != nil {
+			return err
+		}
+		if err := b.reserve(e); err != nil {
+			return err
+		}
+		return b.txn.SetEntry(e)
+	case centralv1.Outcome_OUTCOME_REJECTED:
+		if st.State != accepted {
+			return nil
+		}
+		var tx *opsv1.Transaction
+		item, err := b.txn.Get(seqKey(prefixQueue, st.Seq))
+		if err == nil {
+			err = item.Value(func(v []byte) error {
+				e, _, derr := decodeEntry(st.Seq, v, q.opts.EdgeID, q.epoch)
+				if derr != nil {
+					q.log.Error("rejected transaction's entry is corrupt; dead letter without payload", "tx", id, "err", derr)
+					return nil
+				}
+				tx = e.Tx
+				return nil
+			})
+		}
+		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		dl := &edgev1.DeadLetter{
+			Transaction: tx,
+			Reason:      r.GetReason(),
+			Sqlstate:    r.GetSqlstate(),
+			RejectedAt:  timestamppb.New(at),
+		}
+		dv, err := proto.Marshal(dl)
+		if err != nil {
+			return err
+		}
+		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_REJECTED)
+		st.CommittedAt, st.Reason, st.SQLState = at.UnixNano(), r.GetReason(), r.GetSqlstate()
+		se, err := stateEntry(id, st, 0) // kept while the dead letter is
+		if err != nil {
+			return err
+		}
+		de := badger.NewEntry(idKey(prefixDead, id), dv)
+		if err := b.reserve(se, de); err != nil {
+			return err
+		}
+		if err := b.txn.SetEntry(se); err != nil {
+			return err
+		}
+		if err := b.txn.SetEntry(de); err != nil {
+			return err
+		}
+		m.dead++
+		q.log.Warn("transaction rejected by central; moved to dead letters",
+			"tx", id, "seq", st.Seq, "reason", r.GetReason(), "sqlstate", r.GetSqlstate())
+		return nil
+	default:
+		q.log.Warn("commit result without outcome; ignored", "tx", id, "seq", r.GetSeq())
+		return nil
+	}
+}
+
+// GetTransaction tells how far a transaction has come (ErrNotFound when the
+// store does not know it, or no longer).
+func (q *Queue) GetTransaction(id string) (*edgev1.TransactionStatus, error) {
+	var st txState
+	err := q.db.View(func(txn *badger.Txn) error {
+		var found bool
+		var err error
+		st, found, err = getState(txn, id)
+		if err == nil && !found {
+			err = ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st.status(id), nil
+}

@@ -1,0 +1,535 @@
+// Package queue owns the edge's durable store (DESIGN.md section 4): the
+// queue of accepted transactions in accept order, the state of every
+// transaction by id (the first answer, for idempotent resubmits), the
+// dead-letter store, the quarantine of corrupt entries and the counters,
+// all in one Badger database.
+//
+// One appender goroutine assigns gap-free sequence numbers and writes
+// submissions in groups: one Badger transaction and one fsync per group,
+// then every caller of the group gets its answer (group commit). Everything
+// that matters is in Badger; the in-memory counters are a cache of keys
+// written in the same Badger transactions as the data they count, so a
+// restart (after Close or kill -9) recovers them exactly.
+package queue
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/google/uuid"
+)
+
+// Errors of the queue. The API maps them to gRPC codes.
+var (
+	// ErrQueueFull: accepting would take the queue past MaxQueueBytes.
+	ErrQueueFull = errors.New("queue: full")
+	// ErrDiskFull: free disk space is below the reserve.
+	ErrDiskFull = errors.New("queue: disk space below reserve")
+	// ErrNotFound: no such transaction or dead letter.
+	ErrNotFound = errors.New("queue: not found")
+	// ErrClosed: the queue is closed.
+	ErrClosed = errors.New("queue: closed")
+	// ErrInvalid: a request the queue cannot take as it is (the API
+	// validates before; this guards direct callers).
+	ErrInvalid = errors.New("queue: invalid request")
+)
+
+// Badger memory and disk options, chosen for < 256 MiB RSS with a backlog of
+// a million transactions:
+//   - MemTableSize 16 MiB, NumMemtables 2: Badger's memory is dominated by
+//     memtables (each is an arena of MemTableSize); the default 64 MiB x 5
+//     alone would be 320 MiB. Two small ones still absorb our write rate,
+//     because payloads go to the value log (ValueThreshold) and the LSM only
+//     holds keys and pointers.
+//   - ValueThreshold 256 B: transaction payloads (typically 0.3-2 KiB) go to
+//     the value log, so the LSM stays small (a million entries is tens of
+//     MiB of keys) and deleting forwarded payloads lets value-log GC give the
+//     space back; small tx-state records stay in the LSM, cheap to look up.
+//   - ValueLogFileSize 64 MiB: GC rewrites a whole file at a time, so smaller
+//     files give space back sooner after a backlog drains; each is mmapped.
+//   - BlockCacheSize 8 MiB, IndexCacheSize 16 MiB: reads are sequential scans
+//     of recent data (the forwarder) and point lookups of tx ids; a small
+//     cache bounds memory, and with IndexCacheSize set the table indexes of
+//     a large backlog are not all pinned in memory.
+//   - Compression off: the LSM holds keys and pointers, which compress badly;
+//     it saves CPU on the 2-core edge box (payloads are gzip'd on the link).
+//   - NumCompactors 2: one per core; compaction keeps up, L0 does not stall.
+//   - SyncWrites: every Badger commit is msync'd (value log and memtable WAL)
+//     before Commit returns. The appender makes ONE Badger transaction per
+//     group, so this is one fsync per group. (SyncWrites=false plus db.Sync
+//     was rejected: db.Sync syncs only the current value-log file and the
+//     active memtable's WAL, so writes that landed in a file that rotated in
+//     between would not be forced to disk.)
+//   - DetectConflicts off: writers are serialized by the queue itself.
+const (
+	memTableSize     = 16 << 20
+	numMemtables     = 2
+	valueLogFileSize = 64 << 20
+	valueThreshold   = 256
+	blockCacheSize   = 8 << 20
+	indexCacheSize   = 16 << 20
+	numCompactors    = 2
+)
+
+// DefaultDiskReserve is the free space below which the queue refuses writes:
+// two memtables (flushed to L0 tables), one value-log file (Badger creates
+// the next one whole, through mmap) and compaction headroom of a value-log
+// file. Badger writes through mmap: on a really full disk it dies of SIGBUS
+// rather than seeing ENOSPC, so it must never get there.
+const DefaultDiskReserve = 2*memTableSize + valueLogFileSize + 64<<20
+
+// Options configure Open. The zero value of each field means its default.
+type Options struct {
+	// Dir is the Badger data directory. Required.
+	Dir string
+	// EdgeID is stamped on every transaction. Required. A data directory
+	// keeps the edge id it was created with; opening it as another edge fails.
+	EdgeID string
+	// Logger receives warnings and errors. Required.
+	Logger *slog.Logger
+	// MaxQueueBytes bounds the payload bytes waiting for central (accepted,
+	// not yet committed). Default 1 GiB.
+	MaxQueueBytes int64
+	// DiskReserve is the free space (bytes) under which writes are refused.
+	// Default DefaultDiskReserve (160 MiB).
+	DiskReserve uint64
+	// TxRetention is how long a committed transaction's state (its first
+	// answer, for deduplication and GetTransaction) is kept. Default 7 days.
+	TxRetention time.Duration
+	// PayloadRetention is how long a committed payload is kept for resends
+	// (central failing over and losing its last commits). Default 24 h.
+	PayloadRetention time.Duration
+	// PruneInterval is how often the pruner runs. Default 1 min.
+	PruneInterval time.Duration
+	// GCInterval is how often value-log GC runs. Default 5 min.
+	GCInterval time.Duration
+	// MaxGroup is the most transactions one append group writes. Default 4096.
+	MaxGroup int
+	// StatFS returns the free bytes of the file system holding dir.
+	// Default: statfs(2). Tests inject low space through it.
+	StatFS func(dir string) (uint64, error)
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxQueueBytes == 0 {
+		o.MaxQueueBytes = 1 << 30
+	}
+	if o.DiskReserve == 0 {
+		o.DiskReserve = DefaultDiskReserve
+	}
+	if o.TxRetention == 0 {
+		o.TxRetention = 7 * 24 * time.Hour
+	}
+	if o.PayloadRetention == 0 {
+		o.PayloadRetention = 24 * time.Hour
+	}
+	if o.PruneInterval == 0 {
+		o.PruneInterval = time.Minute
+	}
+	if o.GCInterval == 0 {
+		o.GCInterval = 5 * time.Minute
+	}
+	if o.MaxGroup == 0 {
+		o.MaxGroup = 4096
+	}
+	if o.StatFS == nil {
+		o.StatFS = statFS
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Validate names the first unusable field.
+func (o Options) Validate() error {
+	switch {
+	case o.Dir == "":
+		return errors.New("queue: Dir is required")
+	case o.EdgeID == "":
+		return errors.New("queue: EdgeID is required")
+	case o.Logger == nil:
+		return errors.New("queue: Logger is required")
+	case o.MaxQueueBytes < 0:
+		return errors.New("queue: MaxQueueBytes must not be negative")
+	case o.TxRetention < 0 || o.PayloadRetention < 0:
+		return errors.New("queue: TxRetention and PayloadRetention must not be negative")
+	}
+	return nil
+}
+
+// meta is the in-memory copy of the counters (each also a key in Badger).
+type meta struct {
+	lastSeq      uint64 // highest seq written (and, once the group is answered, durable)
+	cumLast      uint64 // payload bytes accepted through lastSeq (cumulative)
+	committed    uint64 // central's committed_through_seq
+	cumCommitted uint64 // cumulative bytes through committed
+	head         uint64 // lowest retained seq (1 when nothing was pruned)
+	cumHead      uint64 // cumulative bytes through head-1
+	dead         uint64 // dead letters
+}
+
+// Queue is the edge's durable store. Open it with Open, run its maintenance
+// loops with Run, and Close it.
+type Queue struct {
+	opts  Options
+	db    *badger.DB
+	log   *slog.Logger
+	epoch string
+
+	// wmu serializes every writer (appender groups, ApplyCommit, pruner,
+	// dead-letter operations): Badger runs without conflict detection.
+	wmu sync.Mutex
+	mu  sync.Mutex // guards m
+	m   meta
+
+	reqs     chan *submitReq
+	appended chan struct{}
+	stop     chan struct{}  // closed by Close: the appender drains and exits
+	stopped  chan struct{}  // closed when the appender has exited
+	wg       sync.WaitGroup // the appender
+	runWG    sync.WaitGroup // Run
+	runCtx   context.Context
+	stopRun  context.CancelFunc
+	closeMu  sync.Mutex
+	closed   bool
+}
+
+// Open opens (or creates) the store in opts.Dir and starts the appender.
+func Open(opts Options) (*Queue, error) {
+	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	bo := badger.DefaultOptions(opts.Dir).
+		WithLogger(badgerLogger{opts.Logger.With("component", "badger")}).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		WithValueLogFileSize(valueLogFileSize).
+		WithValueThreshold(valueThreshold).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
+		WithNumCompactors(numCompactors).
+		WithCompression(options.None)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("queue: open badger in %s: %w", opts.Dir, err)
+	}
+	q := &Queue{
+		opts:     opts,
+		db:       db,
+		log:      opts.Logger.With("component", "queue"),
+		reqs:     make(chan *submitReq, 1024),
+		appended: make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	q.runCtx, q.stopRun = context.WithCancel(context.Background())
+	if err := q.load(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		defer close(q.stopped)
+		q.appendLoop()
+	}()
+	return q, nil
+}
+
+// load reads identity and counters, creating them with a new store.
+func (q *Queue) load() error {
+	return q.db.Update(func(txn *badger.Txn) error {
+		edge, err := getString(txn, keyEdgeID)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			// A new store: a new epoch (DESIGN.md section 2).
+			ep, err := uuid.NewRandom()
+			if err != nil {
+				return err
+			}
+			q.epoch = ep.String()
+			if err := txn.Set(keyEdgeID, []byte(q.opts.EdgeID)); err != nil {
+				return err
+			}
+			if err := txn.Set(keyEpoch, []byte(q.epoch)); err != nil {
+				return err
+			}
+			q.m = meta{head: 1}
+			return writeMeta(txn, q.m)
+		case err != nil:
+			return fmt.Errorf("queue: read edge id: %w", err)
+		case edge != q.opts.EdgeID:
+			return fmt.Errorf("queue: data dir %s belongs to edge %q, not %q", q.opts.Dir, edge, q.opts.EdgeID)
+		}
+		if q.epoch, err = getString(txn, keyEpoch); err != nil {
+			return fmt.Errorf("queue: read epoch: %w", err)
+		}
+		m, err := readMeta(txn)
+		if err != nil {
+			return err
+		}
+		q.m = m
+		return nil
+	})
+}
+
+// Close stops Run's loops and the appender (waiting submissions get
+// ErrClosed), waits for them, and closes the Badger database.
+func (q *Queue) Close() error {
+	q.closeMu.Lock()
+	if q.closed {
+		q.closeMu.Unlock()
+		return nil
+	}
+	q.closed = true
+	q.stopRun()
+	close(q.stop)
+	q.closeMu.Unlock()
+	q.runWG.Wait()
+	q.wg.Wait()
+	q.wmu.Lock() // wait for a writer still inside (ApplyCommit, dead letters)
+	defer q.wmu.Unlock()
+	return q.db.Close()
+}
+
+// Run runs the maintenance loops (pruner and value-log GC) until ctx is done.
+func (q *Queue) Run(ctx context.Context) error {
+	q.closeMu.Lock()
+	if q.closed {
+		q.closeMu.Unlock()
+		return ErrClosed
+	}
+	q.runWG.Add(1)
+	q.closeMu.Unlock()
+	defer q.runWG.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(q.runCtx, cancel)()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		every(ctx, q.opts.PruneInterval, func() {
+			if _, err := q.Prune(ctx); err != nil && ctx.Err() == nil {
+				q.log.Error("prune failed", "err", err)
+			}
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		every(ctx, q.opts.GCInterval, func() {
+			if err := q.RunGC(); err != nil && ctx.Err() == nil {
+				q.log.Error("value-log gc failed", "err", err)
+			}
+		})
+	}()
+	wg.Wait()
+	return nil
+}
+
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
+// EdgeID is the edge's id.
+func (q *Queue) EdgeID() string { return q.opts.EdgeID }
+
+// Epoch is the random id created with the data directory.
+func (q *Queue) Epoch() string { return q.epoch }
+
+func (q *Queue) snapshot() meta {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.m
+}
+
+func (q *Queue) setMeta(m meta) {
+	q.mu.Lock()
+	q.m = m
+	q.mu.Unlock()
+}
+
+// CommittedThrough is the highest seq central acknowledged.
+func (q *Queue) CommittedThrough() uint64 { return q.snapshot().committed }
+
+// LastSeq is the highest seq accepted (durable).
+func (q *Queue) LastSeq() uint64 { return q.snapshot().lastSeq }
+
+// Appended is signalled after each durable append group.
+func (q *Queue) Appended() <-chan struct{} { return q.appended }
+
+// Stats is the queue's part of the edge status.
+type Stats struct {
+	// Count and Bytes are the transactions waiting for central.
+	Count, Bytes uint64
+	// RetainedBytes are committed payloads kept for resends.
+	RetainedBytes uint64
+	// LimitBytes is MaxQueueBytes.
+	LimitBytes uint64
+	// OldestPending is the accept time of the oldest waiting transaction
+	// (zero when none waits).
+	OldestPending time.Time
+	LastSeq       uint64
+	Committed     uint64
+	// Head is the lowest seq whose payload is still held.
+	Head        uint64
+	DeadLetters uint64
+	// DiskFree is the free space of the data directory's file system.
+	DiskFree uint64
+}
+
+// Stats reads the counters.
+func (q *Queue) Stats() (Stats, error) {
+	m := q.snapshot()
+	s := Stats{
+		Count:         m.lastSeq - m.committed,
+		Bytes:         m.cumLast - m.cumCommitted,
+		RetainedBytes: m.cumCommitted - m.cumHead,
+		LimitBytes:    uint64(q.opts.MaxQueueBytes),
+		LastSeq:       m.lastSeq,
+		Committed:     m.committed,
+		Head:          m.head,
+		DeadLetters:   m.dead,
+	}
+	if m.committed > m.lastSeq { // central acknowledged seqs of an older store
+		s.Count, s.Bytes = 0, 0
+	}
+	if s.Count > 0 {
+		err := q.db.View(func(txn *badger.Txn) error {
+			h, err := readHeader(txn, m.committed+1)
+			if err == nil {
+				s.OldestPending = h.acceptedAt
+			}
+			return err
+		})
+		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+			return s, fmt.Errorf("queue: oldest pending: %w", err)
+		}
+	}
+	free, err := q.opts.StatFS(q.opts.Dir)
+	if err != nil {
+		return s, fmt.Errorf("queue: statfs: %w", err)
+	}
+	s.DiskFree = free
+	return s, nil
+}
+
+// Keys. Every kind of record has its own prefix, so each is scanned alone
+// and new kinds (pending overlays per record id, "o/", come later) slot in.
+var (
+	prefixQueue      = []byte("q/") // + be64(seq) -> entry (header + marshalled transaction)
+	prefixTx         = []byte("t/") // + tx id -> txState (JSON)
+	prefixDead       = []byte("d/") // + tx id -> edgev1.DeadLetter
+	prefixMark       = []byte("c/") // + be64(through seq) -> commit mark (committed at, cumulative bytes)
+	prefixQuarantine = []byte("x/") // + be64(seq) -> corrupt entry as found, with the error
+	// prefixOverlay = []byte("o/") reserved: pending overlays per record id.
+
+	keyEdgeID       = []byte("m/edge_id")
+	keyEpoch        = []byte("m/epoch")
+	keyLastSeq      = []byte("m/last_seq")
+	keyCumLast      = []byte("m/cum_last")
+	keyCommitted    = []byte("m/committed")
+	keyCumCommitted = []byte("m/cum_committed")
+	keyHead         = []byte("m/head")
+	keyCumHead      = []byte("m/cum_head")
+	keyDead         = []byte("m/dead")
+)
+
+func seqKey(prefix []byte, seq uint64) []byte {
+	k := make([]byte, len(prefix)+8)
+	copy(k, prefix)
+	binary.BigEndian.PutUint64(k[len(prefix):], seq)
+	return k
+}
+
+func idKey(prefix []byte, id string) []byte {
+	k := make([]byte, 0, len(prefix)+len(id))
+	return append(append(k, prefix...), id...)
+}
+
+// writeMeta writes every counter. Writers are serialized (wmu) and each
+// starts from the current counters, so writing all of them is always right.
+func writeMeta(txn *badger.Txn, m meta) error {
+	for _, p := range []struct {
+		k []byte
+		v uint64
+	}{
+		{keyLastSeq, m.lastSeq}, {keyCumLast, m.cumLast},
+		{keyCommitted, m.committed}, {keyCumCommitted, m.cumCommitted},
+		{keyHead, m.head}, {keyCumHead, m.cumHead}, {keyDead, m.dead},
+	} {
+		if err := txn.Set(p.k, binary.BigEndian.AppendUint64(nil, p.v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readMeta(txn *badger.Txn) (meta, error) {
+	var m meta
+	for _, p := range []struct {
+		k []byte
+		v *uint64
+	}{
+		{keyLastSeq, &m.lastSeq}, {keyCumLast, &m.cumLast},
+		{keyCommitted, &m.committed}, {keyCumCommitted, &m.cumCommitted},
+		{keyHead, &m.head}, {keyCumHead, &m.cumHead}, {keyDead, &m.dead},
+	} {
+		item, err := txn.Get(p.k)
+		if err != nil {
+			return m, fmt.Errorf("queue: read %s: %w", p.k, err)
+		}
+		err = item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("queue: counter %s has %d bytes", p.k, len(v))
+			}
+			*p.v = binary.BigEndian.Uint64(v)
+			return nil
+		})
+		if err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
+func getString(txn *badger.Txn, key []byte) (string, error) {
+	item, err := txn.Get(key)
+	if err != nil {
+		return "", err
+	}
+	v, err := item.ValueCopy(nil)
+	return string(v), err
+}
+
+// badgerLogger sends Badger's log to slog; its chatty info goes to debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(msg(f, a)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(msg(f, a)) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(msg(f, a)) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(msg(f, a)) }
+
+func msg(f string, a []any) string { return strings.TrimSpace(fmt.Sprintf(f, a...)) }

@@ -1,0 +1,38 @@
+package queue
+
+import (
+	"errors"
+	"time"
+
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+)
+
+// Entry is one queued transaction as the forwarder reads it.
+type Entry struct {
+	// Seq is the edge's sequence number (gap-free, accept order).
+	Seq uint64
+	// Tx carries edge_id, epoch, seq and accepted_at already set.
+	Tx *opsv1.Transaction
+	// Size is the marshalled size of Tx in bytes (what it costs on the link).
+	Size int
+}
+
+// CommitResult is central's answer to one Commit, as the forwarder hands it
+// to the queue to record.
+type CommitResult struct {
+	// ThroughSeq is central's committed_through_seq.
+	ThroughSeq uint64
+	// LSN is the commit LSN (numeric) and LSNText its text form ("0/16B3748").
+	LSN     uint64
+	LSNText string
+	// CommittedAt is when the edge received the answer.
+	CommittedAt time.Time
+	// Results holds one outcome per transaction of the batch, in seq order.
+	Results []*centralv1.TransactionResult
+}
+
+// ErrPruned is returned (wrapped) by Queue.Read when a payload asked for
+// was already pruned after its retention: central wants seqs the edge no
+// longer holds (operator action).
+var ErrPruned = errors.New("queue: payload pruned")
