@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/chasqui/chasqui/internal/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	CleanupBinaries()
+	os.Exit(code)
+}
+
+// The proxy forwards, counts gRPC calls and connections, and cuts the link
+// on Down until Up.
+func TestProxyCountsAndCuts(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+
+	p := NewProxy(t, lis.Addr().String())
+	conn, err := grpc.NewClient(p.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	hc := healthpb.NewHealthClient(conn)
+	check := func(timeout time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	before := p.Stats()
+	for range 25 {
+		require.NoError(t, check(10*time.Second))
+	}
+	d, _, _ := p.Stats().Sub(before)
+	require.Equal(t, int64(25), d.Requests, "one HEADERS frame per call")
+	require.Equal(t, int64(1), d.Connections)
+
+	p.Down()
+	require.Error(t, check(300*time.Millisecond), "link is down")
+	p.Up()
+	require.NoError(t, check(20*time.Second), "link is back")
+
+	remove := p.Latency(100, 10)
+	t0 := time.Now()
+	require.NoError(t, check(20*time.Second))
+	require.GreaterOrEqual(t, time.Since(t0), 150*time.Millisecond, "a round trip crosses the latency twice")
+	remove()
+
+	removeBH := p.Blackhole(0)
+	require.Error(t, check(500*time.Millisecond), "half-open link answers nothing")
+	removeBH() // closes the connections it held
+	Eventually(t, 20*time.Second, "link back after the blackhole", func() bool { return check(2*time.Second) == nil })
+}
+
+// migratedDB returns a database holding central's schema, read from
+// central/migrations (SQL files applied in name order).
+func migratedDB(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	url := pgtest.NewDatabase(t, pgtest.Template{Name: "e2e_schema", Migrate: func(ctx context.Context, url string) error {
+		dir, err := moduleDir("central")
+		if err != nil {
+			return err
+		}
+		files, err := filepath.Glob(filepath.Join(dir, "migrations", "*.sql"))
+		if err != nil {
+			return err
+		}
+		sort.Strings(files)
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			if _, err := conn.Exec(ctx, string(b)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}})
+	db, err := pgxpool.New(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	return db
+}
+
+// The checker counts lost, duplicated, reordered and invented transactions.
+func TestHistoryChecker(t *testing.T) {
+	t.Parallel()
+	db := migratedDB(t)
+	ctx := context.Background()
+	h := NewHistory()
+	ids := make([]string, 7)
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	insert := func(tx string, seq int, outcome string, obs int) {
+		_, err := db.Exec(ctx, `INSERT INTO chasqui.applied_transactions (edge_id, seq, tx_id, epoch, outcome)
+			VALUES ('e1', $1, $2, 'ep', $3)`, seq, tx, outcome)
+		require.NoError(t, err)
+		for range obs {
+			_, err := db.Exec(ctx, `INSERT INTO chasqui.observations (id, instrument, status, start_time, tx_id, edge_id)
+				VALUES ($1, 'X', 'RUNNING', now(), $2, 'e1')`, uuid.Must(uuid.NewV7()), tx)
+			require.NoError(t, err)
+		}
+	}
+	// 0,1: fine. 2: acknowledged, lost. 3: applied twice (two rows).
+	// 5 committed before 4 (order). 6: never written (invented).
+	for i := range 6 {
+		h.Acked(Ack{TxID: ids[i], EdgeID: "e1", Seq: uint64(i + 1), ObsRows: 1})
+	}
+	insert(ids[0], 1, "applied", 1)
+	insert(ids[1], 2, "applied", 1)
+	insert(ids[3], 4, "applied", 2)
+	insert(ids[5], 6, "applied", 1)
+	insert(ids[4], 5, "applied", 1)
+	insert(ids[6], 7, "applied", 1)
+
+	r, err := CheckHistory(ctx, db, h)
+	require.NoError(t, err)
+	t.Log(r)
+	require.Equal(t, 6, r.Acknowledged)
+	require.Equal(t, 1, r.Lost)
+	require.Equal(t, 1, r.Duplicated)
+	require.Equal(t, 1, r.OrderViolations, "seq 5 committed after seq 6")
+	require.Equal(t, 2, r.Invented, "an applied row and an observation row of an unknown tx")
+	require.False(t, r.OK())
+}

@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+)
+
+// LoadConfig bounds a load run; it stops at whichever limit comes first.
+type LoadConfig struct {
+	// Writers is the number of concurrent writers. Default 4.
+	Writers int
+	// MaxTx bounds the transactions written in total (0: no bound).
+	MaxTx int
+	// Duration bounds the run (0: until stopped or MaxTx).
+	Duration time.Duration
+	// SubmitTimeout bounds one Submit call, the client's own retries
+	// included. Default 10 s.
+	SubmitTimeout time.Duration
+	// Resubmits is how many times a writer resubmits the same transaction id
+	// after a failed call before it moves on (the transaction then stays
+	// uncertain). Default 5.
+	Resubmits int
+	// Pause between a writer's transactions (0: none).
+	Pause time.Duration
+	// EdgeID is recorded with each acknowledgement.
+	EdgeID string
+	// Instrument names the observations. Default "E2E".
+	Instrument string
+}
+
+// LoadStats are a load run's figures.
+type LoadStats struct {
+	Written, Acked, FailedCalls int
+	Elapsed                     time.Duration
+	LatencyP50, LatencyP99      time.Duration
+	LatencyMax                  time.Duration
+}
+
+func (s LoadStats) String() string {
+	rate := 0.0
+	if s.Elapsed > 0 {
+		rate = float64(s.Acked) / s.Elapsed.Seconds()
+	}
+	return fmt.Sprintf("written=%d acked=%d failed_calls=%d in %s (%.0f acks/s) submit latency p50=%s p99=%s max=%s",
+		s.Written, s.Acked, s.FailedCalls, s.Elapsed.Round(time.Millisecond), rate,
+		s.LatencyP50, s.LatencyP99, s.LatencyMax)
+}
+
+// Load is a running load generator.
+type Load struct {
+	cfg     LoadConfig
+	client  edgev1.EdgeServiceClient
+	hist    *History
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started time.Time
+	count   atomic.Int64
+
+	mu      sync.Mutex
+	lat     []time.Duration
+	elapsed time.Duration
+}
+
+// StartLoad starts writers submitting single-observation transactions
+// through client, recording into hist. Stop or Wait ends it.
+func StartLoad(ctx context.Context, client edgev1.EdgeServiceClient, hist *History, cfg LoadConfig) *Load {
+	if cfg.Writers == 0 {
+		cfg.Writers = 4
+	}
+	if cfg.SubmitTimeout == 0 {
+		cfg.SubmitTimeout = 10 * time.Second
+	}
+	if cfg.Resubmits == 0 {
+		cfg.Resubmits = 5
+	}
+	if cfg.Instrument == "" {
+		cfg.Instrument = "E2E"
+	}
+	var cancel context.CancelFunc
+	if cfg.Duration > 0 {
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	l := &Load{cfg: cfg, client: client, hist: hist, cancel: cancel, started: time.Now()}
+	for w := range cfg.Writers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.writer(ctx, w)
+		}()
+	}
+	return l
+}
+
+// Acked is the number of acknowledged transactions so far.
+func (l *Load) Acked() int {
+	_, a, _ := l.hist.Counts()
+	return a
+}
+
+// Stop cancels the writers (in-flight calls become uncertain) and waits.
+func (l *Load) Stop() LoadStats {
+	l.cancel()
+	return l.Wait()
+}
+
+// Wait waits until the writers are done (MaxTx or Duration reached).
+func (l *Load) Wait() LoadStats {
+	l.wg.Wait()
+	l.cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.elapsed == 0 {
+		l.elapsed = time.Since(l.started)
+	}
+	return l.statsLocked()
+}
+
+func (l *Load) statsLocked() LoadStats {
+	w, a, f := l.hist.Counts()
+	s := LoadStats{Written: w, Acked: a, FailedCalls: f, Elapsed: l.elapsed}
+	if len(l.lat) > 0 {
+		lat := slices.Clone(l.lat)
+		slices.Sort(lat)
+		s.LatencyP50 = lat[len(lat)/2]
+		s.LatencyP99 = lat[len(lat)*99/100]
+		s.LatencyMax = lat[len(lat)-1]
+	}
+	return s
+}
+
+func (l *Load) writer(ctx context.Context, w int) {
+	for ctx.Err() == nil {
+		if l.cfg.MaxTx > 0 && l.count.Add(1) > int64(l.cfg.MaxTx) {
+			return
+		}
+		req := NewObservationTx(l.cfg.Instrument, fmt.Sprintf("writer-%d", w))
+		id := req.Transactions[0].Id
+		l.hist.Written(id)
+		for attempt := 1; attempt <= 1+l.cfg.Resubmits && ctx.Err() == nil; attempt++ {
+			cctx, cancel := context.WithTimeout(ctx, l.cfg.SubmitTimeout)
+			t0 := time.Now()
+			resp, err := l.client.Submit(cctx, req)
+			d := time.Since(t0)
+			cancel()
+			if err == nil && len(resp.GetResults()) == 1 {
+				res := resp.GetResults()[0]
+				l.hist.Acked(Ack{TxID: id, EdgeID: l.cfg.EdgeID, Seq: res.GetSeq(), ObsRows: 1})
+				l.mu.Lock()
+				l.lat = append(l.lat, d)
+				l.mu.Unlock()
+				break
+			}
+			if err == nil {
+				err = fmt.Errorf("submit answered %d results for 1 transaction", len(resp.GetResults()))
+			}
+			l.hist.Failed(id, err)
+			// Client backoff between resubmissions of the same id.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(200*attempt) * time.Millisecond):
+			}
+		}
+		if l.cfg.Pause > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(l.cfg.Pause):
+			}
+		}
+	}
+}
+
+// NewObservationTx builds a Submit request of one transaction inserting one
+// RUNNING observation. The observation id is left empty for the edge to
+// fill, so an edge that enqueued a transaction twice would show up as two
+// rows with the same tx_id.
+func NewObservationTx(instrument, obsUnit string) *edgev1.SubmitRequest {
+	attrs, _ := structpb.NewStruct(map[string]any{"e2e": true})
+	return &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{{
+		Id: uuid.Must(uuid.NewV7()).String(),
+		Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Observation{Observation: &opsv1.Observation{
+			Instrument: instrument,
+			Source:     "Orion-KL",
+			ObsUnit:    obsUnit,
+			Status:     opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING,
+			StartTime:  timestamppb.Now(),
+			Attributes: attrs,
+		}}}},
+	}}}
+}
