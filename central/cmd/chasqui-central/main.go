@@ -1,0 +1,56 @@
+// Command chasqui-central commits the edges' batches to PostgreSQL.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/chasqui/chasqui/central/server"
+	"github.com/chasqui/chasqui/internal/config"
+	"github.com/chasqui/chasqui/internal/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := realMain(ctx, os.Args[1:])
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "chasqui-central:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("chasqui-central", flag.ContinueOnError)
+	var cfg server.Config
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":7443", "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":7480", "HTTP listen address for /healthz, /readyz, /status (\"-\" disables)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://user:password@host:port/db (required)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "server certificate (PEM)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "server key (PEM)")
+	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "CA of client certificates; set to require mutual TLS")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve plaintext gRPC (local runs only)")
+	fs.DurationVar(&cfg.GapWait, "gap-wait", 2*time.Second, "how long a batch ahead of its predecessors waits before ABORTED")
+	fs.DurationVar(&cfg.Retention, "retention", 30*24*time.Hour, "how long applied-transaction outcomes are kept")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = config.Usage(fs, "chasqui-central commits the edges' batches to PostgreSQL exactly once, in order.")
+	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
+		return err
+	}
+	logger, err := logging.New(os.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = srv.Close() }()
+	return srv.Run(ctx)
+}

@@ -1,0 +1,333 @@
+// Package server runs central: it connects to PostgreSQL, migrates the
+// schema, and serves IngestService over gRPC (with health and reflection)
+// and health and status over HTTP, until its context ends. It is public so
+// that other modules' tests (the edge's) can run central in-process.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+
+	"github.com/chasqui/chasqui/central/internal/api"
+	"github.com/chasqui/chasqui/central/internal/store"
+	"github.com/chasqui/chasqui/central/migrations"
+	"github.com/chasqui/chasqui/internal/grpcserver"
+	"github.com/chasqui/chasqui/internal/tlsconfig"
+)
+
+// Config configures central. The zero value of each field means its default.
+type Config struct {
+	// GRPCAddr is where IngestService listens. Default ":7443"; ":0" picks a
+	// free port (see Server.GRPCAddr).
+	GRPCAddr string
+	// HTTPAddr serves /healthz, /readyz and /status. Default ":7480";
+	// "-" disables the HTTP server.
+	HTTPAddr string
+	// DatabaseURL is the PostgreSQL URL (postgres://user:pass@host:port/db).
+	// Required. It holds a password: it is never logged.
+	DatabaseURL string
+	// TLSCert and TLSKey are the server's PEM certificate and key; TLSCA,
+	// when set, requires client certificates signed by it (mutual TLS).
+	// Required unless Insecure.
+	TLSCert, TLSKey, TLSCA string
+	// Insecure serves plaintext gRPC, for local runs and tests. Default false.
+	Insecure bool
+	// GapWait is how long a batch arriving ahead of its predecessors waits
+	// for them before it is refused with ABORTED. Default 2s.
+	GapWait time.Duration
+	// Retention is how long outcomes of applied transactions are kept for
+	// duplicate detection by transaction id. Default 720h (30 days).
+	Retention time.Duration
+	// PruneInterval is how often outcomes older than Retention are deleted.
+	// Default 1h.
+	PruneInterval time.Duration
+	// HealthInterval is how often PostgreSQL is pinged for gRPC health and
+	// /readyz. Default 1s.
+	HealthInterval time.Duration
+	// ShutdownTimeout bounds the graceful stop; calls still running after it
+	// are cut off. Default 10s.
+	ShutdownTimeout time.Duration
+	// MaxConns bounds the PostgreSQL connection pool. Default 16.
+	MaxConns int32
+	// AuthorizeEdge, when set, decides per call whether the caller may act
+	// as edgeID; it returns an error wrapping api.ErrPermissionDenied to
+	// refuse (PERMISSION_DENIED). Nil allows every caller. (Per-edge
+	// identity is a later issue; this is its hook.)
+	AuthorizeEdge func(ctx context.Context, edgeID string) error
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = ":7443"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":7480"
+	}
+	def(&c.GapWait, 2*time.Second)
+	def(&c.Retention, 30*24*time.Hour)
+	def(&c.PruneInterval, time.Hour)
+	def(&c.HealthInterval, time.Second)
+	def(&c.ShutdownTimeout, 10*time.Second)
+	if c.MaxConns == 0 {
+		c.MaxConns = 16
+	}
+}
+
+// Validate checks the configuration (after defaults) and names the bad field.
+func (c Config) Validate() error {
+	c.setDefaults()
+	switch {
+	case c.DatabaseURL == "":
+		return errors.New("config: DatabaseURL (--database-url) is required")
+	case !c.Insecure && (c.TLSCert == "" || c.TLSKey == ""):
+		return errors.New("config: TLSCert and TLSKey (--tls-cert, --tls-key) are required unless Insecure (--insecure)")
+	case c.Insecure && (c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != ""):
+		return errors.New("config: Insecure (--insecure) conflicts with TLSCert/TLSKey/TLSCA")
+	case c.GapWait < 0:
+		return fmt.Errorf("config: GapWait (--gap-wait) must not be negative, got %s", c.GapWait)
+	case c.Retention < time.Minute:
+		return fmt.Errorf("config: Retention (--retention) must be at least 1m, got %s", c.Retention)
+	case c.PruneInterval < 0, c.HealthInterval < 0, c.ShutdownTimeout < 0:
+		return errors.New("config: PruneInterval, HealthInterval and ShutdownTimeout must not be negative")
+	case c.MaxConns < 2:
+		return fmt.Errorf("config: MaxConns must be at least 2, got %d", c.MaxConns)
+	}
+	return nil
+}
+
+// Server is a configured central, listening but not yet serving.
+type Server struct {
+	cfg     Config
+	logger  *slog.Logger
+	pool    *pgxpool.Pool
+	store   *store.Store
+	grpc    *grpcserver.Server
+	grpcLis net.Listener
+	httpLis net.Listener
+	ready   atomic.Bool
+	started time.Time
+}
+
+// New connects to PostgreSQL, migrates the schema and binds the listeners.
+// The caller must Run or Close it.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var tlsCfg *tls.Config
+	if !cfg.Insecure {
+		if tlsCfg, err = tlsconfig.Server(tlsconfig.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA}); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{cfg: cfg, logger: logger, started: time.Now()}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+
+	poolCfg, err := store.PoolConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	poolCfg.MaxConns = cfg.MaxConns
+	if err := migrate(ctx, poolCfg.ConnConfig); err != nil {
+		return nil, err
+	}
+	if s.pool, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
+		return nil, fmt.Errorf("database pool: %w", err)
+	}
+	s.store = store.New(s.pool, store.Options{GapWait: cfg.GapWait, Logger: logger})
+
+	s.grpc = grpcserver.New(grpcserver.Options{Logger: logger, TLS: tlsCfg})
+	var authz api.Authorizer
+	if cfg.AuthorizeEdge != nil {
+		authz = cfg.AuthorizeEdge
+	}
+	centralv1.RegisterIngestServiceServer(s.grpc.Server, api.New(s.store, authz, logger))
+	s.ready.Store(true)
+	s.setServing(true)
+
+	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
+	}
+	if cfg.HTTPAddr != "-" {
+		if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	logger.Info("central ready", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr(),
+		"tls", !cfg.Insecure, "mtls", cfg.TLSCA != "", "database", redact(poolCfg.ConnConfig))
+	return s, nil
+}
+
+func migrate(ctx context.Context, cc *pgx.ConnConfig) error {
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		// pgconn.ConnectError names host, user and database, never the password.
+		return fmt.Errorf("connecting to PostgreSQL at %s: %w", redact(cc), err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	return migrations.Migrate(ctx, conn)
+}
+
+// redact names the database without credentials.
+func redact(cc *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s@%s:%d/%s", cc.User, cc.Host, cc.Port, cc.Database)
+}
+
+// GRPCAddr is the bound gRPC address (the real port when configured ":0").
+func (s *Server) GRPCAddr() string {
+	if s.grpcLis == nil {
+		return ""
+	}
+	return s.grpcLis.Addr().String()
+}
+
+// HTTPAddr is the bound HTTP address, or "" when disabled.
+func (s *Server) HTTPAddr() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	return s.httpLis.Addr().String()
+}
+
+// Run serves until ctx is done, then stops gracefully (bounded by
+// ShutdownTimeout) and returns. It closes the pool when it returns.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.pool.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.grpc.Serve(ctx, s.grpcLis, s.cfg.ShutdownTimeout) })
+	if s.httpLis != nil {
+		hs := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := hs.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http serve: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		})
+	}
+	g.Go(func() error { s.watchDatabase(ctx); return nil })
+	g.Go(func() error { return s.store.RunPruner(ctx, s.cfg.PruneInterval, s.cfg.Retention) })
+	err := g.Wait()
+	s.logger.Info("central stopped")
+	return err
+}
+
+// Close releases what New acquired, for a Server that will not Run.
+func (s *Server) Close() error {
+	var errs []error
+	if s.grpcLis != nil {
+		if err := s.grpcLis.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if s.httpLis != nil {
+		if err := s.httpLis.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if s.grpc != nil {
+		s.grpc.Stop()
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// watchDatabase keeps gRPC health and /readyz in step with PostgreSQL.
+func (s *Server) watchDatabase(ctx context.Context) {
+	t := time.NewTicker(s.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, max(s.cfg.HealthInterval, time.Second))
+		err := s.store.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		ok := err == nil
+		if s.ready.Swap(ok) != ok {
+			if ok {
+				s.logger.Info("database reachable again")
+			} else {
+				s.logger.Warn("database unreachable", "error", err)
+			}
+			s.setServing(ok)
+		}
+	}
+}
+
+func (s *Server) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.grpc.Health.SetServingStatus("", st)
+	s.grpc.Health.SetServingStatus(centralv1.IngestService_ServiceDesc.ServiceName, st)
+}
+
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		stat := s.pool.Stat()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"service":        "chasqui-central",
+			"database_ready": s.ready.Load(),
+			"grpc_addr":      s.GRPCAddr(),
+			"uptime_seconds": int64(time.Since(s.started).Seconds()),
+			"pool": map[string]any{
+				"total_conns": stat.TotalConns(), "idle_conns": stat.IdleConns(),
+				"acquired_conns": stat.AcquiredConns(), "max_conns": stat.MaxConns(),
+			},
+			"gap_wait_seconds":  s.cfg.GapWait.Seconds(),
+			"retention_seconds": s.cfg.Retention.Seconds(),
+		})
+	})
+	return mux
+}

@@ -1,0 +1,229 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+
+	"github.com/chasqui/chasqui/central/internal/fixture"
+	"github.com/chasqui/chasqui/central/migrations"
+	"github.com/chasqui/chasqui/central/server"
+	"github.com/chasqui/chasqui/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+var template = pgtest.Template{Name: "central_server", Migrate: migrations.MigrateURL}
+
+type bundle struct {
+	srv    *server.Server
+	client centralv1.IngestServiceClient
+	health healthpb.HealthClient
+	dbURL  string
+}
+
+// start runs central in-process on 127.0.0.1:0 until the test ends.
+func start(t *testing.T, dbURL string, mod func(*server.Config)) *bundle {
+	t.Helper()
+	cfg := server.Config{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DatabaseURL: dbURL, Insecure: true,
+		GapWait: 100 * time.Millisecond, HealthInterval: 20 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, logger)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, srv.Close())
+	})
+	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return &bundle{srv: srv, client: centralv1.NewIngestServiceClient(conn), health: healthpb.NewHealthClient(conn), dbURL: dbURL}
+}
+
+func (b *bundle) count(t *testing.T, table string) int {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), b.dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var n int
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(*) FROM chasqui."+table).Scan(&n))
+	return n
+}
+
+func TestCommitOverGRPC(t *testing.T) {
+	t.Parallel()
+	b := start(t, pgtest.NewDatabase(t, template), nil)
+	ctx := context.Background()
+	txs := fixture.ObservationTxs(10)
+
+	res, err := b.client.Commit(ctx, fixture.Request("site-1", "e1", 1, txs[:5]...))
+	require.NoError(t, err)
+	require.Equal(t, uint64(5), res.GetCommittedThroughSeq())
+	require.NotZero(t, res.GetCommitLsnValue())
+	require.Contains(t, res.GetCommitLsn(), "/")
+	require.Len(t, res.GetResults(), 5)
+	for i, r := range res.GetResults() {
+		require.Equal(t, centralv1.Outcome_OUTCOME_APPLIED, r.GetOutcome())
+		require.Equal(t, txs[i].GetId(), r.GetTransactionId())
+		require.Equal(t, uint64(i+1), r.GetSeq())
+	}
+
+	// Gap: ABORTED with the expected seq in the details.
+	_, err = b.client.Commit(ctx, fixture.Request("site-1", "e1", 8, txs[7:]...))
+	st := status.Convert(err)
+	require.Equal(t, codes.Aborted, st.Code(), "%v", err)
+	require.Len(t, st.Details(), 1)
+	gap, ok := st.Details()[0].(*centralv1.SequenceGap)
+	require.True(t, ok, "detail %T", st.Details()[0])
+	require.Equal(t, uint64(6), gap.GetExpectedSeq())
+
+	// Wiped edge store: FAILED_PRECONDITION with a CursorConflict, nothing written.
+	_, err = b.client.Commit(ctx, fixture.Request("site-1", "e2", 1, fixture.ObservationTxs(2)...))
+	st = status.Convert(err)
+	require.Equal(t, codes.FailedPrecondition, st.Code(), "%v", err)
+	conflict, ok := st.Details()[0].(*centralv1.CursorConflict)
+	require.True(t, ok)
+	require.Equal(t, uint64(1), conflict.GetSeq())
+	require.Equal(t, txs[0].GetId(), conflict.GetAppliedTransactionId())
+	require.Equal(t, "e1", conflict.GetEpoch())
+	require.Equal(t, uint64(5), conflict.GetCursorSeq())
+	require.Equal(t, 5, b.count(t, "observations"))
+
+	// Bad input: INVALID_ARGUMENT naming the field, nothing written.
+	bad := fixture.Request("site-1", "e1", 6, txs[5:]...)
+	bad.GetTransactions()[2].GetMutations()[0].GetObservation().EndTime = bad.GetTransactions()[0].GetAcceptedAt()
+	bad.GetTransactions()[2].GetMutations()[0].GetObservation().StartTime = nil
+	_, err = b.client.Commit(ctx, bad)
+	st = status.Convert(err)
+	require.Equal(t, codes.InvalidArgument, st.Code())
+	require.Equal(t, "transactions[2].mutations[0].observation.start_time: is required", st.Message())
+	br, ok := st.Details()[0].(*errdetails.BadRequest)
+	require.True(t, ok)
+	require.Equal(t, "transactions[2].mutations[0].observation.start_time", br.GetFieldViolations()[0].GetField())
+	require.Equal(t, 5, b.count(t, "observations"))
+
+	cur, err := b.client.GetCursor(ctx, &centralv1.GetCursorRequest{EdgeId: "site-1"})
+	require.NoError(t, err)
+	require.Equal(t, "e1", cur.GetEpoch())
+	require.Equal(t, uint64(5), cur.GetLastSeq())
+	_, err = b.client.GetCursor(ctx, &centralv1.GetCursorRequest{})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+
+	// HTTP health.
+	for _, path := range []string{"/healthz", "/readyz", "/status"} {
+		resp, err := http.Get("http://" + b.srv.HTTPAddr() + path)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+	}
+	hc, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: centralv1.IngestService_ServiceDesc.ServiceName})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, hc.GetStatus())
+}
+
+func TestPipelinedOutOfOrderCallsBothSucceed(t *testing.T) {
+	t.Parallel()
+	b := start(t, pgtest.NewDatabase(t, template), func(c *server.Config) { c.GapWait = 10 * time.Second })
+	ctx := context.Background()
+	txs := fixture.ObservationTxs(20)
+	var wg sync.WaitGroup
+	var errLate error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, errLate = b.client.Commit(ctx, fixture.Request("site-1", "e1", 11, txs[10:]...))
+	}()
+	// Seq 11-20 goes first: 1-10 is sent once 11-20 waits for it.
+	conn, err := pgx.Connect(ctx, b.dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	require.Eventually(t, func() bool {
+		var n int
+		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'chasqui-central' AND query LIKE 'SELECT last_seq%'`).Scan(&n)
+		return n > 0
+	}, 10*time.Second, 2*time.Millisecond)
+	_, err = b.client.Commit(ctx, fixture.Request("site-1", "e1", 1, txs[:10]...))
+	require.NoError(t, err)
+	wg.Wait()
+	require.NoError(t, errLate)
+	require.Equal(t, 20, b.count(t, "observations"))
+}
+
+func TestDatabaseDownIsUnavailableAndHealthFollows(t *testing.T) {
+	t.Parallel()
+	c := pgtest.StartCluster(t, pgtest.Options{Name: "central_server_down"})
+	ctx := context.Background()
+	require.NoError(t, c.CreateDatabase(ctx, "chasqui"))
+	b := start(t, c.URL("chasqui"), nil)
+	hreq := &healthpb.HealthCheckRequest{Service: centralv1.IngestService_ServiceDesc.ServiceName}
+	servingIs := func(want healthpb.HealthCheckResponse_ServingStatus) func() bool {
+		return func() bool {
+			hc, err := b.health.Check(ctx, hreq)
+			return err == nil && hc.GetStatus() == want
+		}
+	}
+	require.Eventually(t, servingIs(healthpb.HealthCheckResponse_SERVING), 10*time.Second, 10*time.Millisecond)
+
+	txs := fixture.ObservationTxs(10)
+	_, err := b.client.Commit(ctx, fixture.Request("site-1", "e1", 1, txs[:5]...))
+	require.NoError(t, err)
+
+	require.NoError(t, c.Kill())
+	_, err = b.client.Commit(ctx, fixture.Request("site-1", "e1", 6, txs[5:]...))
+	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	require.NotContains(t, status.Convert(err).Message(), "SQLSTATE")
+	require.Eventually(t, servingIs(healthpb.HealthCheckResponse_NOT_SERVING), 10*time.Second, 10*time.Millisecond)
+	resp, err := http.Get("http://" + b.srv.HTTPAddr() + "/readyz")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+
+	require.NoError(t, c.Start())
+	require.Eventually(t, servingIs(healthpb.HealthCheckResponse_SERVING), 30*time.Second, 10*time.Millisecond)
+	res, err := b.client.Commit(ctx, fixture.Request("site-1", "e1", 6, txs[5:]...))
+	require.NoError(t, err)
+	require.Equal(t, uint64(10), res.GetCommittedThroughSeq())
+	require.Equal(t, 10, b.count(t, "observations"))
+}
+
+func TestConfigValidateNamesTheField(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cfg  server.Config
+		want string
+	}{
+		{server.Config{Insecure: true}, "DatabaseURL"},
+		{server.Config{DatabaseURL: "postgres://x"}, "TLSCert"},
+		{server.Config{DatabaseURL: "postgres://x", Insecure: true, GapWait: -1}, "GapWait"},
+		{server.Config{DatabaseURL: "postgres://x", Insecure: true, Retention: time.Second}, "Retention"},
+	} {
+		require.ErrorContains(t, tc.cfg.Validate(), tc.want)
+	}
+	require.NoError(t, server.Config{DatabaseURL: "postgres://x", Insecure: true}.Validate())
+}
