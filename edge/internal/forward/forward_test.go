@@ -2,7 +2,9 @@ package forward_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -17,10 +19,18 @@ import (
 
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := pgtest.Main(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func TestConfigValidateNamesField(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	"github.com/chasqui/chasqui/edge/internal/queue"
@@ -60,6 +61,22 @@ func (s *memStore) append(n, padBytes int) {
 		if padBytes > 0 {
 			tx.TraceContext = map[string]string{"pad": strings.Repeat("x", padBytes)}
 		}
+		s.entries = append(s.entries, queue.Entry{Seq: seq, Tx: tx, Size: proto.Size(tx)})
+	}
+	s.mu.Unlock()
+	select {
+	case s.appended <- struct{}{}:
+	default:
+	}
+}
+
+// appendTxs queues txs as the edge's appender would: it sets edge id,
+// epoch, seq and accepted_at.
+func (s *memStore) appendTxs(txs ...*opsv1.Transaction) {
+	s.mu.Lock()
+	for _, tx := range txs {
+		seq := uint64(len(s.entries) + 1)
+		tx.EdgeId, tx.Epoch, tx.Seq, tx.AcceptedAt = s.edgeID, s.epoch, seq, timestamppb.Now()
 		s.entries = append(s.entries, queue.Entry{Seq: seq, Tx: tx, Size: proto.Size(tx)})
 	}
 	s.mu.Unlock()

@@ -1,0 +1,106 @@
+package forward_test
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/chasqui/chasqui/central/migrations"
+	"github.com/chasqui/chasqui/central/server"
+	"github.com/chasqui/chasqui/edge/internal/forward"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/pgtest"
+)
+
+var centralTemplate = pgtest.Template{Name: "central", Migrate: migrations.MigrateURL}
+
+// startCentral runs the real central on 127.0.0.1:0 over a fresh database
+// until the test ends.
+func startCentral(t *testing.T, dbURL string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, server.Config{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DatabaseURL: dbURL, Insecure: true,
+	}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Run(ctx); err != nil {
+			t.Errorf("central: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	return srv.GRPCAddr()
+}
+
+func observationTx() *opsv1.Transaction {
+	return &opsv1.Transaction{
+		Id: uuid.Must(uuid.NewV7()).String(),
+		Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Observation{Observation: &opsv1.Observation{
+			Id: uuid.Must(uuid.NewV7()).String(), Instrument: "CHAI", Source: "Orion-KL",
+			Status:    opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING,
+			StartTime: timestamppb.New(time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)),
+		}}}},
+	}
+}
+
+// End to end: the forwarder over a queue of N transactions and the real
+// central with real PostgreSQL: PostgreSQL holds exactly those
+// transactions, applied in seq order, and the queue recorded every answer
+// in order.
+func TestEndToEndRealCentral(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t, centralTemplate)
+	addr := startCentral(t, dbURL)
+
+	store := newMemStore(uuid.NewString())
+	const n = 1200
+	txs := make([]*opsv1.Transaction, n)
+	for i := range txs {
+		txs[i] = observationTx()
+	}
+	store.appendTxs(txs[:n/2]...)
+	b := start(t, addr, forward.Config{MaxCount: 100, Window: 4}, store)
+	store.appendTxs(txs[n/2:]...) // some arrive while it runs
+	eventually(t, 30*time.Second, func() bool { return store.CommittedThrough() == n }, "all committed")
+	require.Equal(t, seqs(1, n), store.applied())
+	require.NotEmpty(t, b.fwd.CentralLSN())
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer func() { _ = conn.Close(ctx) }()
+	var gotSeqs []uint64
+	var gotIDs []string
+	rows, err := conn.Query(ctx, `SELECT seq, tx_id::text FROM chasqui.applied_transactions
+		WHERE edge_id = $1 AND outcome = 'applied' ORDER BY apply_order`, store.EdgeID())
+	require.NoError(t, err)
+	for rows.Next() {
+		var seq int64
+		var id string
+		require.NoError(t, rows.Scan(&seq, &id))
+		gotSeqs = append(gotSeqs, uint64(seq))
+		gotIDs = append(gotIDs, id)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, seqs(1, n), gotSeqs, "applied in seq order, once each")
+	require.Equal(t, store.ids(1, n), gotIDs)
+
+	var obs, cursor int64
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM chasqui.observations WHERE edge_id = $1`, store.EdgeID()).Scan(&obs))
+	require.NoError(t, conn.QueryRow(ctx, `SELECT last_seq FROM chasqui.edge_cursors WHERE edge_id = $1`, store.EdgeID()).Scan(&cursor))
+	require.Equal(t, int64(n), obs)
+	require.Equal(t, int64(n), cursor)
+}
