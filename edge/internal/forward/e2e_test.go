@@ -104,3 +104,23 @@ func TestEndToEndRealCentral(t *testing.T) {
 	require.Equal(t, int64(n), obs)
 	require.Equal(t, int64(n), cursor)
 }
+
+// A wiped edge store (new epoch, seqs from 1 again) meets the real
+// central's cursor: the forwarder reports a conflict and keeps its data.
+func TestEndToEndReplacedStoreConflict(t *testing.T) {
+	t.Parallel()
+	addr := startCentral(t, pgtest.NewDatabase(t, centralTemplate))
+
+	old := newMemStore(uuid.NewString())
+	old.appendTxs(observationTx(), observationTx(), observationTx())
+	b := start(t, addr, forward.Config{}, old)
+	eventually(t, 30*time.Second, func() bool { return old.CommittedThrough() == 3 }, "old store committed")
+	b.stop()
+
+	wiped := newMemStore(uuid.NewString())
+	wiped.appendTxs(observationTx(), observationTx())
+	b = start(t, addr, forward.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}, wiped)
+	eventually(t, 30*time.Second, func() bool { return b.fwd.State() == forward.StateConflict }, "conflict")
+	require.Contains(t, b.fwd.LastError(), "operator action")
+	require.Zero(t, wiped.CommittedThrough())
+}
