@@ -1,0 +1,369 @@
+// Package app wires the edge process: the durable queue, the gRPC services
+// (EdgeService, AdminService, health, reflection), the HTTP status server and
+// the forwarder to central. It is public so that tests and fault tests can
+// run an edge in-process (New, Run, Close, GRPCAddr) or through the
+// chasqui-edge binary, which is a thin main around it.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/chasqui/chasqui/edge/internal/api"
+	"github.com/chasqui/chasqui/edge/internal/forward"
+	"github.com/chasqui/chasqui/edge/internal/queue"
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	"github.com/chasqui/chasqui/internal/grpcclient"
+	"github.com/chasqui/chasqui/internal/grpcserver"
+	"github.com/chasqui/chasqui/internal/tlsconfig"
+)
+
+// Config configures the edge. The zero value of each field means its default.
+type Config struct {
+	// EdgeID identifies this edge to central; it is stamped on every
+	// transaction and bound to the data directory. Required.
+	EdgeID string
+	// GRPCAddr is where EdgeService and AdminService listen. Default ":7444";
+	// ":0" picks a free port (see App.GRPCAddr).
+	GRPCAddr string
+	// HTTPAddr serves /healthz, /readyz and /status. Default ":7481"; "-"
+	// disables the HTTP server.
+	HTTPAddr string
+	// DataDir is the Badger directory of the queue. Required.
+	DataDir string
+	// CentralAddr is central's gRPC address. Empty runs the edge without a
+	// forwarder (accept only: tests, or a site cut off by design).
+	CentralAddr string
+
+	// QueueMaxBytes bounds the payload bytes waiting for central; above it
+	// Submit answers RESOURCE_EXHAUSTED. Default 1 GiB.
+	QueueMaxBytes int64
+	// DiskReserveBytes is the free disk space under which Submit answers
+	// RESOURCE_EXHAUSTED. Default queue.DefaultDiskReserve (160 MiB: two
+	// memtables, one value-log file and compaction headroom).
+	DiskReserveBytes uint64
+	// TxRetention is how long a settled transaction's first answer is kept
+	// (resubmits deduplicated, GetTransaction answered). Default 168h (7 days).
+	TxRetention time.Duration
+	// PayloadRetention is how long committed payloads are kept for resends
+	// after central lost commits. Default 24h.
+	PayloadRetention time.Duration
+
+	// BatchMaxCount and BatchMaxBytes cut Commit batches. Defaults 1000 and 1 MiB.
+	BatchMaxCount int
+	BatchMaxBytes int
+	// BatchLinger is how long a batch that is not full waits for more.
+	// Default 5ms.
+	BatchLinger time.Duration
+	// Window is how many batches are in flight to central at once. Default 4.
+	Window int
+	// BandwidthBytesPerSec caps the link bytes per second. Default 0: no cap.
+	BandwidthBytesPerSec int64
+	// Compression of the link to central: "gzip" or "none". Default "gzip".
+	Compression string
+
+	// TLSCert and TLSKey are this edge's PEM certificate and key: served to
+	// instruments and presented to central (mutual TLS). TLSCA verifies
+	// central and, when set, requires instrument client certificates.
+	// Required unless Insecure.
+	TLSCert, TLSKey, TLSCA string
+	// Insecure uses plaintext gRPC on both sides, for local runs and tests.
+	// Default false.
+	Insecure bool
+	// ShutdownTimeout bounds the graceful stop. Default 10s.
+	ShutdownTimeout time.Duration
+
+	// StatFS, when set, replaces statfs(2) for the disk reserve check (tests).
+	StatFS func(dir string) (uint64, error)
+}
+
+func (c *Config) setDefaults() {
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = ":7444"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":7481"
+	}
+	if c.QueueMaxBytes == 0 {
+		c.QueueMaxBytes = 1 << 30
+	}
+	if c.DiskReserveBytes == 0 {
+		c.DiskReserveBytes = queue.DefaultDiskReserve
+	}
+	if c.TxRetention == 0 {
+		c.TxRetention = 7 * 24 * time.Hour
+	}
+	if c.PayloadRetention == 0 {
+		c.PayloadRetention = 24 * time.Hour
+	}
+	if c.Compression == "" {
+		c.Compression = forward.CompressionGzip
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+}
+
+// Validate checks the configuration (after defaults) and names the bad field.
+func (c Config) Validate() error {
+	c.setDefaults()
+	switch {
+	case c.EdgeID == "":
+		return errors.New("config: EdgeID (--edge-id) is required")
+	case len(c.EdgeID) > 256:
+		return errors.New("config: EdgeID (--edge-id) is longer than 256 bytes")
+	case c.DataDir == "":
+		return errors.New("config: DataDir (--data-dir) is required")
+	case !c.Insecure && (c.TLSCert == "" || c.TLSKey == ""):
+		return errors.New("config: TLSCert and TLSKey (--tls-cert, --tls-key) are required unless Insecure (--insecure)")
+	case c.Insecure && (c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != ""):
+		return errors.New("config: Insecure (--insecure) conflicts with TLSCert/TLSKey/TLSCA")
+	case c.QueueMaxBytes < 0:
+		return fmt.Errorf("config: QueueMaxBytes (--queue-max-bytes) must not be negative, got %d", c.QueueMaxBytes)
+	case c.TxRetention < time.Minute:
+		return fmt.Errorf("config: TxRetention (--tx-retention) must be at least 1m, got %s", c.TxRetention)
+	case c.PayloadRetention < 0:
+		return fmt.Errorf("config: PayloadRetention (--payload-retention) must not be negative, got %s", c.PayloadRetention)
+	case c.BatchMaxCount < 0:
+		return fmt.Errorf("config: BatchMaxCount (--batch-max-count) must not be negative, got %d", c.BatchMaxCount)
+	case c.BatchMaxBytes < 0:
+		return fmt.Errorf("config: BatchMaxBytes (--batch-max-bytes) must not be negative, got %d", c.BatchMaxBytes)
+	case c.Window < 0:
+		return fmt.Errorf("config: Window (--window) must not be negative, got %d", c.Window)
+	case c.BandwidthBytesPerSec < 0:
+		return fmt.Errorf("config: BandwidthBytesPerSec (--bandwidth) must not be negative, got %d", c.BandwidthBytesPerSec)
+	case c.Compression != forward.CompressionGzip && c.Compression != forward.CompressionNone:
+		return fmt.Errorf("config: Compression (--compression) must be gzip or none, got %q", c.Compression)
+	case c.ShutdownTimeout < 0:
+		return errors.New("config: ShutdownTimeout must not be negative")
+	}
+	return nil
+}
+
+// App is a configured edge, listening but not yet serving.
+type App struct {
+	cfg     Config
+	log     *slog.Logger
+	q       *queue.Queue
+	fwd     *forward.Forwarder // nil without CentralAddr
+	central *grpc.ClientConn
+	grpc    *grpcserver.Server
+	grpcLis net.Listener
+	httpLis net.Listener
+	started time.Time
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the queue, binds the listeners and prepares the forwarder.
+// The caller must Close it (after Run, if it ran).
+func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var serverTLS, clientTLS *tls.Config
+	if !cfg.Insecure {
+		files := tlsconfig.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA}
+		if serverTLS, err = tlsconfig.Server(files); err != nil {
+			return nil, err
+		}
+		if clientTLS, err = tlsconfig.Client(files); err != nil {
+			return nil, err
+		}
+	}
+	a := &App{cfg: cfg, log: logger, started: time.Now()}
+	defer func() {
+		if err != nil {
+			_ = a.Close()
+		}
+	}()
+	a.q, err = queue.Open(queue.Options{
+		Dir:              cfg.DataDir,
+		EdgeID:           cfg.EdgeID,
+		Logger:           logger,
+		MaxQueueBytes:    cfg.QueueMaxBytes,
+		DiskReserve:      cfg.DiskReserveBytes,
+		TxRetention:      cfg.TxRetention,
+		PayloadRetention: cfg.PayloadRetention,
+		StatFS:           cfg.StatFS,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CentralAddr != "" {
+		a.central, err = grpcclient.Dial(cfg.CentralAddr, grpcclient.Options{Logger: logger.With("component", "central-client"), TLS: clientTLS})
+		if err != nil {
+			return nil, fmt.Errorf("dial central %s: %w", cfg.CentralAddr, err)
+		}
+		a.fwd, err = forward.New(forward.Config{
+			CentralAddr:          cfg.CentralAddr,
+			MaxCount:             cfg.BatchMaxCount,
+			MaxBytes:             cfg.BatchMaxBytes,
+			Linger:               cfg.BatchLinger,
+			Window:               cfg.Window,
+			BandwidthBytesPerSec: cfg.BandwidthBytesPerSec,
+			Compression:          cfg.Compression,
+		}, a.q, a.central, logger)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	a.grpc = grpcserver.New(grpcserver.Options{Logger: logger, TLS: serverTLS})
+	var fwd api.Forwarder
+	if a.fwd != nil {
+		fwd = a.fwd
+	}
+	api.Register(a.grpc.Server, a.q, fwd, logger)
+	for _, svc := range []string{"", edgev1.EdgeService_ServiceDesc.ServiceName, edgev1.AdminService_ServiceDesc.ServiceName} {
+		a.grpc.Health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+
+	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
+	}
+	if cfg.HTTPAddr != "-" {
+		if a.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	logger.Info("edge ready", "edge_id", cfg.EdgeID, "epoch", a.q.Epoch(), "grpc_addr", a.GRPCAddr(),
+		"http_addr", a.HTTPAddr(), "data_dir", cfg.DataDir, "central_addr", cfg.CentralAddr,
+		"last_seq", a.q.LastSeq(), "committed_through", a.q.CommittedThrough(), "tls", !cfg.Insecure)
+	return a, nil
+}
+
+// GRPCAddr is the bound gRPC address (the real port when configured ":0").
+func (a *App) GRPCAddr() string {
+	if a.grpcLis == nil {
+		return ""
+	}
+	return a.grpcLis.Addr().String()
+}
+
+// HTTPAddr is the bound HTTP address, or "" when disabled.
+func (a *App) HTTPAddr() string {
+	if a.httpLis == nil {
+		return ""
+	}
+	return a.httpLis.Addr().String()
+}
+
+// Epoch is the random id of the data directory.
+func (a *App) Epoch() string { return a.q.Epoch() }
+
+// Run serves until ctx is done, then stops gracefully (bounded by
+// ShutdownTimeout) and returns. Close it afterwards.
+func (a *App) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.grpc.Serve(ctx, a.grpcLis, a.cfg.ShutdownTimeout) })
+	if a.httpLis != nil {
+		hs := &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := hs.Serve(a.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http serve: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		})
+	}
+	g.Go(func() error { return a.q.Run(ctx) })
+	if a.fwd != nil {
+		g.Go(func() error { return a.fwd.Run(ctx) })
+	}
+	err := g.Wait()
+	a.log.Info("edge stopped", "last_seq", a.q.LastSeq(), "committed_through", a.q.CommittedThrough())
+	return err
+}
+
+// Close releases everything: listeners, the connection to central, and
+// the queue (Badger) last.
+func (a *App) Close() error {
+	a.closeOnce.Do(func() {
+		var errs []error
+		for _, l := range []net.Listener{a.grpcLis, a.httpLis} {
+			if l != nil {
+				if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if a.grpc != nil {
+			a.grpc.Stop()
+		}
+		if a.central != nil {
+			errs = append(errs, a.central.Close())
+		}
+		if a.q != nil {
+			errs = append(errs, a.q.Close())
+		}
+		a.closeErr = errors.Join(errs...)
+	})
+	return a.closeErr
+}
+
+func (a *App) status() (*edgev1.GetStatusResponse, error) {
+	var fwd api.Forwarder
+	if a.fwd != nil {
+		fwd = a.fwd
+	}
+	return api.Status(a.q, fwd, time.Now())
+}
+
+func (a *App) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	// Ready means able to accept writes: the store answers and the disk
+	// is above the reserve.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		st, err := a.q.Stats()
+		switch {
+		case err != nil:
+			a.log.Error("readyz: queue stats", "err", err)
+			http.Error(w, "queue unavailable", http.StatusServiceUnavailable)
+		case st.DiskFree < a.cfg.DiskReserveBytes:
+			http.Error(w, "disk space below reserve", http.StatusServiceUnavailable)
+		case st.Bytes >= st.LimitBytes:
+			http.Error(w, "queue full", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ok\n"))
+		}
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		st, err := a.status()
+		if err != nil {
+			a.log.Error("status", "err", err)
+			http.Error(w, "status unavailable", http.StatusInternalServerError)
+			return
+		}
+		b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(st)
+		if err != nil {
+			http.Error(w, "status unavailable", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(append(b, '\n'))
+	})
+	return mux
+}

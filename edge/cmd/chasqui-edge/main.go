@@ -1,0 +1,76 @@
+// Command chasqui-edge accepts the site's writes durably and forwards them
+// to central.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/chasqui/chasqui/edge/app"
+	"github.com/chasqui/chasqui/edge/internal/queue"
+	"github.com/chasqui/chasqui/internal/config"
+	"github.com/chasqui/chasqui/internal/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := realMain(ctx, os.Args[1:])
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "chasqui-edge:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("chasqui-edge", flag.ContinueOnError)
+	var cfg app.Config
+	fs.StringVar(&cfg.EdgeID, "edge-id", "", "this edge's id (required)")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":7444", "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":7481", "HTTP listen address for /healthz, /readyz, /status (\"-\" disables)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "queue data directory (required)")
+	fs.StringVar(&cfg.CentralAddr, "central-addr", "", "central's gRPC address (required)")
+	fs.Int64Var(&cfg.QueueMaxBytes, "queue-max-bytes", 1<<30, "most payload bytes waiting for central")
+	fs.Uint64Var(&cfg.DiskReserveBytes, "disk-reserve", queue.DefaultDiskReserve, "free disk bytes under which writes are refused")
+	fs.DurationVar(&cfg.TxRetention, "tx-retention", 7*24*time.Hour, "how long a settled transaction's first answer is kept")
+	fs.DurationVar(&cfg.PayloadRetention, "payload-retention", 24*time.Hour, "how long committed payloads are kept for resends")
+	fs.IntVar(&cfg.BatchMaxCount, "batch-max-count", 1000, "most transactions per Commit batch")
+	fs.IntVar(&cfg.BatchMaxBytes, "batch-max-bytes", 1<<20, "most bytes per Commit batch")
+	fs.DurationVar(&cfg.BatchLinger, "batch-linger", 5*time.Millisecond, "how long a batch that is not full waits for more")
+	fs.IntVar(&cfg.Window, "window", 4, "batches in flight to central")
+	fs.Int64Var(&cfg.BandwidthBytesPerSec, "bandwidth", 0, "link cap in bytes/s (0: none)")
+	fs.StringVar(&cfg.Compression, "compression", "gzip", "link compression: gzip or none")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "edge certificate (PEM), served and presented to central")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "edge key (PEM)")
+	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "CA verifying central; also requires instrument client certificates")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "plaintext gRPC (local runs only)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful stop bound")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = config.Usage(fs, "chasqui-edge accepts the site's writes durably (fsync before ack) and forwards them to central.")
+	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
+		return err
+	}
+	if cfg.CentralAddr == "" {
+		return errors.New("--central-addr is required")
+	}
+	logger, err := logging.New(os.Stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	a, err := app.New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	runErr := a.Run(ctx)
+	if err := a.Close(); err != nil {
+		logger.Error("close", "err", err)
+		return errors.Join(runErr, err)
+	}
+	return runErr
+}

@@ -1,0 +1,258 @@
+// Package api owns the edge's gRPC services: EdgeService (instrument-facing:
+// Submit, GetTransaction) and AdminService (status, dead letters). Requests
+// are validated with internal/validate before anything reaches the queue;
+// every error goes through one function (statusOf) that turns domain errors
+// into gRPC codes and keeps internal details in the log.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/chasqui/chasqui/edge/internal/queue"
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/rpcmeta"
+	"github.com/chasqui/chasqui/internal/validate"
+)
+
+// Queue is what the services need of the store (*queue.Queue implements it).
+type Queue interface {
+	EdgeID() string
+	Epoch() string
+	Submit(ctx context.Context, txs []*opsv1.Transaction) ([]*edgev1.SubmitResult, error)
+	GetTransaction(id string) (*edgev1.TransactionStatus, error)
+	Stats() (queue.Stats, error)
+	ListDeadLetters(after string, limit int) ([]*edgev1.DeadLetter, string, error)
+	GetDeadLetter(id string) (*edgev1.DeadLetter, error)
+	RetryDeadLetter(ctx context.Context, id string, edited *opsv1.Transaction) (*edgev1.SubmitResult, error)
+	DiscardDeadLetter(id string) error
+}
+
+// Forwarder is what the status needs of the forwarder.
+type Forwarder interface {
+	State() string
+	LastError() string
+	LastCommitAt() time.Time
+	CentralLSN() string
+}
+
+// commitRater is an optional Forwarder extension.
+type commitRater interface{ CommitRate() float64 }
+
+// Register registers both services on s. fwd may be nil (no forwarder:
+// its status fields then say "disabled").
+func Register(s *grpc.Server, q Queue, fwd Forwarder, logger *slog.Logger) {
+	edgev1.RegisterEdgeServiceServer(s, NewEdgeService(q, logger))
+	edgev1.RegisterAdminServiceServer(s, NewAdminService(q, fwd, logger))
+}
+
+// EdgeService implements edgev1.EdgeServiceServer. WatchTransactions,
+// GetObservation and ListObservations answer UNIMPLEMENTED for now.
+type EdgeService struct {
+	edgev1.UnimplementedEdgeServiceServer
+	q   Queue
+	log *slog.Logger
+}
+
+// NewEdgeService builds the instrument-facing service.
+func NewEdgeService(q Queue, logger *slog.Logger) *EdgeService {
+	return &EdgeService{q: q, log: logger.With("component", "api")}
+}
+
+// Submit validates the whole request (one bad transaction fails the call and
+// stores nothing), then answers once the transactions are fsync'd.
+func (s *EdgeService) Submit(ctx context.Context, req *edgev1.SubmitRequest) (*edgev1.SubmitResponse, error) {
+	if err := validate.ValidateSubmit(req); err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	acks, err := s.q.Submit(ctx, req.GetTransactions())
+	if err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	return &edgev1.SubmitResponse{Results: acks}, nil
+}
+
+// GetTransaction tells how far a transaction has come.
+func (s *EdgeService) GetTransaction(ctx context.Context, req *edgev1.GetTransactionRequest) (*edgev1.GetTransactionResponse, error) {
+	if err := requireID("transaction_id", req.GetTransactionId()); err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	st, err := s.q.GetTransaction(req.GetTransactionId())
+	if err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	return &edgev1.GetTransactionResponse{Transaction: st}, nil
+}
+
+func requireID(field, id string) error {
+	switch {
+	case id == "":
+		return &validate.Error{Violations: []validate.Violation{{Field: field, Description: "is required"}}}
+	case len(id) > validate.MaxNameLen:
+		return &validate.Error{Violations: []validate.Violation{{Field: field, Description: "is too long"}}}
+	}
+	return nil
+}
+
+// AdminService implements edgev1.AdminServiceServer.
+type AdminService struct {
+	edgev1.UnimplementedAdminServiceServer
+	q   Queue
+	fwd Forwarder
+	log *slog.Logger
+}
+
+// NewAdminService builds the operator service; fwd may be nil.
+func NewAdminService(q Queue, fwd Forwarder, logger *slog.Logger) *AdminService {
+	return &AdminService{q: q, fwd: fwd, log: logger.With("component", "api")}
+}
+
+// GetStatus is the edge's state at a glance.
+func (s *AdminService) GetStatus(ctx context.Context, _ *edgev1.GetStatusRequest) (*edgev1.GetStatusResponse, error) {
+	st, err := Status(s.q, s.fwd, time.Now())
+	if err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	return st, nil
+}
+
+// Status builds the status answer (the HTTP /status page serves it too).
+func Status(q Queue, fwd Forwarder, now time.Time) (*edgev1.GetStatusResponse, error) {
+	qs, err := q.Stats()
+	if err != nil {
+		return nil, err
+	}
+	r := &edgev1.GetStatusResponse{
+		EdgeId:              q.EdgeID(),
+		Epoch:               q.Epoch(),
+		QueueCount:          qs.Count,
+		QueueBytes:          qs.Bytes,
+		QueueLimitBytes:     qs.LimitBytes,
+		DeadLetters:         qs.DeadLetters,
+		LastAcceptedSeq:     qs.LastSeq,
+		CommittedThroughSeq: qs.Committed,
+		DiskFreeBytes:       qs.DiskFree,
+		ForwarderState:      "disabled",
+	}
+	if !qs.OldestPending.IsZero() {
+		r.OldestPendingAcceptedAt = timestamppb.New(qs.OldestPending)
+		r.OldestPendingAgeSeconds = max(0, now.Sub(qs.OldestPending).Seconds())
+	}
+	if fwd != nil {
+		r.ForwarderState = fwd.State()
+		r.ForwarderLastError = fwd.LastError()
+		if at := fwd.LastCommitAt(); !at.IsZero() {
+			r.LastCommitAt = timestamppb.New(at)
+		}
+		r.CentralLsn = fwd.CentralLSN()
+		if cr, ok := fwd.(commitRater); ok {
+			r.CommitRateTxPerSecond = cr.CommitRate()
+		}
+	}
+	return r, nil
+}
+
+// ListDeadLetters pages through the dead letters (page_size default 100,
+// at most 1000; page_token is the previous page's next_page_token).
+func (s *AdminService) ListDeadLetters(ctx context.Context, req *edgev1.ListDeadLettersRequest) (*edgev1.ListDeadLettersResponse, error) {
+	if req.GetPageSize() < 0 {
+		return nil, statusOf(ctx, s.log, &validate.Error{Violations: []validate.Violation{{Field: "page_size", Description: "must not be negative"}}})
+	}
+	dls, next, err := s.q.ListDeadLetters(req.GetPageToken(), int(req.GetPageSize()))
+	if err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	return &edgev1.ListDeadLettersResponse{DeadLetters: dls, NextPageToken: next}, nil
+}
+
+// GetDeadLetter returns one dead letter.
+func (s *AdminService) GetDeadLetter(ctx context.Context, req *edgev1.GetDeadLetterRequest) (*edgev1.GetDeadLetterResponse, error) {
+	if err := requireID("transaction_id", req.GetTransactionId()); err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	dl, err := s.q.GetDeadLetter(req.GetTransactionId())
+	if err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	return &edgev1.GetDeadLetterResponse{DeadLetter: dl}, nil
+}
+
+// RetryDeadLetter re-enqueues a dead letter, optionally edited (same id),
+// under a new sequence number.
+func (s *AdminService) RetryDeadLetter(ctx context.Context, req *edgev1.RetryDeadLetterRequest) (*edgev1.RetryDeadLetterResponse, error) {
+	id := req.GetTransactionId()
+	if err := requireID("transaction_id", id); err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	if ed := req.GetEdited(); ed != nil {
+		// The edge stamps the retried transaction anew: the edited one is
+		// checked like a submission, its fields named under "edited".
+		err := validate.ValidateSubmit(&edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{ed}})
+		if ve := (*validate.Error)(nil); errors.As(err, &ve) {
+			for i := range ve.Violations {
+				ve.Violations[i].Field = strings.Replace(ve.Violations[i].Field, "transactions[0]", "edited", 1)
+			}
+		}
+		if err == nil && ed.GetId() != id {
+			err = &validate.Error{Violations: []validate.Violation{{Field: "edited.id", Description: "must equal transaction_id"}}}
+		}
+		if err != nil {
+			return nil, statusOf(ctx, s.log, err)
+		}
+	}
+	a, err := s.q.RetryDeadLetter(ctx, id, req.GetEdited())
+	if err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	return &edgev1.RetryDeadLetterResponse{Result: a}, nil
+}
+
+// DiscardDeadLetter drops a dead letter.
+func (s *AdminService) DiscardDeadLetter(ctx context.Context, req *edgev1.DiscardDeadLetterRequest) (*edgev1.DiscardDeadLetterResponse, error) {
+	if err := requireID("transaction_id", req.GetTransactionId()); err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	if err := s.q.DiscardDeadLetter(req.GetTransactionId()); err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	return &edgev1.DiscardDeadLetterResponse{}, nil
+}
+
+// statusOf is the one place that turns errors into gRPC statuses. Clients
+// get a stable message; anything unexpected is logged with the request id
+// and answered INTERNAL without details.
+func statusOf(ctx context.Context, log *slog.Logger, err error) error {
+	var ve *validate.Error
+	switch {
+	case errors.As(err, &ve):
+		return validate.Status(err).Err()
+	case errors.Is(err, queue.ErrInvalid):
+		// The queue's own checks name the field in their message.
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, queue.ErrQueueFull):
+		log.WarnContext(ctx, "refused: queue full", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
+		return status.Error(codes.ResourceExhausted, "edge queue is full; retry later")
+	case errors.Is(err, queue.ErrDiskFull):
+		log.WarnContext(ctx, "refused: disk space low", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
+		return status.Error(codes.ResourceExhausted, "edge disk space is low; retry later")
+	case errors.Is(err, queue.ErrNotFound):
+		return status.Error(codes.NotFound, "not found")
+	case errors.Is(err, queue.ErrClosed):
+		return status.Error(codes.Unavailable, "edge is shutting down")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "call canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	log.ErrorContext(ctx, "internal error", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
+	return status.Error(codes.Internal, "internal error")
+}
