@@ -134,13 +134,10 @@ func copyFrom(b *testing.B, pool *pgxpool.Pool, reqs []*centralv1.CommitRequest)
 		rows := make([][]any, 0, len(req.GetTransactions()))
 		for _, tx := range req.GetTransactions() {
 			o := tx.GetMutations()[0].GetObservation()
-			attrs, err := o.GetAttributes().MarshalJSON()
-			if err != nil {
-				return err
-			}
+			attrs := store.JSON(o.GetAttributes())
 			rows = append(rows, []any{
 				uuid.MustParse(o.GetId()), o.GetInstrument(), o.GetSource(), o.GetObsUnit(), "RUNNING",
-				o.GetStartTime().AsTime(), nil, string(attrs), uuid.MustParse(tx.GetId()), req.GetEdgeId(),
+				o.GetStartTime().AsTime(), nil, attrs, uuid.MustParse(tx.GetId()), req.GetEdgeId(),
 			})
 		}
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {

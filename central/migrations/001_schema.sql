@@ -76,7 +76,6 @@ CREATE TABLE chasqui.applied_transactions (
 -- when retried under a new seq.
 CREATE UNIQUE INDEX applied_transactions_tx_id_applied ON chasqui.applied_transactions (tx_id)
     WHERE outcome = 'applied';
-CREATE INDEX applied_transactions_applied_at ON chasqui.applied_transactions (applied_at);
 
 -- require_rows fails the statement (SQLSTATE P0002, no_data_found) when an
 -- id of want is not in got: an UPDATE that touches no row is a rejection.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
@@ -175,6 +177,11 @@ type planned struct {
 // starts over and isolates the culprits.
 var errPoison = errors.New("data rejected in batch")
 
+// maxHints bounds how often isolation follows the record id named by an
+// error before it falls back to plain bisection: each hint costs a pass
+// over the rest of the batch, bisection a logarithmic number of them.
+const maxHints = 3
+
 // errRetry: a serialization failure or deadlock; the call starts over.
 type retryError struct{ err error }
 
@@ -329,8 +336,10 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
 	ids := make([]uuid.UUID, len(txs))
+	pgIDs := make([]pgtype.UUID, len(txs))
 	for i, t := range txs {
 		ids[i] = parseUUID(t.GetId())
+		pgIDs[i] = pgUUID(ids[i])
 	}
 
 	// Lock the cursor (creating it for a new edge) and read what this
@@ -355,7 +364,7 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 			})
 			return err
 		})
-	b.Queue(`SELECT tx_id, edge_id, seq FROM chasqui.applied_transactions WHERE tx_id = ANY($1) AND outcome = 'applied'`, ids).
+	b.Queue(`SELECT tx_id, edge_id, seq FROM chasqui.applied_transactions WHERE tx_id = ANY($1) AND outcome = 'applied'`, pgIDs).
 		Query(func(rows pgx.Rows) error {
 			var id uuid.UUID
 			var e string
@@ -418,7 +427,7 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 	}
 	b = &pgx.Batch{}
 	if isolate {
-		if _, err := s.bisect(ctx, tx, edgeID, toApply, true); err != nil {
+		if err := s.isolate(ctx, tx, edgeID, toApply); err != nil {
 			return nil, err
 		}
 	} else {
@@ -454,16 +463,84 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 
 func queueBookkeeping(b *pgx.Batch, edgeID, epoch string, plan []*planned) {
 	n := len(plan)
-	seqs, ids := make([]int64, n), make([]uuid.UUID, n)
+	seqs, ids := make([]int64, n), make([]pgtype.UUID, n)
 	outcomes, reasons, codes := make([]string, n), make([]string, n), make([]string, n)
 	for i, p := range plan {
-		seqs[i], ids[i] = int64(p.seq), p.id
+		seqs[i], ids[i] = int64(p.seq), pgUUID(p.id)
 		outcomes[i], reasons[i], codes[i] = p.outcome, p.reason, p.code
 		if p.outcome == "" {
 			outcomes[i] = "applied"
 		}
 	}
 	b.Queue(insertBookkeeping, edgeID, epoch, seqs, ids, outcomes, reasons, codes)
+}
+
+// isolate applies plan's good transactions in order and marks the ones
+// PostgreSQL rejects. PostgreSQL's errors usually name the offending
+// record's id (key details, failing row, require_rows' message): the
+// transaction holding it is tried alone first, the ones before it
+// together, then the rest. Without a usable hint, it bisects.
+func (s *Store) isolate(ctx context.Context, tx pgx.Tx, edgeID string, plan []*planned) error {
+	for hints := 0; len(plan) > 0; hints++ {
+		pgErr, err := tryApply(ctx, tx, edgeID, plan)
+		if err != nil || pgErr == nil {
+			return err
+		}
+		i := locate(pgErr, plan)
+		if i < 0 || hints == maxHints {
+			_, err := s.bisect(ctx, tx, edgeID, plan, true)
+			return err
+		}
+		if _, err := s.bisect(ctx, tx, edgeID, plan[:i], false); err != nil {
+			return err
+		}
+		if _, err := s.bisect(ctx, tx, edgeID, plan[i:i+1], false); err != nil {
+			return err
+		}
+		plan = plan[i+1:]
+	}
+	return nil
+}
+
+// locate returns the index of the first transaction of plan owning or
+// referencing a record id named in pgErr, or -1.
+func locate(pgErr *pgconn.PgError, plan []*planned) int {
+	named := map[uuid.UUID]bool{}
+	for _, m := range uuidPattern.FindAllString(pgErr.Message+" "+pgErr.Detail, 8) {
+		if u, err := uuid.Parse(m); err == nil {
+			named[u] = true
+		}
+	}
+	if len(named) == 0 {
+		return -1
+	}
+	for i, p := range plan {
+		for _, m := range p.tx.GetMutations() {
+			for _, id := range recordIDs(m) {
+				if named[parseUUID(id)] {
+					return i
+				}
+			}
+		}
+	}
+	return -1
+}
+
+var uuidPattern = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// recordIDs are the ids a mutation writes or references.
+func recordIDs(m *opsv1.Mutation) []string {
+	switch k := m.GetKind().(type) {
+	case *opsv1.Mutation_Observation:
+		return []string{k.Observation.GetId()}
+	case *opsv1.Mutation_ObservationUpdate:
+		return []string{k.ObservationUpdate.GetId()}
+	case *opsv1.Mutation_InstrumentConfig:
+		return []string{k.InstrumentConfig.GetId(), k.InstrumentConfig.GetObservationId()}
+	case *opsv1.Mutation_RawDataFile:
+		return []string{k.RawDataFile.GetId(), k.RawDataFile.GetObservationId()}
+	}
+	return nil
 }
 
 // bisect applies plan's transactions in order under savepoints, marking

@@ -214,7 +214,8 @@ func TestTransactionIsAtomic(t *testing.T) {
 
 func TestPoisonIsRejectedAlone(t *testing.T) {
 	t.Parallel()
-	for _, poisons := range [][]int{{50}, {0, 99}, {10, 11, 70}} {
+	// Five poisons outlast the id hints (maxHints) and exercise bisection.
+	for _, poisons := range [][]int{{50}, {0, 99}, {10, 11, 70}, {1, 2, 3, 50, 98}} {
 		t.Run(fmt.Sprint(poisons), func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, store.Options{})
