@@ -177,10 +177,12 @@ func TestPipelinedOutOfOrderCallsBothSucceed(t *testing.T) {
 
 func TestDatabaseDownIsUnavailableAndHealthFollows(t *testing.T) {
 	t.Parallel()
+	// A database name of its own: after Kill, another test binary's cluster
+	// may take the freed port, and must not look like ours.
 	c := pgtest.StartCluster(t, pgtest.Options{Name: "central_server_down"})
 	ctx := context.Background()
-	require.NoError(t, c.CreateDatabase(ctx, "chasqui"))
-	b := start(t, c.URL("chasqui"), nil)
+	require.NoError(t, c.CreateDatabase(ctx, "central_server_down"))
+	b := start(t, c.URL("central_server_down"), nil)
 	hreq := &healthpb.HealthCheckRequest{Service: centralv1.IngestService_ServiceDesc.ServiceName}
 	servingIs := func(want healthpb.HealthCheckResponse_ServingStatus) func() bool {
 		return func() bool {
