@@ -173,9 +173,11 @@ type planned struct {
 	code    string
 }
 
-// errPoison: PostgreSQL refused data in the pipelined batch; the call
-// starts over and isolates the culprits.
-var errPoison = errors.New("data rejected in batch")
+// poisonError: PostgreSQL refused data in the pipelined batch; the call
+// starts over and isolates the culprits, starting from this error's hint.
+type poisonError struct{ pgErr *pgconn.PgError }
+
+func (e *poisonError) Error() string { return "data rejected in batch: " + e.pgErr.Error() }
 
 // maxHints bounds how often isolation follows the record id named by an
 // error before it falls back to plain bisection: each hint costs a pass
@@ -193,11 +195,12 @@ func (e *retryError) Unwrap() error { return e.err }
 // wrapping ErrUnavailable, or the context's error.
 func (s *Store) Commit(ctx context.Context, req *centralv1.CommitRequest) (*Result, error) {
 	waitUntil := time.Now().Add(s.opts.GapWait)
-	isolate := false
+	var isolate *poisonError
 	for attempt := 1; ; attempt++ {
 		res, err := s.attempt(ctx, req, isolate)
 		var gap *GapError
 		var rerr *retryError
+		var poison *poisonError
 		switch {
 		case err == nil:
 			return res, nil
@@ -210,11 +213,11 @@ func (s *Store) Commit(ctx context.Context, req *centralv1.CommitRequest) (*Resu
 				}
 				return nil, err
 			}
-		case errors.Is(err, errPoison):
-			if isolate {
+		case errors.As(err, &poison):
+			if isolate != nil {
 				return nil, s.unavailable(ctx, "isolate", errors.New("data rejection outside the isolated statements"))
 			}
-			isolate = true
+			isolate = poison
 		case errors.As(err, &rerr):
 			if attempt >= s.opts.Attempts {
 				return nil, s.unavailable(ctx, "commit", rerr.err)
@@ -236,7 +239,7 @@ func (s *Store) Commit(ctx context.Context, req *centralv1.CommitRequest) (*Resu
 // attempt runs one PostgreSQL transaction for the call on a connection it
 // holds until the LSN is read: the LSN must come from the connection that
 // committed, after its COMMIT.
-func (s *Store) attempt(ctx context.Context, req *centralv1.CommitRequest, isolate bool) (*Result, error) {
+func (s *Store) attempt(ctx context.Context, req *centralv1.CommitRequest, isolate *poisonError) (*Result, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, translate("acquire connection", err)
@@ -321,10 +324,10 @@ func (r storedRow) result(txID string, seq uint64) TxResult {
 	return res
 }
 
-// commitOnce runs one PostgreSQL transaction for the call. With isolate,
-// the data statements run under savepoints, bisecting to find the
-// transactions PostgreSQL rejects.
-func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.CommitRequest, isolate bool) (*Result, error) {
+// commitOnce runs one PostgreSQL transaction for the call. With isolate
+// (the error of a previous attempt), the data statements run under
+// savepoints to find the transactions PostgreSQL rejects.
+func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.CommitRequest, isolate *poisonError) (*Result, error) {
 	edgeID, epoch, first := req.GetEdgeId(), req.GetEpoch(), req.GetFirstSeq()
 	txs := req.GetTransactions()
 	last := first + uint64(len(txs)) - 1
@@ -426,8 +429,8 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 		}
 	}
 	b = &pgx.Batch{}
-	if isolate {
-		if err := s.isolate(ctx, tx, edgeID, toApply); err != nil {
+	if isolate != nil {
+		if err := s.isolate(ctx, tx, edgeID, toApply, isolate.pgErr); err != nil {
 			return nil, err
 		}
 	} else {
@@ -439,8 +442,8 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 	if err := execBatch(ctx, tx, b); err != nil {
 		var be *batchError
 		if errors.As(err, &be) && be.index < nData {
-			if c, _ := classify(be.err); c == classData {
-				return nil, errPoison
+			if c, pgErr := classify(be.err); c == classData {
+				return nil, &poisonError{pgErr: pgErr}
 			}
 		}
 		return nil, wrap("apply", err)
@@ -480,11 +483,17 @@ func queueBookkeeping(b *pgx.Batch, edgeID, epoch string, plan []*planned) {
 // record's id (key details, failing row, require_rows' message): the
 // transaction holding it is tried alone first, the ones before it
 // together, then the rest. Without a usable hint, it bisects.
-func (s *Store) isolate(ctx context.Context, tx pgx.Tx, edgeID string, plan []*planned) error {
+//
+// first is the error of the failed pipelined attempt on the whole plan,
+// which need not be repeated.
+func (s *Store) isolate(ctx context.Context, tx pgx.Tx, edgeID string, plan []*planned, first *pgconn.PgError) error {
 	for hints := 0; len(plan) > 0; hints++ {
-		pgErr, err := tryApply(ctx, tx, edgeID, plan)
-		if err != nil || pgErr == nil {
-			return err
+		pgErr := first
+		if hints > 0 {
+			var err error
+			if pgErr, err = tryApply(ctx, tx, edgeID, plan); err != nil || pgErr == nil {
+				return err
+			}
 		}
 		i := locate(pgErr, plan)
 		if i < 0 || hints == maxHints {
