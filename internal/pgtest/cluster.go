@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ var baseConf = []string{
 }
 
 // Cluster is a PostgreSQL server this package started from the machine's
-// binaries, in a directory of its own, on 127.0.0.1. Its methods may be
+// binaries, in a directory of its own, on a loopback address of its own. Its methods may be
 // called from several goroutines; lifecycle operations are serialized.
 type Cluster struct {
 	name    string
@@ -73,7 +74,8 @@ type Cluster struct {
 	dataDir string
 	sockDir string
 	logPath string
-	port    int // fixed once the first start succeeded
+	host    string // loopback address of its own, see loopbackHost
+	port    int    // fixed once the first start succeeded
 	user    osUser
 
 	mu     sync.Mutex
@@ -203,7 +205,7 @@ func (c *Cluster) appendConf(lines []string) error {
 // URL returns a connection URL for database dbname as user postgres over
 // TCP; trust authentication needs no password.
 func (c *Cluster) URL(dbname string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, url.PathEscape(dbname))
+	return fmt.Sprintf("postgres://postgres@%s:%d/%s?sslmode=disable", c.host, c.port, url.PathEscape(dbname))
 }
 
 // Port returns the TCP port, which stays the same across restarts.
@@ -392,7 +394,10 @@ func (c *Cluster) launch(newPort bool) error {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if newPort {
-			port, err := freePort()
+			if c.host == "" {
+				c.host = loopbackHost()
+			}
+			port, err := freePort(c.host)
 			if err != nil {
 				return err
 			}
@@ -462,7 +467,7 @@ func (c *Cluster) spawn() (*postmaster, error) {
 		sockDir = ""
 	}
 	cmd := c.user.command(c.dataDir, filepath.Join(c.binDir, "postgres"),
-		"-D", c.dataDir, "-p", strconv.Itoa(c.port), "-k", sockDir)
+		"-D", c.dataDir, "-h", c.host, "-p", strconv.Itoa(c.port), "-k", sockDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
@@ -557,10 +562,25 @@ func (c *Cluster) killGroup(p *postmaster) error {
 	}
 }
 
-// freePort asks the kernel for a free port on 127.0.0.1. Another process can
+// loopbackHosts counts the clusters of this process.
+var loopbackHosts atomic.Uint32
+
+// loopbackHost gives each cluster an address of its own in 127.0.0.0/8,
+// derived from this process's pid and a counter. A killed cluster's port
+// is free for anyone on 127.0.0.1, and another test binary's cluster taking
+// it would receive the first cluster's reconnecting clients (seen here:
+// commits landing in the wrong cluster). On an address of its own, nobody
+// else binds that port while the cluster is down.
+func loopbackHost() string {
+	pid := os.Getpid()
+	n := loopbackHosts.Add(1)
+	return fmt.Sprintf("127.%d.%d.%d", 1+(pid>>8)%254, pid&255, 1+(n-1)%254)
+}
+
+// freePort asks the kernel for a free port on host. Another process can
 // take it before postgres binds it; launch retries when that happens.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("pgtest: finding a free port: %w", err)
 	}

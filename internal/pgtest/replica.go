@@ -36,7 +36,7 @@ func (c *Cluster) NewReplica(opts ReplicaOptions) (*Cluster, error) {
 	// standby.signal. The primary's pg_hba.conf, written by initdb with
 	// --auth=trust, trusts replication connections from 127.0.0.1.
 	args := []string{
-		"-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "-U", "postgres",
+		"-h", c.host, "-p", strconv.Itoa(c.port), "-U", "postgres",
 		"-D", r.dataDir, "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
 	}
 	if opts.Slot != "" {
