@@ -44,6 +44,16 @@ func TestWriteCommittedWithLSN(t *testing.T) {
 	s.Check(h)
 }
 
+// The edge compresses the link with gzip by default (issue 4); central must
+// accept it.
+func TestLinkGzip(t *testing.T) {
+	t.Parallel()
+	s := NewStack(t, StackOptions{Compression: "gzip"})
+	txID := newID()
+	submit(t, s, insertObs(txID, newID()))
+	waitCommitted(t, s, txID)
+}
+
 // An update to an observation still buffered at the edge (link down) lands
 // after its insert once the link returns (guarantee 4).
 func TestBufferedUpdateLandsAfterInsert(t *testing.T) {

@@ -176,7 +176,7 @@ func (p *Process) cleanup() {
 		<-done
 	}
 	if p.t.Failed() {
-		p.t.Logf("---- %s log tail (%s) ----\n%s", p.name, p.logPath, p.LogTail(150))
+		p.t.Logf("---- %s log tail, successful calls left out (%s) ----\n%s", p.name, p.logPath, p.LogTail(80))
 	}
 }
 
@@ -387,6 +387,9 @@ func (p *Process) LogTail(n int) string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"grpc.code":"OK"`) {
+			continue // successful calls drown what matters
+		}
 		lines = append(lines, sc.Text())
 		if len(lines) > 4*n {
 			lines = append([]string(nil), lines[len(lines)-n:]...)

@@ -173,6 +173,14 @@ func (p *Proxy) Blackhole(timeoutMs int) (remove func()) {
 	return func() { p.removeToxic(a); p.removeToxic(b) }
 }
 
+// DropAnswers lets requests through but drops every answer (server to
+// client): calls reach central and commit, their acks are lost. Removing it
+// closes the connections it held.
+func (p *Proxy) DropAnswers() (remove func()) {
+	a := p.addToxic("", "timeout", "downstream", map[string]any{"timeout": 0})
+	return func() { p.removeToxic(a) }
+}
+
 // ResetPeer resets connections (TCP RST) timeoutMs after data arrives from
 // the given direction ("upstream": requests; "downstream": answers).
 func (p *Proxy) ResetPeer(direction string, timeoutMs int) (remove func()) {

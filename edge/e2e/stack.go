@@ -29,6 +29,9 @@ type StackOptions struct {
 	CentralDown bool
 	// EdgeID defaults to "site-e2e".
 	EdgeID string
+	// Compression is the edge's --compression. Default "none": central
+	// does not register the gzip decompressor yet (TestLinkGzip shows it).
+	Compression string
 	// CentralArgs and EdgeArgs are appended to the services' flags.
 	CentralArgs, EdgeArgs []string
 }
@@ -101,10 +104,13 @@ func NewStack(t testing.TB, opts StackOptions) *Stack {
 
 	s.Proxy = NewProxy(t, centralAddr)
 	s.DataDir = filepath.Join(t.TempDir(), "edge-data")
+	if opts.Compression == "" {
+		opts.Compression = "none"
+	}
 	edgeAddr := FreeAddr(t)
 	s.Edge = StartProcess(t, "edge", edgeBin, edgeAddr, append([]string{
 		"--insecure", "--edge-id", s.EdgeID, "--grpc-addr", edgeAddr, "--http-addr", FreeAddr(t),
-		"--data-dir", s.DataDir, "--central-addr", s.Proxy.Addr(),
+		"--data-dir", s.DataDir, "--central-addr", s.Proxy.Addr(), "--compression", opts.Compression,
 	}, opts.EdgeArgs...)...)
 
 	s.Conn, err = grpcclient.Dial(edgeAddr, grpcclient.Options{Logger: clientLogger(t)})
