@@ -794,15 +794,21 @@ func (x *GetObservationResponse) GetBufferOnly() bool {
 	return false
 }
 
+// ListObservationsRequest filters (empty or unset: any) and pages; the
+// order is (start_time, id).
 type ListObservationsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Instrument    string                 `protobuf:"bytes,1,opt,name=instrument,proto3" json:"instrument,omitempty"`
-	ObsUnit       string                 `protobuf:"bytes,2,opt,name=obs_unit,json=obsUnit,proto3" json:"obs_unit,omitempty"`
-	Status        v1.ObservationStatus   `protobuf:"varint,3,opt,name=status,proto3,enum=chasqui.ops.v1.ObservationStatus" json:"status,omitempty"`
-	StartAfter    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
-	StartBefore   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_before,json=startBefore,proto3" json:"start_before,omitempty"`
-	PageSize      int32                  `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Instrument string                 `protobuf:"bytes,1,opt,name=instrument,proto3" json:"instrument,omitempty"`
+	ObsUnit    string                 `protobuf:"bytes,2,opt,name=obs_unit,json=obsUnit,proto3" json:"obs_unit,omitempty"`
+	Status     v1.ObservationStatus   `protobuf:"varint,3,opt,name=status,proto3,enum=chasqui.ops.v1.ObservationStatus" json:"status,omitempty"`
+	// start_time >= start_after (inclusive).
+	StartAfter *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
+	// start_time < start_before (exclusive).
+	StartBefore *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_before,json=startBefore,proto3" json:"start_before,omitempty"`
+	// At most this many observations (default 100, at most 1000).
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; empty for the first.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
