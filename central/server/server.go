@@ -24,6 +24,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 
 	"github.com/chasqui/chasqui/central/internal/api"
+	"github.com/chasqui/chasqui/central/internal/read"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/central/migrations"
 	"github.com/chasqui/chasqui/internal/grpcserver"
@@ -167,6 +168,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 		authz = cfg.AuthorizeEdge
 	}
 	centralv1.RegisterIngestServiceServer(s.grpc.Server, api.New(s.store, authz, logger))
+	centralv1.RegisterReadServiceServer(s.grpc.Server, read.New(s.pool, logger))
 	s.ready.Store(true)
 	s.setServing(true)
 
@@ -299,6 +301,7 @@ func (s *Server) setServing(ok bool) {
 	}
 	s.grpc.Health.SetServingStatus("", st)
 	s.grpc.Health.SetServingStatus(centralv1.IngestService_ServiceDesc.ServiceName, st)
+	s.grpc.Health.SetServingStatus(centralv1.ReadService_ServiceDesc.ServiceName, st)
 }
 
 func (s *Server) httpHandler() http.Handler {

@@ -1,0 +1,102 @@
+// Package read serves chasqui.central.v1.ReadService: committed
+// observations, with their files and configurations, read from central's
+// database for edges that have no site replica (or whose replica is down).
+// Domain errors become gRPC codes in one function (toStatus).
+package read
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+
+	"github.com/chasqui/chasqui/internal/records"
+	"github.com/chasqui/chasqui/internal/rpcmeta"
+	"github.com/chasqui/chasqui/internal/validate"
+)
+
+// Service implements centralv1.ReadServiceServer.
+type Service struct {
+	centralv1.UnimplementedReadServiceServer
+	db     records.Querier
+	logger *slog.Logger
+}
+
+// New returns the service reading from db (a *pgxpool.Pool).
+func New(db records.Querier, logger *slog.Logger) *Service {
+	return &Service{db: db, logger: logger.With("component", "read")}
+}
+
+// GetObservation reads one observation with its files and configurations.
+func (s *Service) GetObservation(ctx context.Context, req *centralv1.GetObservationRequest) (*centralv1.GetObservationResponse, error) {
+	id, err := records.ParseID("id", req.GetId())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	r, err := records.Get(ctx, s.db, id)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	return &centralv1.GetObservationResponse{Observation: Record(r)}, nil
+}
+
+// ListObservations reads one page of observations in (start_time, id) order.
+func (s *Service) ListObservations(ctx context.Context, req *centralv1.ListObservationsRequest) (*centralv1.ListObservationsResponse, error) {
+	f, err := records.FilterOf(req)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	// One more than asked tells whether a next page exists.
+	limit := f.Limit
+	f.Limit++
+	rs, err := records.List(ctx, s.db, f)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	out := &centralv1.ListObservationsResponse{}
+	if len(rs) > limit {
+		rs = rs[:limit]
+		out.NextPageToken = records.KeyOf(rs[limit-1].Observation).Token()
+	}
+	for _, r := range rs {
+		out.Observations = append(out.Observations, Record(r))
+	}
+	return out, nil
+}
+
+// Record converts a record to its wire form.
+func Record(r *records.Record) *centralv1.ObservationRecord {
+	return &centralv1.ObservationRecord{Observation: r.Observation, Files: r.Files, Configs: r.Configs}
+}
+
+// toStatus is the one place errors become gRPC statuses; driver errors go
+// to the log, never to the client.
+func (s *Service) toStatus(ctx context.Context, err error) error {
+	var (
+		ve  *validate.Error
+		pge *pgconn.PgError
+	)
+	switch {
+	case errors.As(err, &ve):
+		return validate.Status(ve).Err()
+	case errors.Is(err, records.ErrNotFound):
+		return status.Error(codes.NotFound, "observation not found")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "canceled")
+	case errors.As(err, &pge):
+		// A server-side error of a read is a bug (schema mismatch), not a
+		// transient condition.
+		s.logger.ErrorContext(ctx, "read failed", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
+		return status.Error(codes.Internal, "internal error")
+	}
+	// Connection-level failures: PostgreSQL unreachable, restarting.
+	s.logger.WarnContext(ctx, "database unavailable", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
+	return status.Error(codes.Unavailable, "database unavailable; retry")
+}
