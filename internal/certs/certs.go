@@ -137,34 +137,43 @@ func LoadCA(certFile, keyFile string) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA key: %w", err)
 	}
-	b, _ := pem.Decode(certPEM)
+	ca, err := LoadCAFromPEM(Pair{CertPEM: certPEM, KeyPEM: keyPEM})
+	if err != nil {
+		return nil, fmt.Errorf("CA %s, %s: %w", certFile, keyFile, err)
+	}
+	return ca, nil
+}
+
+// LoadCAFromPEM parses a CA certificate and its key. Errors never echo the
+// key's content.
+func LoadCAFromPEM(p Pair) (*CA, error) {
+	b, _ := pem.Decode(p.CertPEM)
 	if b == nil || b.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("CA certificate %s: no PEM CERTIFICATE block", certFile)
+		return nil, errors.New("certificate: no PEM CERTIFICATE block")
 	}
 	cert, err := x509.ParseCertificate(b.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("CA certificate %s: %w", certFile, err)
+		return nil, fmt.Errorf("certificate: %w", err)
 	}
 	if !cert.IsCA {
-		return nil, fmt.Errorf("CA certificate %s: not a CA", certFile)
+		return nil, errors.New("certificate: not a CA")
 	}
-	kb, _ := pem.Decode(keyPEM)
+	kb, _ := pem.Decode(p.KeyPEM)
 	if kb == nil {
-		// Never echo the file's content: it is a key.
-		return nil, fmt.Errorf("CA key %s: no PEM block", keyFile)
+		return nil, errors.New("key: no PEM block")
 	}
 	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
 	if err != nil {
 		if k, err = x509.ParseECPrivateKey(kb.Bytes); err != nil {
-			return nil, fmt.Errorf("CA key %s: not a PKCS #8 or EC private key", keyFile)
+			return nil, errors.New("key: not a PKCS #8 or EC private key")
 		}
 	}
 	signer, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("CA key %s: unsupported key type", keyFile)
+		return nil, errors.New("key: unsupported key type")
 	}
 	if !publicKeysEqual(signer.Public(), cert.PublicKey) {
-		return nil, fmt.Errorf("CA key %s does not match certificate %s", keyFile, certFile)
+		return nil, errors.New("key does not match the certificate")
 	}
 	return &CA{Cert: cert, Key: signer, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})}, nil
 }

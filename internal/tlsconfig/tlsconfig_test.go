@@ -1,0 +1,157 @@
+package tlsconfig_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chasqui/chasqui/internal/certs"
+	"github.com/chasqui/chasqui/internal/tlsconfig"
+)
+
+type site struct {
+	dir string
+	ca  *certs.CA
+}
+
+func newSite(t *testing.T) *site {
+	t.Helper()
+	ca, p, err := certs.NewCA("ca", time.Hour, time.Now())
+	require.NoError(t, err)
+	s := &site{dir: t.TempDir(), ca: ca}
+	_, _, err = certs.WritePair(s.dir, "ca", p, false)
+	require.NoError(t, err)
+	return s
+}
+
+func (s *site) issueEdge(t *testing.T, name, id string) *x509.Certificate {
+	t.Helper()
+	p, c, err := s.ca.IssueEdge(id, []string{"127.0.0.1"}, time.Hour, time.Now())
+	require.NoError(t, err)
+	_, _, err = certs.WritePair(s.dir, name, p, true)
+	require.NoError(t, err)
+	return c
+}
+
+func (s *site) files(name string) tlsconfig.Files {
+	return tlsconfig.Files{Cert: filepath.Join(s.dir, name+".pem"), Key: filepath.Join(s.dir, name+"-key.pem"), CA: filepath.Join(s.dir, "ca.pem")}
+}
+
+// handshake makes one new connection and returns the certificates each
+// side saw of the other.
+func handshake(t *testing.T, lis net.Listener, client *tls.Config) (serverSaw, clientSaw *x509.Certificate) {
+	t.Helper()
+	got := make(chan *x509.Certificate, 1)
+	go func() {
+		c, err := lis.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		tc := c.(*tls.Conn)
+		if tc.Handshake() != nil || len(tc.ConnectionState().PeerCertificates) == 0 {
+			got <- nil
+			return
+		}
+		got <- tc.ConnectionState().PeerCertificates[0]
+	}()
+	conn, err := tls.Dial("tcp", lis.Addr().String(), client)
+	require.NoError(t, err)
+	clientSaw = conn.ConnectionState().PeerCertificates[0]
+	serverSaw = <-got
+	_ = conn.Close()
+	return serverSaw, clientSaw
+}
+
+func TestRotationWithoutRestart(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	srv1 := s.issueEdge(t, "server", "srv")
+	cli1 := s.issueEdge(t, "client", "cli")
+	serverCfg, err := tlsconfig.Server(s.files("server"))
+	require.NoError(t, err)
+	clientCfg, err := tlsconfig.Client(s.files("client"))
+	require.NoError(t, err)
+	clientCfg.ServerName = "127.0.0.1"
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", serverCfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = lis.Close() })
+
+	serverSaw, clientSaw := handshake(t, lis, clientCfg)
+	require.Equal(t, srv1.SerialNumber, clientSaw.SerialNumber)
+	require.Equal(t, cli1.SerialNumber, serverSaw.SerialNumber)
+
+	// Replace both pairs on disk: the next connections see the new ones,
+	// on the same listener and the same client configuration.
+	srv2 := s.issueEdge(t, "server", "srv")
+	cli2 := s.issueEdge(t, "client", "cli")
+	serverSaw, clientSaw = handshake(t, lis, clientCfg)
+	require.Equal(t, srv2.SerialNumber, clientSaw.SerialNumber, "server certificate rotated")
+	require.Equal(t, cli2.SerialNumber, serverSaw.SerialNumber, "client certificate rotated")
+
+	// A half-written rotation (certificate without its key) keeps the last
+	// good pair in service.
+	garbage := filepath.Join(s.dir, "server-key.pem")
+	require.NoError(t, os.WriteFile(garbage, []byte("not a key"), 0o600))
+	_, clientSaw = handshake(t, lis, clientCfg)
+	require.Equal(t, srv2.SerialNumber, clientSaw.SerialNumber)
+}
+
+func TestServerRequiresClientCertUnlessOptional(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	s.issueEdge(t, "server", "srv")
+	noCert := &tls.Config{ServerName: "127.0.0.1", RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+	noCert.RootCAs.AddCert(s.ca.Cert)
+	for _, optional := range []bool{false, true} {
+		cfg, err := tlsconfig.Server(s.files("server"), tlsconfig.Options{OptionalClientCert: optional})
+		require.NoError(t, err)
+		lis, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+		require.NoError(t, err)
+		errc := make(chan error, 1)
+		go func() {
+			c, err := lis.Accept()
+			if err == nil {
+				err = c.(*tls.Conn).Handshake()
+				_ = c.Close()
+			}
+			errc <- err
+		}()
+		conn, err := tls.Dial("tcp", lis.Addr().String(), noCert)
+		if err == nil {
+			// TLS 1.3: the client learns of the refusal on its first read.
+			_, err = conn.Read(make([]byte, 1))
+			_ = conn.Close()
+		}
+		serr := <-errc
+		_ = lis.Close()
+		if optional {
+			require.NoError(t, serr, "optional: handshake without a client certificate completes")
+		} else {
+			require.Error(t, serr, "required: handshake without a client certificate fails")
+		}
+	}
+}
+
+func TestCheckInsecure(t *testing.T) {
+	t.Parallel()
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:7443": true, "localhost:1": true, "[::1]:7443": true, "127.0.0.2:0": true,
+		":7443": false, "0.0.0.0:7443": false, "10.0.0.1:7443": false, "central.example.org:7443": false,
+	} {
+		err := tlsconfig.CheckInsecure(false, map[string]string{"--grpc-addr": addr})
+		if ok {
+			require.NoError(t, err, addr)
+		} else {
+			require.ErrorContains(t, err, "--grpc-addr", addr)
+			require.NoError(t, tlsconfig.CheckInsecure(true, map[string]string{"--grpc-addr": addr}))
+		}
+	}
+}
