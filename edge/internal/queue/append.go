@@ -448,11 +448,13 @@ type batch struct {
 	bytes int
 }
 
-// Bounds of one Badger transaction, well inside Badger's limits for our
-// memtable size (MaxBatchSize is 15% of it, about 2.4 MiB).
+// Bounds of one Badger transaction, inside Badger's limits for our memtable
+// size (MaxBatchSize is 15% of it, about 2.4 MiB; MaxBatchCount is far
+// higher), so that a full group (MaxGroup transactions, two keys each) is
+// normally one Badger transaction and one fsync.
 const (
-	batchMaxEntries = 5000
-	batchMaxBytes   = 1 << 20
+	batchMaxEntries = 10000
+	batchMaxBytes   = 3 << 19 // 1.5 MiB
 )
 
 func (q *Queue) newBatch(m *meta) *batch {
@@ -465,7 +467,7 @@ func (q *Queue) newBatch(m *meta) *batch {
 func (b *batch) reserve(es ...*badger.Entry) error {
 	size := 0
 	for _, e := range es {
-		size += len(e.Key) + 16
+		size += len(e.Key) + 24 // Badger counts key, meta, value pointer
 		if len(e.Value) < valueThreshold {
 			size += len(e.Value)
 		}

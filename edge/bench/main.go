@@ -1,0 +1,257 @@
+// Command bench measures the edge's accept path side by side with its
+// physical limits, in one run on one machine:
+//
+//	BENCH submit_tx_per_s          64 gRPC clients, one single-observation transaction per unary Submit
+//	BENCH submit_p99_ms            p99 latency of those Submits
+//	BENCH grpc_echo_calls_per_s    the same clients calling grpc.health.v1 Check (a trivial unary call)
+//	BENCH submit_batched_tx_per_s  the same clients, 100 transactions per Submit
+//	BENCH badger_sync_writes_per_s raw Badger, one key per transaction, one fsync each, one writer
+//
+// The edge runs in-process with its production pieces (Badger queue with
+// group commit, validation, the grpcserver interceptor chain) over loopback
+// TCP; logs at warn level so per-call info logs are not part of the figure.
+//
+//	go run ./bench [-duration 5s] [-clients 64]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/chasqui/chasqui/edge/internal/api"
+	"github.com/chasqui/chasqui/edge/internal/queue"
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/grpcserver"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	duration := flag.Duration("duration", 5*time.Second, "measuring time per figure")
+	clients := flag.Int("clients", 64, "concurrent gRPC clients (one connection each)")
+	dir := flag.String("dir", "", "data directory (default: a new temp dir, removed after)")
+	only := flag.String("only", "", "run only this figure: echo, submit, batched or badger (profiling)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.Parse()
+	var profFile *os.File
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		profFile = f
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "chasqui-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	q, err := queue.Open(queue.Options{Dir: *dir + "/queue", EdgeID: "bench", Logger: logger, MaxQueueBytes: 8 << 30})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	srv := grpcserver.New(grpcserver.Options{Logger: logger})
+	api.Register(srv.Server, q, nil, logger)
+	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis, time.Second) }()
+	defer func() { cancel(); <-served }()
+
+	conns := make([]*grpc.ClientConn, *clients)
+	for i := range conns {
+		if conns[i], err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			return err
+		}
+		defer conns[i].Close()
+	}
+
+	echo := func(c *grpc.ClientConn) func(context.Context) (int, error) {
+		h := healthpb.NewHealthClient(c)
+		return func(ctx context.Context) (int, error) {
+			_, err := h.Check(ctx, &healthpb.HealthCheckRequest{})
+			return 1, err
+		}
+	}
+	submit := func(n int) func(c *grpc.ClientConn) func(context.Context) (int, error) {
+		return func(c *grpc.ClientConn) func(context.Context) (int, error) {
+			e := edgev1.NewEdgeServiceClient(c)
+			return func(ctx context.Context) (int, error) {
+				txs := make([]*opsv1.Transaction, n)
+				for i := range txs {
+					txs[i] = observationTx()
+				}
+				_, err := e.Submit(ctx, &edgev1.SubmitRequest{Transactions: txs})
+				return n, err
+			}
+		}
+	}
+
+	// Warm up connections, the queue and the runtime.
+	if _, err := measure(conns, time.Second, submit(1)); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		if err := pprof.StartCPUProfile(profFile); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var echoRes, subRes, batchRes result
+	var syncRate float64
+	if *only == "" || *only == "echo" {
+		if echoRes, err = measure(conns, *duration, echo); err != nil {
+			return err
+		}
+	}
+	if *only == "" || *only == "submit" {
+		if subRes, err = measure(conns, *duration, submit(1)); err != nil {
+			return err
+		}
+	}
+	if *only == "" || *only == "batched" {
+		if batchRes, err = measure(conns, *duration, submit(100)); err != nil {
+			return err
+		}
+	}
+	if *only == "" || *only == "badger" {
+		if syncRate, err = badgerSyncWrites(*dir+"/raw", *duration); err != nil {
+			return err
+		}
+	}
+
+	fmt.Printf("BENCH submit_tx_per_s %.0f tx/s\n", subRes.rate)
+	fmt.Printf("BENCH submit_p99_ms %.2f ms\n", ms(subRes.p99))
+	fmt.Printf("BENCH submit_p50_ms %.2f ms\n", ms(subRes.p50))
+	fmt.Printf("BENCH grpc_echo_calls_per_s %.0f calls/s\n", echoRes.rate)
+	fmt.Printf("BENCH submit_vs_echo_ratio %.2f x\n", subRes.rate/echoRes.rate)
+	fmt.Printf("BENCH submit_batched_tx_per_s %.0f tx/s\n", batchRes.rate)
+	fmt.Printf("BENCH badger_sync_writes_per_s %.0f writes/s\n", syncRate)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func observationTx() *opsv1.Transaction {
+	return &opsv1.Transaction{
+		Id: uuid.Must(uuid.NewV7()).String(),
+		Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Observation{Observation: &opsv1.Observation{
+			Instrument: "CHAI", Source: "Orion-KL", ObsUnit: "2026.A.042",
+			Status: opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING, StartTime: timestamppb.Now(),
+		}}}},
+	}
+}
+
+type result struct {
+	rate     float64 // units (transactions or calls) per second
+	p50, p99 time.Duration
+}
+
+// measure runs one caller per connection for d and reports the rate of
+// units done and the call latency percentiles.
+func measure(conns []*grpc.ClientConn, d time.Duration, mk func(*grpc.ClientConn) func(context.Context) (int, error)) (result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var units atomic.Int64
+	var mu sync.Mutex
+	var lats []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, c := range conns {
+		call := mk(c)
+		wg.Go(func() {
+			local := make([]time.Duration, 0, 4096)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				n, err := call(context.Background())
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				local = append(local, time.Since(t0))
+				units.Add(int64(n))
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return result{}, firstErr
+	}
+	slices.Sort(lats)
+	pct := func(p float64) time.Duration {
+		if len(lats) == 0 {
+			return 0
+		}
+		return lats[min(len(lats)-1, int(float64(len(lats))*p))]
+	}
+	return result{rate: float64(units.Load()) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
+}
+
+// badgerSyncWrites is the physical limit of one-fsync-per-write: one writer,
+// one ~300-byte value per Badger transaction, SyncWrites on, the queue's
+// memory options.
+func badgerSyncWrites(dir string, d time.Duration) (float64, error) {
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(true).
+		WithMemTableSize(16 << 20).WithNumMemtables(2).WithValueLogFileSize(64 << 20).
+		WithValueThreshold(256).WithCompression(options.None).WithDetectConflicts(false))
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	val := make([]byte, 300)
+	n := 0
+	start := time.Now()
+	for time.Since(start) < d {
+		key := fmt.Appendf(nil, "k%016d", n)
+		if err := db.Update(func(txn *badger.Txn) error { return txn.Set(key, val) }); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
