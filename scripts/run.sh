@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # `make run`: the whole pair on this machine. PostgreSQL (its own cluster,
-# data in run/pg), chasqui-central, chasqui-edge (queue in run/edge) and the
+# data in run/pg), the site replica (a streaming replica of it in
+# run/replica, see scripts/site-replica.sh), chasqui-central, chasqui-edge (queue in run/edge) and the
 # instrument simulator. A second run continues with the same data and queue.
 # Ctrl-C stops everything cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-RUN=$ROOT/run
+RUN=${CHASQUI_RUN_DIR:-$ROOT/run}
 PGPORT=${CHASQUI_RUN_PG_PORT:-55432}
 CENTRAL_ADDR=${CHASQUI_RUN_CENTRAL_ADDR:-127.0.0.1:7443}
 CENTRAL_HTTP=${CHASQUI_RUN_CENTRAL_HTTP:-127.0.0.1:7480}
 EDGE_ADDR=${CHASQUI_RUN_EDGE_ADDR:-127.0.0.1:7444}
 EDGE_HTTP=${CHASQUI_RUN_EDGE_HTTP:-127.0.0.1:7481}
+REPLICA_PORT=${CHASQUI_RUN_REPLICA_PORT:-55433}
 mkdir -p "$RUN/logs"
 
 ./scripts/check-postgres.sh
@@ -45,6 +47,7 @@ cleanup() {
   echo; echo "stopping..."
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  ./scripts/site-replica.sh stop
   as_pg "$PGBIN/pg_ctl" -D "$RUN/pg" -m fast -w stop >/dev/null 2>&1 || true
   echo "stopped (data kept in $RUN; rm -rf run/ to start afresh)"
 }
@@ -56,11 +59,14 @@ fi
 as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qtAc "SELECT 1 FROM pg_database WHERE datname='chasqui'" | grep -q 1 \
   || as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres chasqui
 DB_URL="postgres://postgres@127.0.0.1:$PGPORT/chasqui?sslmode=disable"
+# The site replica: seeded once, reused by later runs.
+./scripts/site-replica.sh seed
+REPLICA_URL="postgres://postgres@127.0.0.1:$REPLICA_PORT/chasqui?sslmode=disable"
 
 bin/chasqui-central --insecure --grpc-addr "$CENTRAL_ADDR" --http-addr "$CENTRAL_HTTP" \
   --database-url "$DB_URL" >>"$RUN/logs/central.log" 2>&1 &
 pids+=($!)
-bin/chasqui-edge --insecure --edge-id site-1 --grpc-addr "$EDGE_ADDR" --http-addr "$EDGE_HTTP" \
+CHASQUI_REPLICA_URL="$REPLICA_URL" bin/chasqui-edge --insecure --edge-id site-1 --grpc-addr "$EDGE_ADDR" --http-addr "$EDGE_HTTP" \
   --data-dir "$RUN/edge" --central-addr "$CENTRAL_ADDR" >>"$RUN/logs/edge.log" 2>&1 &
 pids+=($!)
 if [ -x bin/chasqui-sim ]; then
@@ -72,6 +78,7 @@ cat <<MSG
 
 Chasqui is running (logs in run/logs/):
   PostgreSQL  $DB_URL   (psql "$DB_URL")
+  replica     $REPLICA_URL   (scripts/site-replica.sh status)
   central     gRPC $CENTRAL_ADDR   http://$CENTRAL_HTTP/status
   edge        gRPC $EDGE_ADDR   http://$EDGE_HTTP/status
   simulator   writes observations, configs and files to the edge
