@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -27,7 +28,9 @@ import (
 	"github.com/chasqui/chasqui/central/internal/read"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/central/migrations"
+	"github.com/chasqui/chasqui/internal/auth"
 	"github.com/chasqui/chasqui/internal/grpcserver"
+	"github.com/chasqui/chasqui/internal/metrics"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
 )
 
@@ -36,18 +39,33 @@ type Config struct {
 	// GRPCAddr is where IngestService listens. Default ":7443"; ":0" picks a
 	// free port (see Server.GRPCAddr).
 	GRPCAddr string
-	// HTTPAddr serves /healthz, /readyz and /status. Default ":7480";
+	// HTTPAddr serves /healthz, /readyz, /status and /metrics. Default ":7480";
 	// "-" disables the HTTP server.
 	HTTPAddr string
 	// DatabaseURL is the PostgreSQL URL (postgres://user:pass@host:port/db).
 	// Required. It holds a password: it is never logged.
 	DatabaseURL string
-	// TLSCert and TLSKey are the server's PEM certificate and key; TLSCA,
-	// when set, requires client certificates signed by it (mutual TLS).
-	// Required unless Insecure.
+	// TLSCert and TLSKey are the server's PEM certificate and key; TLSCA
+	// is the site CA that signs the edges' client certificates (mutual
+	// TLS). All three are required unless Insecure. The files are re-read
+	// when they change (rotation without restart).
+	//
+	// Identity: an edge is who its verified certificate says (the URI SAN
+	// chasqui://edge/<id>, else the subject CN) and may only Commit and
+	// GetCursor as that edge (PERMISSION_DENIED otherwise, nothing
+	// written). Health and reflection stay open without a certificate: the
+	// TLS layer verifies a client certificate only when one is given, and
+	// the auth interceptor demands one for every other method
+	// (UNAUTHENTICATED).
 	TLSCert, TLSKey, TLSCA string
-	// Insecure serves plaintext gRPC, for local runs and tests. Default false.
+	// Insecure serves plaintext gRPC with no authentication: anyone who
+	// reaches the port can write as any edge. Allowed only when GRPCAddr is
+	// a loopback address, unless AllowInsecureRemote. Logged at WARN.
+	// Default false.
 	Insecure bool
+	// AllowInsecureRemote lets Insecure listen beyond loopback (a trusted
+	// private network, a compose network). Default false.
+	AllowInsecureRemote bool
 	// GapWait is how long a batch arriving ahead of its predecessors waits
 	// for them before it is refused with ABORTED. Default 2s.
 	GapWait time.Duration
@@ -67,9 +85,13 @@ type Config struct {
 	MaxConns int32
 	// AuthorizeEdge, when set, decides per call whether the caller may act
 	// as edgeID; it returns an error wrapping api.ErrPermissionDenied to
-	// refuse (PERMISSION_DENIED). Nil allows every caller. (Per-edge
-	// identity is a later issue; this is its hook.)
+	// refuse (PERMISSION_DENIED). Nil means: under mutual TLS, the caller's
+	// certificate must name edgeID (a second check behind the auth
+	// interceptor); with Insecure, every caller is allowed.
 	AuthorizeEdge func(ctx context.Context, edgeID string) error
+	// Registry receives central's metrics, served at /metrics. Default: a
+	// new registry with the Go and process collectors.
+	Registry *prometheus.Registry
 }
 
 func (c *Config) setDefaults() {
@@ -97,13 +119,17 @@ func (c *Config) setDefaults() {
 // Validate checks the configuration (after defaults) and names the bad field.
 func (c Config) Validate() error {
 	c.setDefaults()
+	insecureErr := tlsconfig.CheckInsecure(c.AllowInsecureRemote, map[string]string{"GRPCAddr (--grpc-addr)": c.GRPCAddr})
 	switch {
 	case c.DatabaseURL == "":
 		return errors.New("config: DatabaseURL (--database-url) is required")
-	case !c.Insecure && (c.TLSCert == "" || c.TLSKey == ""):
-		return errors.New("config: TLSCert and TLSKey (--tls-cert, --tls-key) are required unless Insecure (--insecure)")
+	case !c.Insecure && (c.TLSCert == "" || c.TLSKey == "" || c.TLSCA == ""):
+		return errors.New("config: TLSCert, TLSKey and TLSCA (--tls-cert, --tls-key, --tls-ca) are required: " +
+			"central requires mutual TLS unless Insecure (--insecure)")
 	case c.Insecure && (c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != ""):
 		return errors.New("config: Insecure (--insecure) conflicts with TLSCert/TLSKey/TLSCA")
+	case c.Insecure && insecureErr != nil:
+		return insecureErr
 	case c.GapWait < 0:
 		return fmt.Errorf("config: GapWait (--gap-wait) must not be negative, got %s", c.GapWait)
 	case c.Retention < time.Minute:
@@ -127,6 +153,7 @@ type Server struct {
 	httpLis net.Listener
 	ready   atomic.Bool
 	started time.Time
+	metrics *centralMetrics
 }
 
 // New connects to PostgreSQL, migrates the schema and binds the listeners.
@@ -138,9 +165,17 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	}
 	var tlsCfg *tls.Config
 	if !cfg.Insecure {
-		if tlsCfg, err = tlsconfig.Server(tlsconfig.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA}); err != nil {
+		tlsCfg, err = tlsconfig.Server(tlsconfig.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA},
+			tlsconfig.Options{OptionalClientCert: true, Logger: logger})
+		if err != nil {
 			return nil, err
 		}
+	} else {
+		logger.Warn("INSECURE: central serves plaintext gRPC without authentication; any client can write as any edge",
+			"grpc_addr", cfg.GRPCAddr, "allow_insecure_remote", cfg.AllowInsecureRemote)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = metrics.NewRegistry()
 	}
 	s := &Server{cfg: cfg, logger: logger, started: time.Now()}
 	defer func() {
@@ -162,12 +197,35 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	}
 	s.store = store.New(s.pool, store.Options{GapWait: cfg.GapWait, Logger: logger})
 
-	s.grpc = grpcserver.New(grpcserver.Options{Logger: logger, TLS: tlsCfg})
+	rpcMetrics := metrics.ServerRPC(cfg.Registry)
+	s.metrics = newCentralMetrics(cfg.Registry, s.ready.Load)
+	gopts := grpcserver.Options{Logger: logger, TLS: tlsCfg}
+	// Chain (after request id and logging): RPC metrics -> auth -> outcome
+	// counters -> recovery. Metrics sit outside auth so refusals are counted.
+	mu, ms := metrics.ServerInterceptors(rpcMetrics)
+	gopts.Unary = append(gopts.Unary, mu)
+	gopts.Stream = append(gopts.Stream, ms)
 	var authz api.Authorizer
 	if cfg.AuthorizeEdge != nil {
 		authz = cfg.AuthorizeEdge
 	}
+	if !cfg.Insecure {
+		au, as := auth.EdgeInterceptors(auth.EdgeOptions{})
+		gopts.Unary = append(gopts.Unary, au)
+		gopts.Stream = append(gopts.Stream, as)
+		if authz == nil {
+			authz = func(ctx context.Context, edgeID string) error {
+				if err := auth.CheckEdge(ctx, edgeID); err != nil {
+					return fmt.Errorf("%w: %w", api.ErrPermissionDenied, err)
+				}
+				return nil
+			}
+		}
+	}
+	gopts.Unary = append(gopts.Unary, s.metrics.countOutcomes)
+	s.grpc = grpcserver.New(gopts)
 	centralv1.RegisterIngestServiceServer(s.grpc.Server, api.New(s.store, authz, logger))
+	rpcMetrics.InitializeMetrics(s.grpc.Server)
 	centralv1.RegisterReadServiceServer(s.grpc.Server, read.New(s.pool, logger))
 	s.ready.Store(true)
 	s.setServing(true)
@@ -316,6 +374,7 @@ func (s *Server) httpHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.Handle("GET /metrics", metrics.Handler(s.cfg.Registry))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		stat := s.pool.Stat()
 		w.Header().Set("Content-Type", "application/json")

@@ -222,10 +222,16 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 	}{
 		{server.Config{Insecure: true}, "DatabaseURL"},
 		{server.Config{DatabaseURL: "postgres://x"}, "TLSCert"},
-		{server.Config{DatabaseURL: "postgres://x", Insecure: true, GapWait: -1}, "GapWait"},
-		{server.Config{DatabaseURL: "postgres://x", Insecure: true, Retention: time.Second}, "Retention"},
+		{server.Config{DatabaseURL: "postgres://x", TLSCert: "c", TLSKey: "k"}, "TLSCA"},
+		{server.Config{DatabaseURL: "postgres://x", Insecure: true, GRPCAddr: "127.0.0.1:0", GapWait: -1}, "GapWait"},
+		{server.Config{DatabaseURL: "postgres://x", Insecure: true, GRPCAddr: "127.0.0.1:0", Retention: time.Second}, "Retention"},
+		// Plaintext only on loopback: the default ":7443" listens everywhere.
+		{server.Config{DatabaseURL: "postgres://x", Insecure: true}, "--grpc-addr"},
+		{server.Config{DatabaseURL: "postgres://x", Insecure: true, GRPCAddr: "10.1.2.3:7443"}, "loopback"},
 	} {
 		require.ErrorContains(t, tc.cfg.Validate(), tc.want)
 	}
-	require.NoError(t, server.Config{DatabaseURL: "postgres://x", Insecure: true}.Validate())
+	require.NoError(t, server.Config{DatabaseURL: "postgres://x", Insecure: true, GRPCAddr: "127.0.0.1:7443"}.Validate())
+	require.NoError(t, server.Config{DatabaseURL: "postgres://x", Insecure: true, GRPCAddr: "localhost:7443"}.Validate())
+	require.NoError(t, server.Config{DatabaseURL: "postgres://x", Insecure: true, AllowInsecureRemote: true}.Validate())
 }
