@@ -124,9 +124,9 @@ func TestEdgeKill9MidBacklog(t *testing.T) {
 		target := load.Acked() + n
 		Eventually(t, 2*time.Minute, "load makes progress", func() bool { return load.Acked() >= target })
 	}
-	for i := range 3 {
+	for i := range 6 {
 		var undo func()
-		switch i {
+		switch i % 3 {
 		case 0: // a backlog only the edge's disk holds
 			s.Proxy.Down()
 			undo = s.Proxy.Up
@@ -134,14 +134,14 @@ func TestEdgeKill9MidBacklog(t *testing.T) {
 		case 2: // forwarding over a slow link: many batches in flight
 			undo = s.Proxy.Latency(50, 10)
 		}
-		waitAcks(300)
+		waitAcks(800)
 		killRestartEdge(t, s)
 		waitAcks(100)
 		if undo != nil {
 			undo()
 		}
 	}
-	stats := load.Stop()
+	stats := load.Drain()
 	t.Logf("load: %s", stats)
 	s.WaitApplied(h, drainTimeout)
 	s.Check(h)

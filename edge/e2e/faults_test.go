@@ -67,7 +67,7 @@ func (f *faultRun) window(name string, fault func()) (d Snapshot, connPerSec, re
 func (f *faultRun) finish() (LoadStats, Report) {
 	f.t.Helper()
 	f.waitAcks(100) // the system still accepts and the load still flows after the fault
-	stats := f.load.Stop()
+	stats := f.load.Drain()
 	f.t.Logf("load: %s", stats)
 	f.s.WaitApplied(f.h, drainTimeout)
 	return stats, f.s.Check(f.h)

@@ -65,7 +65,9 @@ type Load struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started time.Time
+	until   time.Time // no new transactions after this (zero: no bound)
 	count   atomic.Int64
+	drain   atomic.Bool
 
 	mu      sync.Mutex
 	lat     []time.Duration
@@ -87,13 +89,11 @@ func StartLoad(ctx context.Context, client edgev1.EdgeServiceClient, hist *Histo
 	if cfg.Instrument == "" {
 		cfg.Instrument = "E2E"
 	}
-	var cancel context.CancelFunc
-	if cfg.Duration > 0 {
-		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
-	}
+	ctx, cancel := context.WithCancel(ctx)
 	l := &Load{cfg: cfg, client: client, hist: hist, cancel: cancel, started: time.Now()}
+	if cfg.Duration > 0 {
+		l.until = l.started.Add(cfg.Duration)
+	}
 	for w := range cfg.Writers {
 		l.wg.Add(1)
 		go func() {
@@ -110,13 +110,22 @@ func (l *Load) Acked() int {
 	return a
 }
 
-// Stop cancels the writers (in-flight calls become uncertain) and waits.
+// Stop cancels the writers (calls in flight become uncertain) and waits.
 func (l *Load) Stop() LoadStats {
 	l.cancel()
 	return l.Wait()
 }
 
-// Wait waits until the writers are done (MaxTx or Duration reached).
+// Drain stops the writers from starting new transactions and waits until
+// the calls in flight have their answers, so nothing stays uncertain
+// because of the stop itself.
+func (l *Load) Drain() LoadStats {
+	l.drain.Store(true)
+	return l.Wait()
+}
+
+// Wait waits until the writers are done (MaxTx or Duration reached); calls
+// in flight finish first.
 func (l *Load) Wait() LoadStats {
 	l.wg.Wait()
 	l.cancel()
@@ -142,7 +151,7 @@ func (l *Load) statsLocked() LoadStats {
 }
 
 func (l *Load) writer(ctx context.Context, w int) {
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !l.drain.Load() && (l.until.IsZero() || time.Now().Before(l.until)) {
 		if l.cfg.MaxTx > 0 && l.count.Add(1) > int64(l.cfg.MaxTx) {
 			return
 		}
@@ -165,6 +174,11 @@ func (l *Load) writer(ctx context.Context, w int) {
 			}
 			if err == nil {
 				err = fmt.Errorf("submit answered %d results for 1 transaction", len(resp.GetResults()))
+			}
+			if ctx.Err() != nil {
+				// Stopped by the test, not failed: the call stays uncertain.
+				l.hist.Written(id)
+				break
 			}
 			l.hist.Failed(id, err)
 			// Client backoff between resubmissions of the same id.
