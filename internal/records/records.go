@@ -104,6 +104,8 @@ type Filter struct {
 	StartAfter, StartBefore time.Time
 	// After is the last key of the previous page.
 	After *Key
+	// IDs, when not empty, restricts the list to these observations.
+	IDs []uuid.UUID
 	// Exclude are ids left out (the edge reads those itself, merged with
 	// its buffered writes).
 	Exclude []uuid.UUID
@@ -193,6 +195,9 @@ func List(ctx context.Context, q Querier, f Filter) ([]*Record, error) {
 	}
 	if f.After != nil {
 		where = append(where, fmt.Sprintf("(start_time, id) > (%s, %s)", arg(f.After.Start), arg(f.After.ID)))
+	}
+	if len(f.IDs) > 0 {
+		where = append(where, "id = ANY("+arg(f.IDs)+")")
 	}
 	if len(f.Exclude) > 0 {
 		where = append(where, "id <> ALL("+arg(f.Exclude)+")")

@@ -7,6 +7,7 @@ package read
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -50,6 +51,16 @@ func (s *Service) ListObservations(ctx context.Context, req *centralv1.ListObser
 	f, err := records.FilterOf(req)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
+	}
+	if len(req.GetIds()) > f.Limit {
+		return nil, s.toStatus(ctx, &validate.Error{Violations: []validate.Violation{{Field: "ids", Description: "more ids than page_size"}}})
+	}
+	for i, id := range req.GetIds() {
+		u, err := records.ParseID(fmt.Sprintf("ids[%d]", i), id)
+		if err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+		f.IDs = append(f.IDs, u)
 	}
 	// One more than asked tells whether a next page exists.
 	limit := f.Limit

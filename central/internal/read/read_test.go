@@ -162,6 +162,14 @@ func TestListObservationsFiltersAndPages(t *testing.T) {
 	require.Len(t, res.GetObservations(), 6)
 	require.Empty(t, res.GetNextPageToken())
 
+	res, err = b.svc.ListObservations(ctx, &centralv1.ListObservationsRequest{Ids: []string{chai[3], chai[1], fixture.ID()}})
+	require.NoError(t, err)
+	require.Len(t, res.GetObservations(), 2)
+	require.Equal(t, chai[1], res.GetObservations()[0].GetObservation().GetId())
+	require.Equal(t, chai[3], res.GetObservations()[1].GetObservation().GetId())
+	_, err = b.svc.ListObservations(ctx, &centralv1.ListObservationsRequest{Ids: []string{"x"}})
+	require.Equal(t, "ids[0]: must be a UUID", status.Convert(err).Message())
+
 	res, err = b.svc.ListObservations(ctx, &centralv1.ListObservationsRequest{ObsUnit: "nope"})
 	require.NoError(t, err)
 	require.Empty(t, res.GetObservations())

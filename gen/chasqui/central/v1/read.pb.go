@@ -188,7 +188,11 @@ type ListObservationsRequest struct {
 	// At most this many observations (default 100, at most 1000).
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page; empty for the first.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only these observations (UUIDs, at most page_size of them); empty: any.
+	// The edge reads the committed state of the records it holds buffered
+	// updates for.
+	Ids           []string `protobuf:"bytes,8,rep,name=ids,proto3" json:"ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +276,13 @@ func (x *ListObservationsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListObservationsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 type ListObservationsResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Observations []*ObservationRecord   `protobuf:"bytes,1,rep,name=observations,proto3" json:"observations,omitempty"`
@@ -337,7 +348,7 @@ const file_chasqui_central_v1_read_proto_rawDesc = "" +
 	"\x15GetObservationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"a\n" +
 	"\x16GetObservationResponse\x12G\n" +
-	"\vobservation\x18\x01 \x01(\v2%.chasqui.central.v1.ObservationRecordR\vobservation\"\xc7\x02\n" +
+	"\vobservation\x18\x01 \x01(\v2%.chasqui.central.v1.ObservationRecordR\vobservation\"\xd9\x02\n" +
 	"\x17ListObservationsRequest\x12\x1e\n" +
 	"\n" +
 	"instrument\x18\x01 \x01(\tR\n" +
@@ -349,7 +360,8 @@ const file_chasqui_central_v1_read_proto_rawDesc = "" +
 	"\fstart_before\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vstartBefore\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"\x8d\x01\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x12\x10\n" +
+	"\x03ids\x18\b \x03(\tR\x03ids\"\x8d\x01\n" +
 	"\x18ListObservationsResponse\x12I\n" +
 	"\fobservations\x18\x01 \x03(\v2%.chasqui.central.v1.ObservationRecordR\fobservations\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xe5\x01\n" +
