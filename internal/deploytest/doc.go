@@ -1,0 +1,13 @@
+// Package deploytest checks the deployment files (docker-compose.yml, the
+// Prometheus alert rules and configuration, the systemd units and their
+// environment examples, scripts/dist.sh) against the real binaries: rules
+// parse with Prometheus' own parser and fire on the series the services
+// export, and every CHASQUI_* name is a real flag of its binary.
+//
+// It is a module of its own, outside go.work, because its test
+// dependencies (Prometheus' promql pulls in k8s.io/client-go; compose-go
+// pulls docker and JSON-schema libraries) must not enter the module graph of
+// the services: run it with
+//
+//	cd internal/deploytest && GOWORK=off go test ./...
+package deploytest
