@@ -37,21 +37,21 @@ var exportedMetrics = map[string]bool{
 	"chasqui_replica_lag_seconds":                      true,
 	"chasqui_badger_disk_bytes":                        true,
 	// central
-	"chasqui_central_postgres_up":                   true,
-	"chasqui_central_committed_transactions_total":  true,
-	"chasqui_central_rejected_transactions_total":   true,
+	"chasqui_central_postgres_up":                  true,
+	"chasqui_central_committed_transactions_total": true,
+	"chasqui_central_rejected_transactions_total":  true,
 }
 
 // requiredAlerts are the conditions issue 7 asks for, each with the alert
 // that covers it.
 var requiredAlerts = map[string]string{
-	"queue older than 5 minutes":             "ChasquiQueueOldestPendingTooOld",
-	"queue above 80% of its limit":           "ChasquiQueueNearlyFull",
-	"forwarder failing for 5 minutes":        "ChasquiForwarderFailing",
-	"forwarder stopped for 5 minutes":        "ChasquiForwarderStalled",
-	"any new dead letter":                    "ChasquiDeadLetter",
-	"replica lag above 5 minutes":            "ChasquiReplicaLagHigh",
-	"central cannot reach PostgreSQL":        "ChasquiCentralPostgresDown",
+	"queue older than 5 minutes":      "ChasquiQueueOldestPendingTooOld",
+	"queue above 80% of its limit":    "ChasquiQueueNearlyFull",
+	"forwarder failing for 5 minutes": "ChasquiForwarderFailing",
+	"forwarder stopped for 5 minutes": "ChasquiForwarderStalled",
+	"any new dead letter":             "ChasquiDeadLetter",
+	"replica lag above 5 minutes":     "ChasquiReplicaLagHigh",
+	"central cannot reach PostgreSQL": "ChasquiCentralPostgresDown",
 }
 
 const edgeLabels = `{job="chasqui-edge", instance="edge:7481"}`

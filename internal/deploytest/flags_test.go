@@ -34,7 +34,7 @@ var binaries = map[string]struct{ module, pkg string }{
 // ignored by the binaries, so setting them early is harmless). Drop an entry
 // once its flag exists: the test logs when that happens.
 var pendingFlags = map[string]map[string]bool{
-	"chasqui-edge":    {"allow-insecure-remote": true, "replica-url": true},
+	"chasqui-edge": {"allow-insecure-remote": true, "replica-url": true},
 }
 
 // notConfig are flags that are not configuration and need no CHASQUI_*
