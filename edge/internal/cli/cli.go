@@ -53,6 +53,7 @@ Usage:
   chasqui [flags] deadletters show TX_ID
   chasqui [flags] deadletters retry TX_ID [-f EDITED_TX.json]
   chasqui [flags] deadletters discard TX_ID
+  chasqui certs init|issue-edge|issue-central|issue-client [flags]   a site's CA and certificates ('chasqui certs -h')
 
 Exit codes: 0 done, 1 refused or failed, 2 usage, 3 edge unreachable, 4 not found.
 `
@@ -118,6 +119,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = c.submit(ctx, rest[1:])
 	case "deadletters", "dl":
 		err = c.deadLetters(ctx, rest[1:])
+	case "certs":
+		err = c.certsCmd(rest[1:])
 	default:
 		err = usageError("unknown command %q", rest[0])
 	}
