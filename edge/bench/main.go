@@ -22,8 +22,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +57,8 @@ func run() error {
 	duration := flag.Duration("duration", 5*time.Second, "measuring time per figure")
 	clients := flag.Int("clients", 64, "concurrent gRPC clients (one connection each)")
 	dir := flag.String("dir", "", "data directory (default: a new temp dir, removed after)")
+	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
+	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
 	only := flag.String("only", "", "run only this figure: echo, submit, batched or badger (profiling)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -81,6 +86,9 @@ func run() error {
 		return err
 	}
 	defer q.Close()
+	if *backlog > 0 {
+		return fillBacklog(q, *backlog, *settle)
+	}
 	srv := grpcserver.New(grpcserver.Options{Logger: logger})
 	api.Register(srv.Server, q, nil, logger)
 	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -254,4 +262,73 @@ func badgerSyncWrites(dir string, d time.Duration) (float64, error) {
 		n++
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// fillBacklog writes n transactions straight into the queue (as a long WAN
+// outage would leave them), reads them all back as the forwarder would, and
+// reports the process's peak and current RSS.
+func fillBacklog(q *queue.Queue, n int, settle time.Duration) error {
+	start := time.Now()
+	const per = 1000
+	for done := 0; done < n; done += per {
+		txs := make([]*opsv1.Transaction, min(per, n-done))
+		for i := range txs {
+			txs[i] = observationTx()
+		}
+		if _, err := q.Submit(context.Background(), txs); err != nil {
+			return err
+		}
+	}
+	fillRate := float64(n) / time.Since(start).Seconds()
+	read := 0
+	for from := uint64(1); from <= q.LastSeq(); {
+		es, err := q.Read(from, 1000, 1<<20)
+		if err != nil {
+			return err
+		}
+		read += len(es)
+		from = es[len(es)-1].Seq + 1
+	}
+	st, err := q.Stats()
+	if err != nil {
+		return err
+	}
+	time.Sleep(settle) // let Badger finish compactions and release idle table-builder buffers (one per 2 s)
+	runtime.GC()       // measure what is live, not garbage not yet collected
+	debug.FreeOSMemory()
+	if f, err := os.Create(os.TempDir() + "/chasqui-bench-heap.out"); err == nil {
+		_ = pprof.WriteHeapProfile(f)
+		_ = f.Close()
+	}
+	rss, hwm := procStatus("VmRSS:"), procStatus("VmHWM:")
+	anon, file := procStatus("RssAnon:"), procStatus("RssFile:")
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("BENCH backlog_tx %d tx (%d read back, %.0f MiB payload)\n", n, read, float64(st.Bytes)/(1<<20))
+	fmt.Printf("BENCH backlog_fill_tx_per_s %.0f tx/s\n", fillRate)
+	fmt.Printf("BENCH backlog_rss_mib %.0f MiB\n", rss/1024)
+	fmt.Printf("BENCH backlog_peak_rss_mib %.0f MiB\n", hwm/1024)
+	// RssFile is mmapped Badger files (value log, tables, memtable WALs):
+	// page cache the kernel reclaims under pressure. RssAnon is the heap
+	// and Badger's arenas and caches.
+	fmt.Printf("BENCH backlog_rss_anon_mib %.0f MiB\n", anon/1024)
+	fmt.Printf("BENCH backlog_rss_file_mib %.0f MiB\n", file/1024)
+	fmt.Printf("BENCH backlog_go_heap_inuse_mib %.0f MiB\n", float64(ms.HeapInuse)/(1<<20))
+	return nil
+}
+
+// procStatus reads a kB figure of /proc/self/status.
+func procStatus(field string) float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			var kb float64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb)
+			return kb
+		}
+	}
+	return 0
 }

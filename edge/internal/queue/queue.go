@@ -77,6 +77,7 @@ const (
 	blockCacheSize   = 8 << 20
 	indexCacheSize   = 16 << 20
 	numCompactors    = 2
+	baseTableSize    = 1 << 20
 )
 
 // DefaultDiskReserve is the free space below which the queue refuses writes:
@@ -221,6 +222,7 @@ func Open(opts Options) (*Queue, error) {
 		WithBlockCacheSize(blockCacheSize).
 		WithIndexCacheSize(indexCacheSize).
 		WithNumCompactors(numCompactors).
+		WithBaseTableSize(baseTableSize).
 		WithCompression(options.None)
 	db, err := badger.Open(bo)
 	if err != nil {
