@@ -32,6 +32,7 @@ import (
 	"github.com/chasqui/chasqui/internal/grpcserver"
 	"github.com/chasqui/chasqui/internal/metrics"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
+	"github.com/chasqui/chasqui/internal/tracing"
 )
 
 // Config configures central. The zero value of each field means its default.
@@ -199,7 +200,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 
 	rpcMetrics := metrics.ServerRPC(cfg.Registry)
 	s.metrics = newCentralMetrics(cfg.Registry, s.ready.Load)
-	gopts := grpcserver.Options{Logger: logger, TLS: tlsCfg}
+	gopts := grpcserver.Options{Logger: logger, TLS: tlsCfg, ServerOptions: tracing.ServerOptions()}
 	// Chain (after request id and logging): RPC metrics -> auth -> outcome
 	// counters -> recovery. Metrics sit outside auth so refusals are counted.
 	mu, ms := metrics.ServerInterceptors(rpcMetrics)

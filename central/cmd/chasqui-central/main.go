@@ -14,6 +14,7 @@ import (
 	"github.com/chasqui/chasqui/central/server"
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/logging"
+	"github.com/chasqui/chasqui/internal/tracing"
 )
 
 func main() {
@@ -48,6 +49,12 @@ func realMain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Spans are exported only when the OTEL_* environment asks for it.
+	shutdownTracing, err := tracing.Setup(ctx, "chasqui-central", logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
 	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		return err
