@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -32,15 +33,20 @@ var logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 // edge is an in-process edge (queue + API) whose gRPC server can be
 // stopped and started again on the same address.
 type edge struct {
-	q      *queue.Queue
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
+	q         *queue.Queue
+	exhausted atomic.Int64 // RESOURCE_EXHAUSTED answers given
+	addr      string
+	cancel    context.CancelFunc
+	done      chan error
 }
 
-func startEdge(t *testing.T) *edge {
+func startEdge(t *testing.T, mod ...func(*queue.Options)) *edge {
 	t.Helper()
-	q, err := queue.Open(queue.Options{Dir: t.TempDir(), EdgeID: "edge-client", Logger: logger})
+	opts := queue.Options{Dir: t.TempDir(), EdgeID: "edge-client", Logger: logger}
+	for _, m := range mod {
+		m(&opts)
+	}
+	q, err := queue.Open(opts)
 	require.NoError(t, err)
 	e := &edge{q: q}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,7 +61,14 @@ func startEdge(t *testing.T) *edge {
 }
 
 func (e *edge) serve(lis net.Listener) {
-	srv := grpcserver.New(grpcserver.Options{Logger: logger})
+	count := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		if status.Code(err) == codes.ResourceExhausted {
+			e.exhausted.Add(1)
+		}
+		return resp, err
+	}
+	srv := grpcserver.New(grpcserver.Options{Logger: logger, Unary: []grpc.UnaryServerInterceptor{count}})
 	api.Register(srv.Server, e.q, nil, logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan error, 1)
@@ -184,4 +197,43 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestRetriesFullQueue: a full queue answers RESOURCE_EXHAUSTED; the client
+// retries it with backoff, and once space is freed the call succeeds
+// without the caller seeing an error.
+func TestRetriesFullQueue(t *testing.T) {
+	t.Parallel()
+	e := startEdge(t, func(o *queue.Options) { o.MaxQueueBytes = 1000 })
+	c := dial(t, e.addr)
+	ctx := context.Background()
+	for {
+		res, err := e.q.Submit(ctx, []*opsv1.Transaction{client.Tx(&opsv1.Mutation{Kind: &opsv1.Mutation_Observation{
+			Observation: &opsv1.Observation{Instrument: "CHAI"},
+		}})})
+		if err != nil {
+			require.ErrorIs(t, err, queue.ErrQueueFull)
+			break
+		}
+		require.Len(t, res, 1)
+	}
+	full := e.q.LastSeq()
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.StartObservation(ctx, &opsv1.Observation{Instrument: "CHAI"})
+		done <- err
+	}()
+	// Once the edge has refused the call, central "commits" the backlog and
+	// the pruner frees it.
+	waitFor(t, func() bool { return e.exhausted.Load() >= 1 })
+	es, err := e.q.Read(1, 1000, 1<<20)
+	require.NoError(t, err)
+	res := queue.CommitResult{ThroughSeq: full, CommittedAt: time.Now().Add(-48 * time.Hour)}
+	require.NoError(t, e.q.ApplyCommit(res))
+	_, err = e.q.Prune(ctx)
+	require.NoError(t, err)
+	require.NoError(t, <-done)
+	require.Equal(t, full+1, e.q.LastSeq())
+	require.Len(t, es, int(full))
 }
