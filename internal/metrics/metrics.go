@@ -82,16 +82,17 @@ type Metric struct {
 
 // Func is a collector that asks read for its values at every scrape. read
 // returns one sample slice per metric, in the order of metrics; a metric
-// with no samples is left out of that scrape (unknown, not zero). read
-// must be quick: it runs on the scrape.
+// with no samples is left out of that scrape (unknown, not zero). An error
+// fails the scrape visibly instead of reporting zeros. read must be quick:
+// it runs on the scrape.
 type Func struct {
 	descs []*prometheus.Desc
 	types []prometheus.ValueType
-	read  func() [][]Sample
+	read  func() ([][]Sample, error)
 }
 
 // NewFunc builds a Func collector.
-func NewFunc(metrics []Metric, read func() [][]Sample) *Func {
+func NewFunc(metrics []Metric, read func() ([][]Sample, error)) *Func {
 	f := &Func{read: read}
 	for _, m := range metrics {
 		f.descs = append(f.descs, prometheus.NewDesc(m.Name, m.Help, m.Labels, nil))
@@ -109,7 +110,11 @@ func (f *Func) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (f *Func) Collect(ch chan<- prometheus.Metric) {
-	vals := f.read()
+	vals, err := f.read()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(f.descs[0], err)
+		return
+	}
 	for i, d := range f.descs {
 		if i >= len(vals) {
 			return
