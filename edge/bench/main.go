@@ -283,6 +283,26 @@ func badgerSyncWrites(dir string, d time.Duration) (float64, error) {
 // outage would leave them), reads them all back as the forwarder would, and
 // reports the process's peak and current RSS.
 func fillBacklog(q *queue.Queue, n int, settle time.Duration) error {
+	// Sample anonymous RSS (heap, Badger's arenas and buffers; not the
+	// mmapped files) through the fill and the read-back.
+	var peakAnon atomic.Int64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if a := int64(procStatus("RssAnon:")); a > peakAnon.Load() {
+				peakAnon.Store(a)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	start := time.Now()
 	const per = 1000
 	for done := 0; done < n; done += per {
@@ -304,6 +324,8 @@ func fillBacklog(q *queue.Queue, n int, settle time.Duration) error {
 		read += len(es)
 		from = es[len(es)-1].Seq + 1
 	}
+	close(stopSampling)
+	<-sampled
 	st, err := q.Stats()
 	if err != nil {
 		return err
@@ -326,6 +348,7 @@ func fillBacklog(q *queue.Queue, n int, settle time.Duration) error {
 	// RssFile is mmapped Badger files (value log, tables, memtable WALs):
 	// page cache the kernel reclaims under pressure. RssAnon is the heap
 	// and Badger's arenas and caches.
+	fmt.Printf("BENCH backlog_peak_rss_anon_mib %.0f MiB\n", float64(peakAnon.Load())/1024)
 	fmt.Printf("BENCH backlog_rss_anon_mib %.0f MiB\n", anon/1024)
 	fmt.Printf("BENCH backlog_rss_file_mib %.0f MiB\n", file/1024)
 	fmt.Printf("BENCH backlog_go_heap_inuse_mib %.0f MiB\n", float64(ms.HeapInuse)/(1<<20))
