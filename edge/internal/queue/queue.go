@@ -49,8 +49,8 @@ var (
 //     alone would be 320 MiB. Two small ones still absorb our write rate,
 //     because payloads go to the value log (ValueThreshold) and the LSM only
 //     holds keys and pointers.
-//   - ValueThreshold 256 B: transaction payloads (typically 0.3-2 KiB) go to
-//     the value log, so the LSM stays small (a million entries is tens of
+//   - ValueThreshold 256 B: transaction payloads above it (attributes and
+//     configs make most 0.3-2 KiB) go to the value log, so the LSM stays small (a million entries is tens of
 //     MiB of keys) and deleting forwarded payloads lets value-log GC give the
 //     space back; small tx-state records stay in the LSM, cheap to look up.
 //   - ValueLogFileSize 64 MiB: GC rewrites a whole file at a time, so smaller
@@ -65,13 +65,6 @@ var (
 //   - BaseTableSize 1 MiB (default 2): each compaction builds tables in
 //     parallel (up to 8+ builders, each buffering about two tables in
 //     memory); smaller tables halve that transient memory.
-//
-//   Measured (go run ./bench -backlog 1000000: 1M single-observation
-//   transactions, 178 MiB of payload, written at full speed and read back):
-//   anonymous RSS 40 MiB once idle, peak 430 MiB while compacting without a
-//   Go memory limit and 170 MiB with GOMEMLIMIT=160MiB (chasqui-edge sets
-//   --memory-limit, default 192 MiB). The mmapped files add ~370 MiB of
-//   page cache to RSS, which the kernel reclaims under pressure.
 //   - SyncWrites: every Badger commit is msync'd (value log and memtable WAL)
 //     before Commit returns. The appender makes ONE Badger transaction per
 //     group, so this is one fsync per group. (SyncWrites=false plus db.Sync
@@ -79,6 +72,13 @@ var (
 //     active memtable's WAL, so writes that landed in a file that rotated in
 //     between would not be forced to disk.)
 //   - DetectConflicts off: writers are serialized by the queue itself.
+//
+// Measured (go run ./bench -backlog 1000000: 1M single-observation
+// transactions, 178 MiB of payload, written at full speed and read back):
+// anonymous RSS 40 MiB once idle, peak 430 MiB while compacting without a Go
+// memory limit and 170 MiB with GOMEMLIMIT=160MiB (chasqui-edge sets
+// --memory-limit, default 192 MiB). The mmapped files add ~370 MiB of page
+// cache to RSS, which the kernel reclaims under pressure.
 const (
 	memTableSize     = 16 << 20
 	numMemtables     = 2
