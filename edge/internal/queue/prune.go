@@ -38,8 +38,9 @@ func (q *Queue) pruneOne(cutoff time.Time) (int, bool, error) {
 	var markKey []byte
 	var through, cum uint64
 	var at time.Time
+	// Marks below the head are deleted: seek past their tombstones.
 	it := b.txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: prefixMark})
-	it.Rewind()
+	it.Seek(seqKey(prefixMark, m.head))
 	if it.Valid() {
 		item := it.Item()
 		markKey = item.KeyCopy(nil)
