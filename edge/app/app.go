@@ -175,6 +175,9 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if logger == nil {
+		return nil, errors.New("app: logger is required")
+	}
 	var serverTLS, clientTLS *tls.Config
 	if !cfg.Insecure {
 		files := tlsconfig.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA}
