@@ -7,6 +7,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 MODULES      := gen internal central edge
+# internal/deploytest is a module of its own (outside go.work): Prometheus'
+# rule parser and compose-go must not move the services' dependencies.
+ALL_MODULES  := $(MODULES) internal/deploytest
 TOOLS        := $(CURDIR)/bin/tools
 BUF_VERSION  := v1.75.0
 PGG_VERSION  := v1.36.12
@@ -48,21 +51,37 @@ build: ## build chasqui-central, chasqui-edge and chasqui into bin/
 lint: $(TOOLS)/buf ## buf lint, go vet and gofmt
 	buf lint
 	for m in $(MODULES); do (cd $$m && go vet ./...); done
+	cd internal/deploytest && GOWORK=off go vet ./...
 	@out=$$(gofmt -l $(MODULES)); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 
 .PHONY: verify-modules
 verify-modules: ## each module builds on its own (GOWORK=off)
-	for m in $(MODULES); do (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...); done
+	for m in $(ALL_MODULES); do (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...); done
 
 .PHONY: test
-test: ## run all tests against a throwaway PostgreSQL (started by the tests)
+test: ## run all tests against a throwaway PostgreSQL (started by the tests), fault suite short form included
 	./scripts/check-postgres.sh
 	for m in $(MODULES); do (cd $$m && go test $(GO_TEST_FLAGS) ./...); done
+	$(MAKE) test-deploy
+
+.PHONY: test-deploy
+test-deploy: ## check docker-compose.yml, alert rules, systemd units and env examples against the real binaries
+	cd internal/deploytest && GOWORK=off go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-faults
+test-faults: ## the long fault suite (outages of minutes, many kills); the short form runs in `make test`
+	./scripts/check-postgres.sh
+	cd edge && CHASQUI_FAULTS=long go test -race -count=1 -timeout 60m -v ./e2e/
 
 .PHONY: bench
-bench: ## benchmarks; prints `BENCH <name> <value> <unit>` lines
+bench: ## benchmarks with their reference points in the same run; prints `BENCH <name> <value> <unit>` lines
 	./scripts/check-postgres.sh
-	cd central && go test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./bench/ | tee /dev/stderr | grep '^BENCH' || true
+	cd central && go test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 20m ./bench/ | grep '^BENCH'
+	cd edge && go run ./bench | grep '^BENCH'
+
+.PHONY: dist
+dist: ## versioned release tarball dist/chasqui-<version>-linux-amd64.tar.gz (static, stamped binaries, systemd units)
+	./scripts/dist.sh
 
 .PHONY: run
 run: build ## start PostgreSQL, central and edge locally (data in run/); Ctrl-C stops
