@@ -213,13 +213,13 @@ func TestFaultCentralKill9(t *testing.T) {
 }
 
 // PostgreSQL crashes (kill -9 of every server process) and immediate
-// shutdowns during writes: committed means durable, and central answers
+// shutdowns during writes, several rounds in one run: committed means durable, and central answers
 // UNAVAILABLE meanwhile so the edge retries.
 func TestFaultPostgresCrash(t *testing.T) {
 	f := startFaultRun(t, StackOptions{OwnCluster: true})
-	rounds := 1
+	rounds := 2
 	if os.Getenv("CHASQUI_FAULTS") == "long" {
-		rounds = 3
+		rounds = 5
 	}
 	for range rounds {
 		f.window("postgres kill -9", func() {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,9 +28,11 @@ type Proxy struct {
 	listen string
 	stats  *ProxyStats
 
-	mu   sync.Mutex
-	down bool
-	seq  int
+	mu       sync.Mutex
+	down     bool
+	seq      int
+	refuser  net.Listener  // while down: accepts and closes, counting
+	refuserW chan struct{} // closed when the refuser's accept loop ends
 }
 
 // ProxyStats counts traffic through the proxy.
@@ -37,13 +40,18 @@ type ProxyStats struct {
 	Connections  atomic.Int64 // client connections accepted
 	DialFailures atomic.Int64 // accepted, but the upstream refused
 	Requests     atomic.Int64 // HTTP/2 HEADERS frames client->server (gRPC calls)
+	Refused      atomic.Int64 // connection attempts while the link was down
 }
 
 // Snapshot is a point-in-time copy of ProxyStats.
 type Snapshot struct {
-	At                                  time.Time
-	Connections, DialFailures, Requests int64
+	At                                           time.Time
+	Connections, DialFailures, Requests, Refused int64
 }
+
+// Attempts is everything that reached the server side of the proxy: calls,
+// connections, and connection attempts refused while the link was down.
+func (s Snapshot) Attempts() int64 { return s.Connections + s.Requests + s.Refused }
 
 // Sub returns the counts of b-a and their rate per second.
 func (s Snapshot) Sub(a Snapshot) (d Snapshot, connPerSec, reqPerSec float64) {
@@ -52,6 +60,7 @@ func (s Snapshot) Sub(a Snapshot) (d Snapshot, connPerSec, reqPerSec float64) {
 		Connections:  s.Connections - a.Connections,
 		DialFailures: s.DialFailures - a.DialFailures,
 		Requests:     s.Requests - a.Requests,
+		Refused:      s.Refused - a.Refused,
 	}
 	secs := s.At.Sub(a.At).Seconds()
 	if secs > 0 {
@@ -62,7 +71,8 @@ func (s Snapshot) Sub(a Snapshot) (d Snapshot, connPerSec, reqPerSec float64) {
 }
 
 func (s Snapshot) String() string {
-	return fmt.Sprintf("connections=%d dial_failures=%d requests=%d", s.Connections, s.DialFailures, s.Requests)
+	return fmt.Sprintf("connections=%d dial_failures=%d requests=%d refused_while_down=%d",
+		s.Connections, s.DialFailures, s.Requests, s.Refused)
 }
 
 // counters by proxy name: toxiproxy instantiates toxics from JSON by type,
@@ -71,6 +81,7 @@ var proxyCounters sync.Map // string -> *ProxyStats
 
 func init() {
 	toxics.Register("chasqui_h2count", new(h2CountToxic))
+	toxics.Register("chasqui_h2cut", new(h2CutToxic))
 }
 
 var proxySeq atomic.Int64
@@ -93,6 +104,12 @@ func NewProxy(t testing.TB, upstream string) *Proxy {
 	tp.Listen = p.listen
 	p.addToxic("h2count", "chasqui_h2count", "upstream", map[string]any{"proxy": name})
 	t.Cleanup(func() {
+		p.mu.Lock()
+		if p.refuser != nil {
+			_ = p.refuser.Close()
+			<-p.refuserW
+		}
+		p.mu.Unlock()
 		tp.Stop()
 		proxyCounters.Delete(name)
 	})
@@ -109,12 +126,16 @@ func (p *Proxy) Stats() Snapshot {
 		Connections:  p.stats.Connections.Load(),
 		DialFailures: p.stats.DialFailures.Load(),
 		Requests:     p.stats.Requests.Load(),
+		Refused:      p.stats.Refused.Load(),
 	}
 }
 
-// Down cuts the link: the listener closes (connections are refused) and
-// every open connection is closed.
+// Down cuts the link: every open connection is closed and, until Up, a
+// listener on the same address accepts each connection attempt and closes
+// it at once, counting it (Refused), so tests can bound the rate at which
+// clients knock on a dead link.
 func (p *Proxy) Down() {
+	p.t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.down {
@@ -122,6 +143,36 @@ func (p *Proxy) Down() {
 	}
 	p.p.Stop()
 	p.down = true
+	lis := p.listenRetry()
+	p.refuser, p.refuserW = lis, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			p.stats.Refused.Add(1)
+			_ = c.Close()
+		}
+	}(p.refuserW)
+}
+
+// listenRetry listens on the proxy's address; the port was ours a moment
+// ago, so retry briefly in case the kernel has not released it yet.
+func (p *Proxy) listenRetry() net.Listener {
+	p.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lis, err := net.Listen("tcp", p.listen)
+		if err == nil {
+			return lis
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("e2e: proxy down-listener on %s: %v", p.listen, err)
+		}
+		time.Sleep(50 * time.Millisecond) // retry interval, not a wait for state
+	}
 }
 
 // Up restores the link on the same address.
@@ -132,8 +183,11 @@ func (p *Proxy) Up() {
 	if !p.down {
 		return
 	}
-	// The port was ours a moment ago; retry briefly in case the kernel has
-	// not released it yet.
+	if p.refuser != nil {
+		_ = p.refuser.Close()
+		<-p.refuserW
+		p.refuser = nil
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		p.p.Listen = p.listen
@@ -147,6 +201,22 @@ func (p *Proxy) Up() {
 		time.Sleep(50 * time.Millisecond) // retry interval, not a wait for state
 	}
 	p.down = false
+}
+
+// SetUpstream points the proxy at another upstream; connections made from
+// now on go there (open ones are closed: the proxy restarts).
+func (p *Proxy) SetUpstream(addr string) {
+	p.t.Helper()
+	p.mu.Lock()
+	down := p.down
+	p.mu.Unlock()
+	if !down {
+		p.Down()
+	}
+	p.mu.Lock()
+	p.p.Upstream = addr
+	p.mu.Unlock()
+	p.Up()
 }
 
 // Latency delays data both ways by ms +/- jitter milliseconds (so a round
@@ -185,6 +255,15 @@ func (p *Proxy) DropAnswers() (remove func()) {
 // the given direction ("upstream": requests; "downstream": answers).
 func (p *Proxy) ResetPeer(direction string, timeoutMs int) (remove func()) {
 	a := p.addToxic("", "reset_peer", direction, map[string]any{"timeout": timeoutMs})
+	return func() { p.removeToxic(a) }
+}
+
+// CutCalls lets connections set up (the HTTP/2 handshake passes) and closes
+// each one as soon as a call's HEADERS frame arrives, before the server sees
+// it: every attempt fails with UNAVAILABLE on the client side while the
+// proxy's request counter still counts it. Returns a func removing it.
+func (p *Proxy) CutCalls() (remove func()) {
+	a := p.addToxic("", "chasqui_h2cut", "upstream", map[string]any{})
 	return func() { p.removeToxic(a) }
 }
 
@@ -317,3 +396,31 @@ func (s *h2State) feed(b []byte) int {
 }
 
 var _ toxics.StatefulToxic = (*h2CountToxic)(nil)
+
+// h2CutToxic forwards client bytes until a HEADERS frame begins, then
+// closes the connection (the chunk holding it is dropped).
+type h2CutToxic struct{}
+
+func (t *h2CutToxic) NewState() any { return &h2State{preface: 24} }
+
+func (t *h2CutToxic) Pipe(stub *toxics.ToxicStub) {
+	st, _ := stub.State.(*h2State)
+	if st == nil {
+		st = &h2State{preface: 24}
+		stub.State = st
+	}
+	for {
+		select {
+		case <-stub.Interrupt:
+			return
+		case c := <-stub.Input:
+			if c == nil || st.feed(c.Data) > 0 {
+				stub.Close()
+				return
+			}
+			stub.Output <- c
+		}
+	}
+}
+
+var _ toxics.StatefulToxic = (*h2CutToxic)(nil)
