@@ -28,6 +28,7 @@ import (
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/grpcclient"
 	"github.com/chasqui/chasqui/internal/logging"
+	"github.com/chasqui/chasqui/internal/version"
 )
 
 func main() {
@@ -58,9 +59,14 @@ func realMain(ctx context.Context, args []string) error {
 	instruments := fs.String("instruments", "CHAI,PrimeCam,Mod-Cam", "comma-separated instrument names")
 	count := fs.Int("count", 0, "stop after this many observations (0: run until interrupted)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = config.Usage(fs, "chasqui-sim: writes a realistic stream of operations records to an edge")
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println("chasqui-sim", version.String())
+		return nil
 	}
 	log, err := logging.New(os.Stderr, *level)
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/grpcclient"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
+	"github.com/chasqui/chasqui/internal/version"
 )
 
 // Exit codes.
@@ -85,6 +86,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 	fs.StringVar(&o.tls.CA, "tls-ca", "", "CA that signs the edge's certificate (TLS when set)")
 	fs.StringVar(&o.tls.Cert, "tls-cert", "", "client certificate")
 	fs.StringVar(&o.tls.Key, "tls-key", "", "client key")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() { fmt.Fprint(env.Stderr, usage); config.Usage(fs, "Flags:")() }
 	if err := config.Parse(fs, args, env.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -92,6 +94,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 		}
 		fmt.Fprintln(env.Stderr, "chasqui:", err)
 		return ExitUsage
+	}
+	if *showVersion {
+		fmt.Fprintln(env.Stdout, "chasqui", version.String())
+		return ExitOK
 	}
 	if o.adminAddr == "" {
 		o.adminAddr = o.addr
