@@ -59,6 +59,7 @@ func (h *History) Acked(a Ack) {
 		return
 	}
 	h.acks[a.TxID] = a
+	delete(h.errs, a.TxID) // an earlier failed attempt is settled by this ack
 }
 
 // Failed records a failed Submit attempt of txID.

@@ -264,6 +264,10 @@ func (p *Proxy) ResetPeer(direction string, timeoutMs int) (remove func()) {
 // proxy's request counter still counts it. Returns a func removing it.
 func (p *Proxy) CutCalls() (remove func()) {
 	a := p.addToxic("", "chasqui_h2cut", "upstream", map[string]any{})
+	// The toxic parses frames from a connection's first byte: restart the
+	// proxy so that no connection predates it.
+	p.Down()
+	p.Up()
 	return func() { p.removeToxic(a) }
 }
 
