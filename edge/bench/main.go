@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -57,6 +58,8 @@ func run() error {
 	duration := flag.Duration("duration", 3*time.Second, "measuring time per figure and round")
 	clients := flag.Int("clients", 64, "concurrent gRPC clients (one connection each)")
 	dir := flag.String("dir", "", "data directory (default: a new temp dir, removed after)")
+	workers := flag.Int("stream-workers", 0, "grpc.NumStreamWorkers of the server (0: a goroutine per stream)")
+	fake := flag.Bool("no-store", false, "diagnosis: Submit answers without storing (gRPC and validation cost only)")
 	rounds := flag.Int("rounds", 3, "alternating echo/submit rounds; the best of each is reported")
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
@@ -90,8 +93,16 @@ func run() error {
 	if *backlog > 0 {
 		return fillBacklog(q, *backlog, *settle)
 	}
-	srv := grpcserver.New(grpcserver.Options{Logger: logger})
-	api.Register(srv.Server, q, nil, logger)
+	var so []grpc.ServerOption
+	if *workers > 0 {
+		so = append(so, grpc.NumStreamWorkers(uint32(*workers)))
+	}
+	srv := grpcserver.New(grpcserver.Options{Logger: logger, ServerOptions: so})
+	var aq api.Queue = q
+	if *fake {
+		aq = instantQueue{q}
+	}
+	api.Register(srv.Server, aq, nil, logger)
 	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -179,17 +190,33 @@ func run() error {
 		}
 	}
 
-	fmt.Printf("BENCH submit_tx_per_s %.0f tx/s\n", subRes.rate)
-	fmt.Printf("BENCH submit_p99_ms %.2f ms\n", ms(subRes.p99))
-	fmt.Printf("BENCH submit_p50_ms %.2f ms\n", ms(subRes.p50))
-	fmt.Printf("BENCH grpc_echo_calls_per_s %.0f calls/s\n", echoRes.rate)
-	fmt.Printf("BENCH submit_vs_echo_ratio %.2f x\n", subRes.rate/echoRes.rate)
-	fmt.Printf("BENCH submit_batched_tx_per_s %.0f tx/s\n", batchRes.rate)
-	fmt.Printf("BENCH badger_sync_writes_per_s %.0f writes/s\n", syncRate)
+	run := func(fig string) bool { return *only == "" || *only == fig }
+	if run("submit") {
+		fmt.Printf("BENCH submit_tx_per_s %.0f tx/s\n", subRes.rate)
+		fmt.Printf("BENCH submit_p99_ms %.2f ms\n", ms(subRes.p99))
+		fmt.Printf("BENCH submit_p50_ms %.2f ms\n", ms(subRes.p50))
+		fmt.Printf("BENCH submit_cpu_us_per_tx %.1f us\n", us(subRes.cpuPerUnit))
+	}
+	if run("echo") {
+		fmt.Printf("BENCH grpc_echo_calls_per_s %.0f calls/s\n", echoRes.rate)
+		fmt.Printf("BENCH grpc_echo_cpu_us_per_call %.1f us\n", us(echoRes.cpuPerUnit))
+	}
+	if run("submit") && run("echo") {
+		fmt.Printf("BENCH submit_vs_echo_ratio %.2f x\n", subRes.rate/echoRes.rate)
+	}
+	if run("batched") {
+		fmt.Printf("BENCH submit_batched_tx_per_s %.0f tx/s\n", batchRes.rate)
+		fmt.Printf("BENCH submit_batched_cpu_us_per_tx %.1f us\n", us(batchRes.cpuPerUnit))
+	}
+	if run("badger") {
+		fmt.Printf("BENCH badger_sync_writes_per_s %.0f writes/s\n", syncRate)
+	}
 	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func observationTx() *opsv1.Transaction {
 	return &opsv1.Transaction{
@@ -204,6 +231,17 @@ func observationTx() *opsv1.Transaction {
 type result struct {
 	rate     float64 // units (transactions or calls) per second
 	p50, p99 time.Duration
+	// cpuPerUnit is the process CPU time (user + system, clients included)
+	// per unit: steadier than the rate when the machine is shared.
+	cpuPerUnit time.Duration
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // measure runs one caller per connection for d and reports the rate of
@@ -216,7 +254,7 @@ func measure(conns []*grpc.ClientConn, d time.Duration, mk func(*grpc.ClientConn
 	var lats []time.Duration
 	var firstErr error
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for _, c := range conns {
 		call := mk(c)
 		wg.Go(func() {
@@ -241,7 +279,7 @@ func measure(conns []*grpc.ClientConn, d time.Duration, mk func(*grpc.ClientConn
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
 	if firstErr != nil {
 		return result{}, firstErr
 	}
@@ -252,7 +290,8 @@ func measure(conns []*grpc.ClientConn, d time.Duration, mk func(*grpc.ClientConn
 		}
 		return lats[min(len(lats)-1, int(float64(len(lats))*p))]
 	}
-	return result{rate: float64(units.Load()) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
+	n := max(units.Load(), 1)
+	return result{rate: float64(n) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), cpuPerUnit: cpu / time.Duration(n)}, nil
 }
 
 // badgerSyncWrites is the physical limit of one-fsync-per-write: one writer,
@@ -369,4 +408,18 @@ func procStatus(field string) float64 {
 		}
 	}
 	return 0
+}
+
+// instantQueue answers Submit at once without storing: what the call costs
+// without the queue.
+type instantQueue struct{ *queue.Queue }
+
+func (instantQueue) Submit(_ context.Context, txs []*opsv1.Transaction) ([]*edgev1.SubmitResult, error) {
+	res := make([]*edgev1.SubmitResult, len(txs))
+	now := timestamppb.Now()
+	for i, tx := range txs {
+		res[i] = &edgev1.SubmitResult{TransactionId: tx.GetId(), Seq: uint64(i + 1), AcceptedAt: now,
+			RecordIds: []string{tx.GetMutations()[0].GetObservation().GetId()}}
+	}
+	return res, nil
 }
