@@ -572,3 +572,34 @@ func TestKill9KeepsEveryAck(t *testing.T) {
 	a := submit1(t, q, obsTx(newID()))
 	require.Equal(t, n+1, a.GetSeq(), "seqs continue gap-free")
 }
+
+// TestLargeRequestSpansBadgerTransactions: one call larger than one Badger
+// transaction holds is written in parts, all durable before the answer, with
+// consistent counters after a restart.
+func TestLargeRequestSpansBadgerTransactions(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	var txs []*opsv1.Transaction
+	for range 12000 {
+		txs = append(txs, obsTx(newID()))
+	}
+	acks, err := b.q.Submit(context.Background(), txs)
+	require.NoError(t, err)
+	require.Len(t, acks, 12000)
+	require.Equal(t, uint64(12000), acks[11999].GetSeq())
+	b.reopen(t)
+	require.Equal(t, uint64(12000), b.q.LastSeq())
+	st, err := b.q.Stats()
+	require.NoError(t, err)
+	require.Equal(t, uint64(12000), st.Count)
+	var sum uint64
+	for from := uint64(1); from <= 12000; {
+		es, err := b.q.Read(from, 5000, 8<<20)
+		require.NoError(t, err)
+		for _, e := range es {
+			sum += uint64(e.Size)
+		}
+		from = es[len(es)-1].Seq + 1
+	}
+	require.Equal(t, sum, st.Bytes, "byte counter matches the stored payloads")
+}
