@@ -34,6 +34,8 @@ type StackOptions struct {
 	Compression string
 	// CentralArgs and EdgeArgs are appended to the services' flags.
 	CentralArgs, EdgeArgs []string
+	// DataDir is the edge's data directory (default: in t.TempDir()).
+	DataDir string
 }
 
 // Stack is PostgreSQL, central, the WAN proxy and an edge, wired as in
@@ -103,7 +105,10 @@ func NewStack(t testing.TB, opts StackOptions) *Stack {
 	}
 
 	s.Proxy = NewProxy(t, centralAddr)
-	s.DataDir = filepath.Join(t.TempDir(), "edge-data")
+	s.DataDir = opts.DataDir
+	if s.DataDir == "" {
+		s.DataDir = filepath.Join(t.TempDir(), "edge-data")
+	}
 	if opts.Compression == "" {
 		opts.Compression = "none"
 	}
