@@ -64,6 +64,7 @@ func run() error {
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
 	only := flag.String("only", "", "run only this figure: echo, submit, batched or badger (profiling)")
+	memProfile := flag.String("memprofile", "", "write an allocation profile at the end to this file")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	var profFile *os.File
@@ -191,6 +192,12 @@ func run() error {
 	}
 
 	run := func(fig string) bool { return *only == "" || *only == fig }
+	if *memProfile != "" {
+		if f, err := os.Create(*memProfile); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			_ = f.Close()
+		}
+	}
 	if run("submit") {
 		fmt.Printf("BENCH submit_tx_per_s %.0f tx/s\n", subRes.rate)
 		fmt.Printf("BENCH submit_p99_ms %.2f ms\n", ms(subRes.p99))
