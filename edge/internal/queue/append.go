@@ -349,6 +349,12 @@ func (g *groupWrite) writeOne(f freshTx, deletes ...[]byte) error {
 	if err == nil {
 		err = g.w.txn.SetEntry(se)
 	}
+	if err == nil {
+		err = g.q.writeOverlays(g.w, f.tx)
+	}
+	if err == nil {
+		err = g.q.logChange(g.w, g.m, f.tx.GetId(), f.st)
+	}
 	if err != nil {
 		g.fatal = err
 		return err

@@ -106,6 +106,7 @@ type txState struct {
 	LSNText     string   `json:"lsnt,omitempty"`
 	Reason      string   `json:"reason,omitempty"`
 	SQLState    string   `json:"sqlstate,omitempty"`
+	VisibleAt   int64    `json:"vis,omitempty"`
 }
 
 func getState(txn *badger.Txn, id string) (txState, bool, error) {
@@ -162,6 +163,9 @@ func (st txState) status(id string) *edgev1.TransactionStatus {
 	}
 	if st.CommittedAt != 0 {
 		s.CommittedAt = timestamppb.New(time.Unix(0, st.CommittedAt))
+	}
+	if st.VisibleAt != 0 {
+		s.VisibleAt = timestamppb.New(time.Unix(0, st.VisibleAt))
 	}
 	return s
 }

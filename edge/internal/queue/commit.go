@@ -280,7 +280,13 @@ func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, r
 		if err := b.reserve(e); err != nil {
 			return err
 		}
-		return b.txn.SetEntry(e)
+		if err := b.txn.SetEntry(e); err != nil {
+			return err
+		}
+		if err := q.markCommitted(b, m, id, st, at); err != nil {
+			return err
+		}
+		return q.logChange(b, m, id, st)
 	case centralv1.Outcome_OUTCOME_REJECTED:
 		if st.State != accepted {
 			return nil
@@ -328,6 +334,13 @@ func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, r
 			return err
 		}
 		m.dead++
+		// A rejected write never becomes visible: reads stop showing it.
+		if err := q.dropOverlays(b, st.Seq); err != nil {
+			return err
+		}
+		if err := q.logChange(b, m, id, st); err != nil {
+			return err
+		}
 		q.log.Warn("transaction rejected by central; moved to dead letters",
 			"tx", id, "seq", st.Seq, "reason", r.GetReason(), "sqlstate", r.GetSqlstate())
 		return nil

@@ -13,6 +13,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -118,6 +119,13 @@ type Options struct {
 	// PayloadRetention is how long a committed payload is kept for resends
 	// (central failing over and losing its last commits). Default 24 h.
 	PayloadRetention time.Duration
+	// OverlayRetention is how long a committed transaction's pending
+	// overlays (for reads) are kept when the replica never shows it
+	// visible (no replica, or one far behind). Default 24 h.
+	OverlayRetention time.Duration
+	// MaxChanges is how many state changes the change log keeps for
+	// WatchTransactions to resume from. Default 1,000,000.
+	MaxChanges uint64
 	// PruneInterval is how often the pruner runs. Default 1 min.
 	PruneInterval time.Duration
 	// GCInterval is how often value-log GC runs. Default 5 min.
@@ -143,6 +151,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.PayloadRetention == 0 {
 		o.PayloadRetention = 24 * time.Hour
+	}
+	if o.OverlayRetention == 0 {
+		o.OverlayRetention = 24 * time.Hour
+	}
+	if o.MaxChanges == 0 {
+		o.MaxChanges = 1_000_000
 	}
 	if o.PruneInterval == 0 {
 		o.PruneInterval = time.Minute
@@ -187,6 +201,8 @@ type meta struct {
 	head         uint64 // lowest retained seq (1 when nothing was pruned)
 	cumHead      uint64 // cumulative bytes through head-1
 	dead         uint64 // dead letters
+	change       uint64 // newest change-log number (WatchTransactions)
+	newestLSN    uint64 // newest commit LSN central acknowledged
 }
 
 // Queue is the edge's durable store. Open it with Open, run its maintenance
@@ -199,9 +215,10 @@ type Queue struct {
 
 	// wmu serializes every writer (appender groups, ApplyCommit, pruner,
 	// dead-letter operations): Badger runs without conflict detection.
-	wmu sync.Mutex
-	mu  sync.Mutex // guards m
-	m   meta
+	wmu     sync.Mutex
+	mu      sync.Mutex // guards m and changed
+	m       meta
+	changed chan struct{} // closed at the next change (ChangeNotify)
 
 	reqs     chan *submitReq
 	appended chan struct{}
@@ -379,6 +396,10 @@ func (q *Queue) snapshot() meta {
 
 func (q *Queue) setMeta(m meta) {
 	q.mu.Lock()
+	if m.change != q.m.change && q.changed != nil {
+		close(q.changed) // wake WatchTransactions streams
+		q.changed = nil
+	}
 	q.m = m
 	q.mu.Unlock()
 }
@@ -467,6 +488,8 @@ var (
 	keyHead         = []byte("m/head")
 	keyCumHead      = []byte("m/cum_head")
 	keyDead         = []byte("m/dead")
+	keyChange       = []byte("m/change")
+	keyNewestLSN    = []byte("m/newest_lsn")
 )
 
 func seqKey(prefix []byte, seq uint64) []byte {
@@ -491,6 +514,7 @@ func writeMeta(txn *badger.Txn, m meta) error {
 		{keyLastSeq, m.lastSeq}, {keyCumLast, m.cumLast},
 		{keyCommitted, m.committed}, {keyCumCommitted, m.cumCommitted},
 		{keyHead, m.head}, {keyCumHead, m.cumHead}, {keyDead, m.dead},
+		{keyChange, m.change}, {keyNewestLSN, m.newestLSN},
 	} {
 		if err := txn.Set(p.k, binary.BigEndian.AppendUint64(nil, p.v)); err != nil {
 			return err
@@ -508,8 +532,12 @@ func readMeta(txn *badger.Txn) (meta, error) {
 		{keyLastSeq, &m.lastSeq}, {keyCumLast, &m.cumLast},
 		{keyCommitted, &m.committed}, {keyCumCommitted, &m.cumCommitted},
 		{keyHead, &m.head}, {keyCumHead, &m.cumHead}, {keyDead, &m.dead},
+		{keyChange, &m.change}, {keyNewestLSN, &m.newestLSN},
 	} {
 		item, err := txn.Get(p.k)
+		if errors.Is(err, badger.ErrKeyNotFound) && (bytes.Equal(p.k, keyChange) || bytes.Equal(p.k, keyNewestLSN)) {
+			continue // a store from before the change log
+		}
 		if err != nil {
 			return m, fmt.Errorf("queue: read %s: %w", p.k, err)
 		}

@@ -1,0 +1,444 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"google.golang.org/protobuf/proto"
+
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+)
+
+// Read-your-writes and visibility (DESIGN.md guarantees 7 and 8).
+//
+//   - Pending overlays: every mutation of an accepted transaction is also
+//     written, in the same Badger transaction as its entry (no extra fsync),
+//     under o/<observation id>/<seq><index>, so reads find the pending
+//     writes of one observation with one prefix scan, in seq order;
+//     os/<seq> lists a transaction's overlay keys so they are dropped
+//     together: when it becomes VISIBLE, when central rejects it, or after
+//     OverlayRetention without a replica.
+//   - Not yet visible: each COMMITTED transaction has v/<seq> -> (commit
+//     LSN, committed at, id). Commit LSNs grow with seq, so Replayed walks
+//     v/ from its start and stops at the first LSN past the replay LSN: the
+//     work is the transactions that become visible, never a full scan. The
+//     first entry left is also the oldest unreplayed commit (lag seconds).
+//   - Change log: every state change (accepted, committed, visible,
+//     rejected) is w/<change> -> TransactionStatus, numbered by a counter
+//     kept with the others, so WatchTransactions resumes after a reconnect
+//     without missing one. It keeps the last MaxChanges changes.
+var (
+	prefixOverlay    = []byte("o/")
+	prefixOverlaySeq = []byte("os/")
+	prefixUnseen     = []byte("v/")
+	prefixChange     = []byte("w/")
+)
+
+// ErrChangesPruned: a watcher asked to resume after a change the log no
+// longer holds.
+var ErrChangesPruned = errors.New("queue: changes pruned")
+
+// Overlay is one pending mutation of an observation.
+type Overlay struct {
+	Seq uint64
+	// Committed: central acknowledged it (not yet visible in the replica).
+	Committed bool
+	Mutation  *opsv1.Mutation
+}
+
+// overlayObservation is the observation a mutation belongs to ("" for a
+// configuration of no observation: nothing reads it back by observation).
+func overlayObservation(m *opsv1.Mutation) string {
+	switch k := m.GetKind().(type) {
+	case *opsv1.Mutation_Observation:
+		return k.Observation.GetId()
+	case *opsv1.Mutation_ObservationUpdate:
+		return k.ObservationUpdate.GetId()
+	case *opsv1.Mutation_RawDataFile:
+		return k.RawDataFile.GetObservationId()
+	case *opsv1.Mutation_InstrumentConfig:
+		return k.InstrumentConfig.GetObservationId()
+	}
+	return ""
+}
+
+func overlayKey(obsID string, seq uint64, j int) []byte {
+	k := make([]byte, 0, len(prefixOverlay)+len(obsID)+1+10)
+	k = append(append(append(k, prefixOverlay...), obsID...), '/')
+	k = binary.BigEndian.AppendUint64(k, seq)
+	return binary.BigEndian.AppendUint16(k, uint16(j))
+}
+
+// writeOverlays writes tx's overlays in b (the appender's batch).
+func (q *Queue) writeOverlays(b *batch, tx *opsv1.Transaction) error {
+	var keys [][]byte
+	var es []*badger.Entry
+	for j, m := range tx.GetMutations() {
+		obs := overlayObservation(m)
+		if obs == "" {
+			continue
+		}
+		v, err := proto.Marshal(m)
+		if err != nil {
+			return err
+		}
+		k := overlayKey(obs, tx.GetSeq(), j)
+		keys = append(keys, k)
+		es = append(es, badger.NewEntry(k, v))
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	var list []byte // length-prefixed keys (keys hold binary seqs)
+	for _, k := range keys {
+		list = binary.AppendUvarint(list, uint64(len(k)))
+		list = append(list, k...)
+	}
+	es = append(es, badger.NewEntry(seqKey(prefixOverlaySeq, tx.GetSeq()), list))
+	if err := b.reserve(es...); err != nil {
+		return err
+	}
+	for _, e := range es {
+		if err := b.txn.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropOverlays deletes the overlays of seq.
+func (q *Queue) dropOverlays(b *batch, seq uint64) error {
+	sk := seqKey(prefixOverlaySeq, seq)
+	item, err := b.txn.Get(sk)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return err
+	}
+	keys := [][]byte{sk}
+	for len(v) > 0 {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || uint64(len(v)-w) < n {
+			return fmt.Errorf("queue: overlay list of seq %d is corrupt", seq)
+		}
+		keys = append(keys, v[w:w+int(n)])
+		v = v[w+int(n):]
+	}
+	es := make([]*badger.Entry, len(keys))
+	for i, k := range keys {
+		es[i] = &badger.Entry{Key: k}
+	}
+	if err := b.reserve(es...); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Overlays returns the pending mutations of observation obsID in seq order.
+func (q *Queue) Overlays(obsID string) ([]Overlay, error) {
+	committed := q.snapshot().committed
+	prefix := append(append(append([]byte(nil), prefixOverlay...), obsID...), '/')
+	var out []Overlay
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 16, Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != len(prefix)+10 {
+				continue // another observation id with this one as prefix
+			}
+			seq := binary.BigEndian.Uint64(k[len(prefix):])
+			m := &opsv1.Mutation{}
+			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, m) }); err != nil {
+				return fmt.Errorf("queue: overlay %q: %w", k, err)
+			}
+			out = append(out, Overlay{Seq: seq, Committed: seq <= committed, Mutation: m})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// OverlaidObservations returns the observations with pending mutations
+// and, for each, whether its insert is among them.
+func (q *Queue) OverlaidObservations() (map[string]bool, error) {
+	out := map[string]bool{}
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefixOverlay})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) < len(prefixOverlay)+11 {
+				continue
+			}
+			id := string(k[len(prefixOverlay) : len(k)-11])
+			if out[id] {
+				continue
+			}
+			m := &opsv1.Mutation{}
+			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, m) }); err != nil {
+				return fmt.Errorf("queue: overlay %q: %w", k, err)
+			}
+			out[id] = m.GetObservation() != nil
+		}
+		return nil
+	})
+	return out, err
+}
+
+// unseen is a committed transaction the replica has not replayed yet.
+func unseenValue(lsn uint64, at time.Time, id string) []byte {
+	v := binary.BigEndian.AppendUint64(nil, lsn)
+	v = binary.BigEndian.AppendUint64(v, uint64(at.UnixNano()))
+	return append(v, id...)
+}
+
+func parseUnseen(v []byte) (lsn uint64, at time.Time, id string, err error) {
+	if len(v) < 16 {
+		return 0, time.Time{}, "", fmt.Errorf("queue: visibility entry has %d bytes", len(v))
+	}
+	return binary.BigEndian.Uint64(v), time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))), string(v[16:]), nil
+}
+
+// markCommitted records a COMMITTED transaction for visibility tracking.
+func (q *Queue) markCommitted(b *batch, m *meta, id string, st txState, at time.Time) error {
+	e := badger.NewEntry(seqKey(prefixUnseen, st.Seq), unseenValue(st.LSN, at, id))
+	if err := b.reserve(e); err != nil {
+		return err
+	}
+	if err := b.txn.SetEntry(e); err != nil {
+		return err
+	}
+	m.newestLSN = max(m.newestLSN, st.LSN)
+	return nil
+}
+
+// logChange appends a state change to the change log.
+func (q *Queue) logChange(b *batch, m *meta, id string, st txState) error {
+	m.change++
+	s := st.status(id)
+	v, err := proto.Marshal(s)
+	if err != nil {
+		return err
+	}
+	e := badger.NewEntry(seqKey(prefixChange, m.change), v)
+	if err := b.reserve(e); err != nil {
+		return err
+	}
+	return b.txn.SetEntry(e)
+}
+
+// Acked is what the replica watcher learns from Replayed.
+type Acked struct {
+	Newest           uint64
+	OldestUnreplayed time.Time
+}
+
+// Replayed records that the site replica has replayed through lsn: every
+// COMMITTED transaction with commit LSN <= lsn becomes VISIBLE (state,
+// change log) and its overlays are dropped, in one durable Badger write.
+func (q *Queue) Replayed(lsn uint64) (Acked, error) {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	m := q.snapshot()
+	b := q.newBatch(&m)
+	defer b.discard()
+	var (
+		acked = Acked{Newest: m.newestLSN}
+		done  [][]byte
+		ids   []string
+		seqs  []uint64
+	)
+	it := b.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefixUnseen})
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			it.Close()
+			return acked, err
+		}
+		l, at, id, err := parseUnseen(v)
+		if err != nil {
+			it.Close()
+			return acked, err
+		}
+		if l > lsn {
+			acked.OldestUnreplayed = at
+			break
+		}
+		done = append(done, it.Item().KeyCopy(nil))
+		ids = append(ids, id)
+		seqs = append(seqs, binary.BigEndian.Uint64(it.Item().Key()[len(prefixUnseen):]))
+		if len(done) >= 4096 {
+			break // the rest on the next poll
+		}
+	}
+	it.Close()
+	if len(done) == 0 {
+		return acked, nil
+	}
+	now := q.opts.Now()
+	visible := int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE)
+	for i, k := range done {
+		if err := b.reserve(&badger.Entry{Key: k}); err != nil {
+			return acked, err
+		}
+		if err := b.txn.Delete(k); err != nil {
+			return acked, err
+		}
+		if err := q.dropOverlays(b, seqs[i]); err != nil {
+			return acked, err
+		}
+		st, found, err := getState(b.txn, ids[i])
+		if err != nil {
+			return acked, err
+		}
+		if !found || st.Seq != seqs[i] || st.State == visible {
+			continue
+		}
+		st.State, st.VisibleAt = visible, now.UnixNano()
+		e, err := stateEntry(ids[i], st, q.opts.TxRetention)
+		if err != nil {
+			return acked, err
+		}
+		if err := b.reserve(e); err != nil {
+			return acked, err
+		}
+		if err := b.txn.SetEntry(e); err != nil {
+			return acked, err
+		}
+		if err := q.logChange(b, &m, ids[i], st); err != nil {
+			return acked, err
+		}
+	}
+	if err := b.commit(); err != nil {
+		if rerr := q.reload(); rerr != nil {
+			q.log.Error("reload counters failed", "err", rerr)
+		}
+		return acked, fmt.Errorf("queue: replayed: %w", err)
+	}
+	q.setMeta(m)
+	if acked.OldestUnreplayed.IsZero() && len(done) >= 4096 {
+		return q.Replayed(lsn)
+	}
+	return acked, nil
+}
+
+// Change is one entry of the change log.
+type Change struct {
+	N      uint64
+	Status *edgev1.TransactionStatus
+}
+
+// LastChange is the number of the newest change.
+func (q *Queue) LastChange() uint64 { return q.snapshot().change }
+
+// ChangeNotify is closed at the next change: wait on it, then read Changes.
+func (q *Queue) ChangeNotify() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.changed == nil {
+		q.changed = make(chan struct{})
+	}
+	return q.changed
+}
+
+// Changes returns up to limit changes numbered after after, in order.
+// ErrChangesPruned when change after+1 is no longer held.
+func (q *Queue) Changes(after uint64, limit int) ([]Change, error) {
+	var out []Change
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(limit, 256), Prefix: prefixChange})
+		defer it.Close()
+		for it.Seek(seqKey(prefixChange, after+1)); it.Valid() && len(out) < limit; it.Next() {
+			n := binary.BigEndian.Uint64(it.Item().Key()[len(prefixChange):])
+			if len(out) == 0 && n != after+1 {
+				return fmt.Errorf("%w: change %d (oldest held %d)", ErrChangesPruned, after+1, n)
+			}
+			s := &edgev1.TransactionStatus{}
+			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, s) }); err != nil {
+				return err
+			}
+			out = append(out, Change{N: n, Status: s})
+		}
+		return nil
+	})
+	if err == nil && len(out) == 0 && after < q.snapshot().change {
+		// Nothing from after+1 although newer changes exist: pruned.
+		return nil, fmt.Errorf("%w: change %d", ErrChangesPruned, after+1)
+	}
+	return out, err
+}
+
+// pruneVisibility drops change-log entries beyond MaxChanges, and the
+// overlays and visibility entries of commits older than OverlayRetention
+// (an edge without a replica, or one that never caught up).
+func (q *Queue) pruneVisibility(cutoff time.Time) error {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	m := q.snapshot()
+	b := q.newBatch(&m)
+	defer b.discard()
+	var dels [][]byte
+	var seqs []uint64
+	it := b.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: prefixUnseen})
+	for it.Rewind(); it.Valid() && len(dels) < 4096; it.Next() {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		_, at, _, err := parseUnseen(v)
+		if err != nil || !at.Before(cutoff) {
+			break
+		}
+		dels = append(dels, it.Item().KeyCopy(nil))
+		seqs = append(seqs, binary.BigEndian.Uint64(it.Item().Key()[len(prefixUnseen):]))
+	}
+	it.Close()
+	for i, k := range dels {
+		if err := b.reserve(&badger.Entry{Key: k}); err != nil {
+			return err
+		}
+		if err := b.txn.Delete(k); err != nil {
+			return err
+		}
+		if err := q.dropOverlays(b, seqs[i]); err != nil {
+			return err
+		}
+	}
+	if m.change > q.opts.MaxChanges {
+		keep := m.change - q.opts.MaxChanges
+		it := b.txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: prefixChange})
+		var cdels [][]byte
+		for it.Rewind(); it.Valid() && len(cdels) < 4096; it.Next() {
+			if binary.BigEndian.Uint64(it.Item().Key()[len(prefixChange):]) > keep {
+				break
+			}
+			cdels = append(cdels, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range cdels {
+			if err := b.reserve(&badger.Entry{Key: k}); err != nil {
+				return err
+			}
+			if err := b.txn.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	return b.commit()
+}
