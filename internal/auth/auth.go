@@ -232,3 +232,50 @@ func (b bearer) RequireTransportSecurity() bool { return b.tls }
 
 // String keeps the token out of logs that print the credentials.
 func (b bearer) String() string { return "bearer(redacted)" }
+
+// CertInterceptors demand a client certificate verified by the server's
+// CA (tls.VerifyClientCertIfGiven at the TLS layer) on the methods for
+// which protect(fullMethod) is true: UNAUTHENTICATED otherwise. Used by the
+// edge to require instrument certificates while health stays open.
+func CertInterceptors(protect func(fullMethod string) bool) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	check := func(ctx context.Context, method string) error {
+		if !protect(method) {
+			return nil
+		}
+		p, ok := peer.FromContext(ctx)
+		if !ok {
+			return status.Error(codes.Unauthenticated, "no peer")
+		}
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
+			return nil
+		}
+		return status.Error(codes.Unauthenticated, "a client certificate signed by the site CA is required")
+	}
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := check(ctx, info.FullMethod); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := check(ss.Context(), info.FullMethod); err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
+	return unary, stream
+}
+
+// Service returns a protect function matching the methods of the named
+// services.
+func Service(names ...string) func(fullMethod string) bool {
+	return func(fullMethod string) bool {
+		svc := serviceOf(fullMethod)
+		for _, n := range names {
+			if n == svc {
+				return true
+			}
+		}
+		return false
+	}
+}

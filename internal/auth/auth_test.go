@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
@@ -202,4 +204,21 @@ func TestClosedReflectionOnTheStreamChain(t *testing.T) {
 	require.NoError(t, list(f.dial(t, "edge-a", "site-a")))
 	_, err := healthpb.NewHealthClient(f.dial(t, "", "")).Check(ctx, &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
+}
+
+func TestCertInterceptors(t *testing.T) {
+	t.Parallel()
+	u, _ := auth.CertInterceptors(auth.Service("chasqui.edge.v1.EdgeService"))
+	h := func(context.Context, any) (any, error) { return "ok", nil }
+	call := func(ctx context.Context, method string) error {
+		_, err := u(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, h)
+		return err
+	}
+	noCert := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{}})
+	withCert := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{
+		State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{}}}}}})
+	require.NoError(t, call(noCert, "/grpc.health.v1.Health/Check"))
+	require.Equal(t, codes.Unauthenticated, status.Code(call(noCert, "/chasqui.edge.v1.EdgeService/Submit")))
+	require.Equal(t, codes.Unauthenticated, status.Code(call(context.Background(), "/chasqui.edge.v1.EdgeService/Submit")))
+	require.NoError(t, call(withCert, "/chasqui.edge.v1.EdgeService/Submit"))
 }

@@ -24,6 +24,8 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -32,6 +34,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 )
 
 // Enabled reports whether the environment asks for span export.
@@ -131,3 +136,33 @@ func Link(m map[string]string) (trace.Link, bool) {
 
 // Tracer is the tracer of chasqui's own spans (forward batches).
 func Tracer() trace.Tracer { return otel.Tracer("github.com/chasqui/chasqui") }
+
+// UnaryClientBatchLinks starts, around every attempt of a call whose
+// request carries transactions (a Commit batch), a span linked to each
+// transaction's stored trace context: the instrument's Submit trace leads
+// to the forward attempt(s), whose children are the gRPC client span and
+// central's server span. Calls without transactions pass through.
+func UnaryClientBatchLinks() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		b, ok := req.(interface {
+			GetTransactions() []*opsv1.Transaction
+		})
+		if !ok || len(b.GetTransactions()) == 0 {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
+		var links []trace.Link
+		for _, tx := range b.GetTransactions() {
+			if l, ok := Link(tx.GetTraceContext()); ok {
+				links = append(links, l)
+			}
+		}
+		ctx, span := Tracer().Start(ctx, "chasqui.forward "+method, trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithLinks(links...), trace.WithAttributes(attribute.Int("chasqui.batch.transactions", len(b.GetTransactions()))))
+		defer span.End()
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if err != nil {
+			span.SetStatus(otelcodes.Error, status.Code(err).String())
+		}
+		return err
+	}
+}

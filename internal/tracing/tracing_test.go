@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 
 	"github.com/chasqui/chasqui/internal/tracing"
 )
@@ -67,6 +68,11 @@ func TestOneTraceFromSubmitThroughTheQueue(t *testing.T) {
 	batch.End()
 	_, fwd := tracing.Tracer().Start(tracing.Extract(context.Background(), stored), "forward")
 	fwd.End()
+	// The forwarder's dial: every Commit attempt is a span linked to the
+	// transactions' traces.
+	commit := &centralv1.CommitRequest{Transactions: []*opsv1.Transaction{{Id: "t1", TraceContext: stored}, {Id: "t2"}}}
+	inv := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	require.NoError(t, tracing.UnaryClientBatchLinks()(context.Background(), "/chasqui.central.v1.IngestService/Commit", commit, nil, nil, inv))
 
 	want := span.SpanContext().TraceID()
 	// The server span ends after the client has its answer: wait for it.
@@ -79,6 +85,7 @@ func TestOneTraceFromSubmitThroughTheQueue(t *testing.T) {
 		return false
 	}, 5*time.Second, time.Millisecond)
 	var server, client, forward bool
+	linked := 0
 	for _, s := range rec.Ended() {
 		switch {
 		case s.SpanKind() == trace.SpanKindServer:
@@ -87,11 +94,14 @@ func TestOneTraceFromSubmitThroughTheQueue(t *testing.T) {
 			client = s.SpanContext().TraceID() == want
 		case s.Name() == "forward":
 			forward = s.SpanContext().TraceID() == want
-		case s.Name() == "forward batch":
+		case s.Name() == "forward batch", s.Name() == "chasqui.forward /chasqui.central.v1.IngestService/Commit":
+			require.Len(t, s.Links(), 1, s.Name())
 			require.Equal(t, want, s.Links()[0].SpanContext.TraceID())
+			linked++
 		}
 	}
 	require.True(t, server && client && forward, "server %v client %v forward %v", server, client, forward)
+	require.Equal(t, 2, linked)
 }
 
 func TestExportOnlyWhenAsked(t *testing.T) {
