@@ -1,5 +1,6 @@
 // Package api owns the edge's gRPC services: EdgeService (instrument-facing:
-// Submit, GetTransaction) and AdminService (status, dead letters). Requests
+// Submit, GetTransaction, WatchTransactions, GetObservation,
+// ListObservations) and AdminService (status, dead letters). Requests
 // are validated with internal/validate before anything reaches the queue;
 // every error goes through one function (statusOf) that turns domain errors
 // into gRPC codes and keeps internal details in the log.
@@ -18,8 +19,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/chasqui/chasqui/edge/internal/queue"
+	"github.com/chasqui/chasqui/edge/internal/reads"
+	"github.com/chasqui/chasqui/edge/internal/replica"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/records"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 	"github.com/chasqui/chasqui/internal/validate"
 )
@@ -35,6 +39,10 @@ type Queue interface {
 	GetDeadLetter(id string) (*edgev1.DeadLetter, error)
 	RetryDeadLetter(ctx context.Context, id string, edited *opsv1.Transaction) (*edgev1.SubmitResult, error)
 	DiscardDeadLetter(id string) error
+	// The change log (WatchTransactions).
+	LastChange() uint64
+	ChangeNotify() <-chan struct{}
+	Changes(after uint64, limit int) ([]queue.Change, error)
 }
 
 // Forwarder is what the status needs of the forwarder.
@@ -48,24 +56,64 @@ type Forwarder interface {
 // commitRater is an optional Forwarder extension.
 type commitRater interface{ CommitRate() float64 }
 
-// Register registers both services on s. fwd may be nil (no forwarder:
-// its status fields then say "disabled").
-func Register(s *grpc.Server, q Queue, fwd Forwarder, logger *slog.Logger) {
-	edgev1.RegisterEdgeServiceServer(s, NewEdgeService(q, logger))
-	edgev1.RegisterAdminServiceServer(s, NewAdminService(q, fwd, logger))
+// Reader answers the read calls (edge/internal/reads implements it).
+type Reader interface {
+	GetObservation(ctx context.Context, id string) (*edgev1.GetObservationResponse, error)
+	ListObservations(ctx context.Context, req *edgev1.ListObservationsRequest) (*edgev1.ListObservationsResponse, error)
 }
 
-// EdgeService implements edgev1.EdgeServiceServer. WatchTransactions,
-// GetObservation and ListObservations answer UNIMPLEMENTED for now.
+// Replica is the site replica as the status shows it (*replica.Watcher
+// implements it; a nil *replica.Watcher reports "disabled").
+type Replica interface{ Status() replica.Status }
+
+// Options are the optional parts of the services.
+type Options struct {
+	// Reads answers GetObservation and ListObservations; nil: they read
+	// the buffer alone (buffer_only).
+	Reads Reader
+	// Replica feeds the replica_* status fields; nil: "disabled".
+	Replica Replica
+	// Stopping, once closed, ends WatchTransactions streams (UNAVAILABLE),
+	// so a graceful stop does not wait for them.
+	Stopping <-chan struct{}
+}
+
+// Register registers both services on s. fwd may be nil (no forwarder:
+// its status fields then say "disabled"). At most one Options.
+func Register(s *grpc.Server, q Queue, fwd Forwarder, logger *slog.Logger, opts ...Options) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	edgev1.RegisterEdgeServiceServer(s, NewEdgeService(q, logger, o))
+	edgev1.RegisterAdminServiceServer(s, NewAdminService(q, fwd, logger, o))
+}
+
+// EdgeService implements edgev1.EdgeServiceServer.
 type EdgeService struct {
 	edgev1.UnimplementedEdgeServiceServer
-	q   Queue
-	log *slog.Logger
+	q     Queue
+	reads Reader
+	stop  <-chan struct{}
+	log   *slog.Logger
 }
 
-// NewEdgeService builds the instrument-facing service.
-func NewEdgeService(q Queue, logger *slog.Logger) *EdgeService {
-	return &EdgeService{q: q, log: logger.With("component", "api")}
+// NewEdgeService builds the instrument-facing service. At most one Options.
+func NewEdgeService(q Queue, logger *slog.Logger, opts ...Options) *EdgeService {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	s := &EdgeService{q: q, reads: o.Reads, stop: o.Stopping, log: logger.With("component", "api")}
+	if s.reads == nil {
+		if b, ok := q.(overlayQueue); ok {
+			r, err := reads.New(reads.Config{Buffer: Buffer{b}, Logger: logger})
+			if err == nil {
+				s.reads = r
+			}
+		}
+	}
+	return s
 }
 
 // Submit validates the whole request (one bad transaction fails the call and
@@ -108,17 +156,22 @@ type AdminService struct {
 	edgev1.UnimplementedAdminServiceServer
 	q   Queue
 	fwd Forwarder
+	rep Replica
 	log *slog.Logger
 }
 
-// NewAdminService builds the operator service; fwd may be nil.
-func NewAdminService(q Queue, fwd Forwarder, logger *slog.Logger) *AdminService {
-	return &AdminService{q: q, fwd: fwd, log: logger.With("component", "api")}
+// NewAdminService builds the operator service; fwd may be nil. At most one Options.
+func NewAdminService(q Queue, fwd Forwarder, logger *slog.Logger, opts ...Options) *AdminService {
+	s := &AdminService{q: q, fwd: fwd, log: logger.With("component", "api")}
+	if len(opts) > 0 {
+		s.rep = opts[0].Replica
+	}
+	return s
 }
 
 // GetStatus is the edge's state at a glance.
 func (s *AdminService) GetStatus(ctx context.Context, _ *edgev1.GetStatusRequest) (*edgev1.GetStatusResponse, error) {
-	st, err := Status(s.q, s.fwd, time.Now())
+	st, err := Status(s.q, s.fwd, time.Now(), s.rep)
 	if err != nil {
 		return nil, statusOf(ctx, s.log, err)
 	}
@@ -126,7 +179,8 @@ func (s *AdminService) GetStatus(ctx context.Context, _ *edgev1.GetStatusRequest
 }
 
 // Status builds the status answer (the HTTP /status page serves it too).
-func Status(q Queue, fwd Forwarder, now time.Time) (*edgev1.GetStatusResponse, error) {
+// rep (at most one, may be nil) fills the replica fields.
+func Status(q Queue, fwd Forwarder, now time.Time, rep ...Replica) (*edgev1.GetStatusResponse, error) {
 	qs, err := q.Stats()
 	if err != nil {
 		return nil, err
@@ -156,6 +210,16 @@ func Status(q Queue, fwd Forwarder, now time.Time) (*edgev1.GetStatusResponse, e
 		r.CentralLsn = fwd.CentralLSN()
 		if cr, ok := fwd.(commitRater); ok {
 			r.CommitRateTxPerSecond = cr.CommitRate()
+		}
+	}
+	r.ReplicaState = replica.StateDisabled
+	if len(rep) > 0 && rep[0] != nil {
+		rs := rep[0].Status()
+		r.ReplicaState = rs.State
+		if rs.State != replica.StateDisabled {
+			r.ReplicaReplayLsn = replica.FormatLSN(rs.ReplayLSN)
+			r.ReplicaLagBytes = rs.LagBytes
+			r.ReplicaLagSeconds = rs.LagSeconds
 		}
 	}
 	return r, nil
@@ -244,8 +308,12 @@ func statusOf(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, queue.ErrDiskFull):
 		log.WarnContext(ctx, "refused: disk space low", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
 		return status.Error(codes.ResourceExhausted, "edge disk space is low; retry later")
-	case errors.Is(err, queue.ErrNotFound):
+	case errors.Is(err, queue.ErrNotFound), errors.Is(err, reads.ErrNotFound):
 		return status.Error(codes.NotFound, "not found")
+	case errors.Is(err, records.ErrBadToken):
+		return status.Error(codes.InvalidArgument, "page_token: malformed")
+	case errors.Is(err, queue.ErrChangesPruned):
+		return status.Error(codes.OutOfRange, "after_change: the changes after it were pruned; resume with after_change 0")
 	case errors.Is(err, queue.ErrClosed):
 		return status.Error(codes.Unavailable, "edge is shutting down")
 	case errors.Is(err, context.Canceled):

@@ -141,9 +141,8 @@ func TestSubmitAndGetTransaction(t *testing.T) {
 	_, err = b.edge.GetTransaction(ctx, &edgev1.GetTransactionRequest{})
 	requireField(t, err, "transaction_id")
 
-	// Later issues.
 	_, err = b.edge.GetObservation(ctx, &edgev1.GetObservationRequest{Id: newID()})
-	requireCode(t, err, codes.Unimplemented)
+	requireCode(t, err, codes.NotFound)
 }
 
 func TestBadInputNamesFieldAndStoresNothing(t *testing.T) {
