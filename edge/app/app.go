@@ -7,27 +7,26 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/chasqui/chasqui/edge/internal/api"
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
-	"github.com/chasqui/chasqui/internal/grpcclient"
 	"github.com/chasqui/chasqui/internal/grpcserver"
-	"github.com/chasqui/chasqui/internal/tlsconfig"
+	"github.com/chasqui/chasqui/internal/metrics"
 )
 
 // Config configures the edge. The zero value of each field means its default.
@@ -74,14 +73,35 @@ type Config struct {
 	// Compression of the link to central: "gzip" or "none". Default "gzip".
 	Compression string
 
-	// TLSCert and TLSKey are this edge's PEM certificate and key: served to
-	// instruments and presented to central (mutual TLS). TLSCA verifies
-	// central and, when set, requires instrument client certificates.
-	// Required unless Insecure.
+	// TLSCert and TLSKey are this edge's PEM certificate and key (from
+	// `chasqui certs issue-edge`): served to instruments and presented to
+	// central, whose mutual TLS reads the edge id from it. TLSCA is the
+	// site CA: it verifies central and any client certificate an
+	// instrument presents. Required unless Insecure; re-read on change.
 	TLSCert, TLSKey, TLSCA string
-	// Insecure uses plaintext gRPC on both sides, for local runs and tests.
-	// Default false.
+	// Insecure uses plaintext gRPC on both sides without authentication,
+	// for local runs and tests: GRPCAddr, AdminAddr and CentralAddr must be
+	// loopback unless AllowInsecureRemote. Logged at WARN. Default false.
 	Insecure bool
+	// AllowInsecureRemote lets Insecure use non-loopback addresses (a
+	// trusted network). Default false.
+	AllowInsecureRemote bool
+	// AdminAddr, when set, serves AdminService (status, dead letters) on a
+	// listener of its own, and not on GRPCAddr. Default "": AdminService
+	// on GRPCAddr, which with TLS requires AdminToken.
+	AdminAddr string
+	// AdminToken, when set, is the bearer token AdminService calls must
+	// carry. A secret: never logged. Default "".
+	AdminToken string
+	// InstrumentToken, when set, is the bearer token EdgeService calls must
+	// carry. A secret: never logged. Default "" (no token).
+	InstrumentToken string
+	// InstrumentClientCert requires EdgeService callers to present a client
+	// certificate signed by TLSCA. Default false.
+	InstrumentClientCert bool
+	// Registry receives the edge's metrics, served at /metrics. Default: a
+	// new registry with the Go and process collectors.
+	Registry *prometheus.Registry
 	// ShutdownTimeout bounds the graceful stop. Default 10s.
 	ShutdownTimeout time.Duration
 
@@ -126,10 +146,8 @@ func (c Config) Validate() error {
 		return errors.New("config: EdgeID (--edge-id) is longer than 256 bytes")
 	case c.DataDir == "":
 		return errors.New("config: DataDir (--data-dir) is required")
-	case !c.Insecure && (c.TLSCert == "" || c.TLSKey == ""):
-		return errors.New("config: TLSCert and TLSKey (--tls-cert, --tls-key) are required unless Insecure (--insecure)")
-	case c.Insecure && (c.TLSCert != "" || c.TLSKey != "" || c.TLSCA != ""):
-		return errors.New("config: Insecure (--insecure) conflicts with TLSCert/TLSKey/TLSCA")
+	case c.checkAccess() != nil:
+		return c.checkAccess()
 	case c.QueueMaxBytes < 0:
 		return fmt.Errorf("config: QueueMaxBytes (--queue-max-bytes) must not be negative, got %d", c.QueueMaxBytes)
 	case c.TxRetention < time.Minute:
@@ -149,7 +167,7 @@ func (c Config) Validate() error {
 	case c.ShutdownTimeout < 0:
 		return errors.New("config: ShutdownTimeout must not be negative")
 	}
-	return nil
+	return c.checkInsecure()
 }
 
 // App is a configured edge, listening but not yet serving.
@@ -163,6 +181,12 @@ type App struct {
 	grpcLis net.Listener
 	httpLis net.Listener
 	started time.Time
+	// admin serves AdminService on AdminAddr (nil: on grpc).
+	admin    *grpcserver.Server
+	adminLis net.Listener
+	// reg holds the metrics; forwarded and deadLettered feed the _total series.
+	reg                     *prometheus.Registry
+	forwarded, deadLettered atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -178,17 +202,11 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 	if logger == nil {
 		return nil, errors.New("app: logger is required")
 	}
-	var serverTLS, clientTLS *tls.Config
-	if !cfg.Insecure {
-		files := tlsconfig.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA}
-		if serverTLS, err = tlsconfig.Server(files); err != nil {
-			return nil, err
-		}
-		if clientTLS, err = tlsconfig.Client(files); err != nil {
-			return nil, err
-		}
+	serverTLS, clientTLS, err := tlsConfigs(cfg, logger)
+	if err != nil {
+		return nil, err
 	}
-	a := &App{cfg: cfg, log: logger, started: time.Now()}
+	a := &App{cfg: cfg, log: logger, started: time.Now(), reg: newRegistry(cfg.Registry)}
 	defer func() {
 		if err != nil {
 			_ = a.Close()
@@ -208,7 +226,7 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	if cfg.CentralAddr != "" {
-		a.central, err = grpcclient.Dial(cfg.CentralAddr, grpcclient.Options{Logger: logger.With("component", "central-client"), TLS: clientTLS})
+		a.central, err = a.dialCentral(clientTLS)
 		if err != nil {
 			return nil, fmt.Errorf("dial central %s: %w", cfg.CentralAddr, err)
 		}
@@ -220,24 +238,26 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 			Window:               cfg.Window,
 			BandwidthBytesPerSec: cfg.BandwidthBytesPerSec,
 			Compression:          cfg.Compression,
-		}, a.q, a.central, logger)
+		}, countingStore{Store: a.q, forwarded: &a.forwarded, deadLettered: &a.deadLettered}, a.central, logger)
 		if err != nil {
 			return nil, err
 		}
 	}
 
-	a.grpc = grpcserver.New(grpcserver.Options{Logger: logger, TLS: serverTLS})
 	var fwd api.Forwarder
 	if a.fwd != nil {
 		fwd = a.fwd
 	}
-	api.Register(a.grpc.Server, a.q, fwd, logger)
-	for _, svc := range []string{"", edgev1.EdgeService_ServiceDesc.ServiceName, edgev1.AdminService_ServiceDesc.ServiceName} {
-		a.grpc.Health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
-	}
+	a.buildServers(serverTLS, fwd)
+	a.registerMetrics()
 
 	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
+	}
+	if a.admin != nil {
+		if a.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			return nil, fmt.Errorf("admin listen %s: %w", cfg.AdminAddr, err)
+		}
 	}
 	if cfg.HTTPAddr != "-" {
 		if a.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -246,7 +266,9 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 	}
 	logger.Info("edge ready", "edge_id", cfg.EdgeID, "epoch", a.q.Epoch(), "grpc_addr", a.GRPCAddr(),
 		"http_addr", a.HTTPAddr(), "data_dir", cfg.DataDir, "central_addr", cfg.CentralAddr,
-		"last_seq", a.q.LastSeq(), "committed_through", a.q.CommittedThrough(), "tls", !cfg.Insecure)
+		"last_seq", a.q.LastSeq(), "committed_through", a.q.CommittedThrough(), "tls", !cfg.Insecure,
+		"admin_addr", a.AdminAddr(), "admin_token", cfg.AdminToken != "", "instrument_token", cfg.InstrumentToken != "",
+		"instrument_client_cert", cfg.InstrumentClientCert)
 	return a, nil
 }
 
@@ -256,6 +278,15 @@ func (a *App) GRPCAddr() string {
 		return ""
 	}
 	return a.grpcLis.Addr().String()
+}
+
+// AdminAddr is the bound admin address, or "" when AdminService shares
+// GRPCAddr.
+func (a *App) AdminAddr() string {
+	if a.adminLis == nil {
+		return ""
+	}
+	return a.adminLis.Addr().String()
 }
 
 // HTTPAddr is the bound HTTP address, or "" when disabled.
@@ -274,6 +305,9 @@ func (a *App) Epoch() string { return a.q.Epoch() }
 func (a *App) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.grpc.Serve(ctx, a.grpcLis, a.cfg.ShutdownTimeout) })
+	if a.admin != nil {
+		g.Go(func() error { return a.admin.Serve(ctx, a.adminLis, a.cfg.ShutdownTimeout) })
+	}
 	if a.httpLis != nil {
 		hs := &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
@@ -303,7 +337,7 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) Close() error {
 	a.closeOnce.Do(func() {
 		var errs []error
-		for _, l := range []net.Listener{a.grpcLis, a.httpLis} {
+		for _, l := range []net.Listener{a.grpcLis, a.adminLis, a.httpLis} {
 			if l != nil {
 				if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 					errs = append(errs, err)
@@ -312,6 +346,9 @@ func (a *App) Close() error {
 		}
 		if a.grpc != nil {
 			a.grpc.Stop()
+		}
+		if a.admin != nil {
+			a.admin.Stop()
 		}
 		if a.central != nil {
 			errs = append(errs, a.central.Close())
@@ -353,6 +390,7 @@ func (a *App) httpHandler() http.Handler {
 			_, _ = w.Write([]byte("ok\n"))
 		}
 	})
+	mux.Handle("GET /metrics", metrics.Handler(a.reg))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		st, err := a.status()
 		if err != nil {

@@ -81,7 +81,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 	} {
 		require.ErrorContains(t, cfg.Validate(), field)
 	}
-	require.NoError(t, app.Config{EdgeID: "e", DataDir: "/x", Insecure: true}.Validate())
+	require.NoError(t, app.Config{EdgeID: "e", DataDir: "/x", Insecure: true, GRPCAddr: "127.0.0.1:7444"}.Validate())
 }
 
 func TestAcceptsWithoutCentralAndRestarts(t *testing.T) {

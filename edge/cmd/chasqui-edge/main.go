@@ -13,10 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/chasqui/chasqui/edge/app"
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/logging"
+	"github.com/chasqui/chasqui/internal/tracing"
 )
 
 func main() {
@@ -34,7 +37,7 @@ func realMain(ctx context.Context, args []string) error {
 	var cfg app.Config
 	fs.StringVar(&cfg.EdgeID, "edge-id", "", "this edge's id (required)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":7444", "gRPC listen address")
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":7481", "HTTP listen address for /healthz, /readyz, /status (\"-\" disables)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":7481", "HTTP listen address for /healthz, /readyz, /status, /metrics (\"-\" disables)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "queue data directory (required)")
 	fs.StringVar(&cfg.CentralAddr, "central-addr", "", "central's gRPC address (required)")
 	fs.Int64Var(&cfg.QueueMaxBytes, "queue-max-bytes", 1<<30, "most payload bytes waiting for central")
@@ -47,10 +50,15 @@ func realMain(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Window, "window", 4, "batches in flight to central")
 	fs.Int64Var(&cfg.BandwidthBytesPerSec, "bandwidth", 0, "link cap in bytes/s (0: none)")
 	fs.StringVar(&cfg.Compression, "compression", "gzip", "link compression: gzip or none")
-	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "edge certificate (PEM), served and presented to central")
-	fs.StringVar(&cfg.TLSKey, "tls-key", "", "edge key (PEM)")
-	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "CA verifying central; also requires instrument client certificates")
-	fs.BoolVar(&cfg.Insecure, "insecure", false, "plaintext gRPC (local runs only)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "edge certificate (PEM, from 'chasqui certs issue-edge'), served to instruments and presented to central; re-read on change")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "edge key (PEM); re-read on change")
+	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "site CA: verifies central and instrument client certificates")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "plaintext gRPC without authentication (loopback addresses only)")
+	fs.BoolVar(&cfg.AllowInsecureRemote, "allow-insecure-remote", false, "allow --insecure on non-loopback addresses (trusted networks only)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "", "serve AdminService (status, dead letters) on this address only (default: on --grpc-addr, which with TLS needs --admin-token)")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token AdminService calls must carry (secret: prefer the environment variable)")
+	fs.StringVar(&cfg.InstrumentToken, "instrument-token", "", "bearer token EdgeService calls must carry (secret: prefer the environment variable)")
+	fs.BoolVar(&cfg.InstrumentClientCert, "instrument-client-cert", false, "require instrument client certificates signed by --tls-ca")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful stop bound")
 	memLimit := fs.Int64("memory-limit", 192<<20, "Go soft memory limit in bytes (GC works harder near it; 0: GOMEMLIMIT or none)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -74,10 +82,22 @@ func realMain(ctx context.Context, args []string) error {
 	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(*memLimit)
 	}
+	// Spans are exported only when the OTEL_* environment asks for it.
+	shutdownTracing, err := tracing.Setup(ctx, "chasqui-edge", logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
 	a, err := app.New(cfg, logger)
 	if err != nil {
 		return err
 	}
+	// The store is open and the listeners are bound: tell systemd
+	// (Type=notify) we are ready. A no-op outside systemd.
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		logger.Warn("sd_notify READY failed", "err", err)
+	}
+	defer func() { _, _ = daemon.SdNotify(false, daemon.SdNotifyStopping) }()
 	runErr := a.Run(ctx)
 	if err := a.Close(); err != nil {
 		logger.Error("close", "err", err)
