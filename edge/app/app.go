@@ -105,6 +105,11 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful stop. Default 10s.
 	ShutdownTimeout time.Duration
 
+	// ReplicaURL is the site replica of central's database (PostgreSQL
+	// URL): its replay LSN turns commits VISIBLE and reads come from it.
+	// Empty: reads go through to central (buffer only when it is down).
+	ReplicaURL string
+
 	// StatFS, when set, replaces statfs(2) for the disk reserve check (tests).
 	StatFS func(dir string) (uint64, error)
 }
@@ -181,6 +186,7 @@ type App struct {
 	grpcLis net.Listener
 	httpLis net.Listener
 	started time.Time
+	rs      readSide // replica watcher and reads (reads.go)
 	// admin serves AdminService on AdminAddr (nil: on grpc).
 	admin    *grpcserver.Server
 	adminLis net.Listener
@@ -247,6 +253,9 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 	var fwd api.Forwarder
 	if a.fwd != nil {
 		fwd = a.fwd
+	}
+	if err = a.openReads(); err != nil {
+		return nil, err
 	}
 	a.buildServers(serverTLS, fwd)
 	a.registerMetrics()
@@ -324,6 +333,7 @@ func (a *App) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return a.q.Run(ctx) })
+	a.runReads(ctx, g)
 	if a.fwd != nil {
 		g.Go(func() error { return a.fwd.Run(ctx) })
 	}
@@ -350,6 +360,7 @@ func (a *App) Close() error {
 		if a.admin != nil {
 			a.admin.Stop()
 		}
+		a.closeReads()
 		if a.central != nil {
 			errs = append(errs, a.central.Close())
 		}
@@ -366,7 +377,7 @@ func (a *App) status() (*edgev1.GetStatusResponse, error) {
 	if a.fwd != nil {
 		fwd = a.fwd
 	}
-	return api.Status(a.q, fwd, time.Now())
+	return api.Status(a.q, fwd, time.Now(), a.replicaStatus())
 }
 
 func (a *App) httpHandler() http.Handler {

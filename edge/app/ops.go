@@ -130,8 +130,8 @@ func (a *App) buildServers(serverTLS *tls.Config, fwd api.Forwarder) {
 			Stream: append([]grpc.StreamServerInterceptor{ms}, s...),
 		}
 	}
-	edgeImpl := api.NewEdgeService(a.q, a.log)
-	adminImpl := api.NewAdminService(a.q, fwd, a.log)
+	edgeImpl := api.NewEdgeService(a.q, a.log, a.apiOptions())
+	adminImpl := api.NewAdminService(a.q, fwd, a.log, a.apiOptions())
 	if cfg.AdminAddr == "" {
 		a.grpc = grpcserver.New(opts(append(instrumentU, adminU...), append(instrumentS, adminS...)))
 		edgev1.RegisterEdgeServiceServer(a.grpc.Server, edgeImpl)
