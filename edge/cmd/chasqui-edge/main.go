@@ -40,6 +40,7 @@ func realMain(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":7481", "HTTP listen address for /healthz, /readyz, /status, /metrics (\"-\" disables)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "queue data directory (required)")
 	fs.StringVar(&cfg.CentralAddr, "central-addr", "", "central's gRPC address (required)")
+	fs.StringVar(&cfg.ReplicaURL, "replica-url", "", "site replica of central's database (PostgreSQL URL): VISIBLE states, replication lag, reads (empty: reads go through to central)")
 	fs.Int64Var(&cfg.QueueMaxBytes, "queue-max-bytes", 1<<30, "most payload bytes waiting for central")
 	fs.Uint64Var(&cfg.DiskReserveBytes, "disk-reserve", queue.DefaultDiskReserve, "free disk bytes under which writes are refused")
 	fs.DurationVar(&cfg.TxRetention, "tx-retention", 7*24*time.Hour, "how long a settled transaction's first answer is kept")
