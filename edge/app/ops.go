@@ -106,7 +106,10 @@ func (a *App) buildServers(serverTLS *tls.Config, fwd api.Forwarder) {
 	edgeSvc := edgev1.EdgeService_ServiceDesc.ServiceName
 	adminSvc := edgev1.AdminService_ServiceDesc.ServiceName
 
-	var instrumentU []grpc.UnaryServerInterceptor
+	// Submit stores the caller's trace context in each transaction, so the
+	// forward attempts (tracing.UnaryClientBatchLinks) link back to it.
+	submit := "/" + edgeSvc + "/Submit"
+	instrumentU := []grpc.UnaryServerInterceptor{tracing.UnaryServerStoreTraceContext(func(m string) bool { return m == submit })}
 	var instrumentS []grpc.StreamServerInterceptor
 	if cfg.InstrumentClientCert {
 		u, s := auth.CertInterceptors(auth.Service(edgeSvc))

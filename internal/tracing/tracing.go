@@ -166,3 +166,25 @@ func UnaryClientBatchLinks() grpc.UnaryClientInterceptor {
 		return err
 	}
 }
+
+// UnaryServerStoreTraceContext stores the call's trace context (the
+// instrument's, or the server span's when spans are recorded) in every
+// transaction of a request that carries transactions and has none yet, for
+// the methods match accepts (the edge's Submit). It must run after the
+// stats handler (interceptors do), so the server span is in ctx.
+func UnaryServerStoreTraceContext(match func(fullMethod string) bool) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if b, ok := req.(interface {
+			GetTransactions() []*opsv1.Transaction
+		}); ok && match(info.FullMethod) {
+			if tc := Inject(ctx); tc != nil {
+				for _, tx := range b.GetTransactions() {
+					if tx != nil && len(tx.GetTraceContext()) == 0 {
+						tx.TraceContext = tc
+					}
+				}
+			}
+		}
+		return handler(ctx, req)
+	}
+}

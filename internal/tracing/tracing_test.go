@@ -22,7 +22,13 @@ import (
 
 type ingest struct {
 	centralv1.UnimplementedIngestServiceServer
-	stored chan map[string]string
+	stored  chan map[string]string
+	commits chan []*opsv1.Transaction
+}
+
+func (s *ingest) Commit(_ context.Context, req *centralv1.CommitRequest) (*centralv1.CommitResponse, error) {
+	s.commits <- req.GetTransactions()
+	return &centralv1.CommitResponse{}, nil
 }
 
 // GetCursor stands for Submit: it stores the caller's trace context the
@@ -42,8 +48,9 @@ func TestOneTraceFromSubmitThroughTheQueue(t *testing.T) {
 	_, err := tracing.Setup(context.Background(), "test", nil)
 	require.NoError(t, err)
 
-	svc := &ingest{stored: make(chan map[string]string, 1)}
-	srv := grpc.NewServer(tracing.ServerOptions()...)
+	svc := &ingest{stored: make(chan map[string]string, 1), commits: make(chan []*opsv1.Transaction, 1)}
+	srv := grpc.NewServer(append(tracing.ServerOptions(), grpc.ChainUnaryInterceptor(
+		tracing.UnaryServerStoreTraceContext(func(m string) bool { return m == "/chasqui.central.v1.IngestService/Commit" })))...)
 	centralv1.RegisterIngestServiceServer(srv, svc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -59,6 +66,14 @@ func TestOneTraceFromSubmitThroughTheQueue(t *testing.T) {
 	span.End()
 	stored := <-svc.stored
 	require.Contains(t, stored, "traceparent")
+	// Commit stands for Submit: the interceptor fills in the trace context
+	// of transactions that carry none.
+	_, err = centralv1.NewIngestServiceClient(conn).Commit(ctx, &centralv1.CommitRequest{
+		Transactions: []*opsv1.Transaction{{Id: "a"}, {Id: "b", TraceContext: map[string]string{"traceparent": "own"}}}})
+	require.NoError(t, err)
+	got := <-svc.commits
+	require.Equal(t, stored["traceparent"][:36], got[0].GetTraceContext()["traceparent"][:36], "same trace id")
+	require.Equal(t, "own", got[1].GetTraceContext()["traceparent"], "a client's own context is kept")
 
 	// Later, the forwarder: a batch span linked to the stored context, and
 	// an attempt in the transaction's own trace.
