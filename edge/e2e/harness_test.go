@@ -59,8 +59,16 @@ func TestProxyCountsAndCuts(t *testing.T) {
 
 	p.Down()
 	require.Error(t, check(300*time.Millisecond), "link is down")
+	// Connection attempts while down are counted (the listener that
+	// replaces the proxy accepts and closes them).
+	Eventually(t, 20*time.Second, "refused attempts counted", func() bool {
+		_ = check(300 * time.Millisecond)
+		return p.Stats().Refused > before.Refused
+	})
 	p.Up()
-	require.NoError(t, check(20*time.Second), "link is back")
+	// The client may still be in its reconnect backoff (its last attempt was
+	// refused while down): poll rather than expect the first call through.
+	Eventually(t, 20*time.Second, "link is back", func() bool { return check(2*time.Second) == nil })
 
 	remove := p.Latency(100, 10)
 	t0 := time.Now()
