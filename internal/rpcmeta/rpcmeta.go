@@ -24,8 +24,7 @@ const RequestIDKey = "x-request-id"
 // x-retry-attempt header counts retries (absent on the first attempt).
 // It reads outgoing metadata on the client and incoming on the server.
 func Attempt(ctx context.Context, incoming bool) int {
-	md := mdOf(ctx, incoming)
-	if v := md.Get(retry.AttemptMetadataKey); len(v) > 0 {
+	if v := values(ctx, incoming, retry.AttemptMetadataKey); len(v) > 0 {
 		if n, err := strconv.Atoi(v[0]); err == nil && n >= 0 {
 			return n + 1
 		}
@@ -35,20 +34,20 @@ func Attempt(ctx context.Context, incoming bool) int {
 
 // RequestID returns the call's request id, or "" when it has none.
 func RequestID(ctx context.Context, incoming bool) string {
-	if v := mdOf(ctx, incoming).Get(RequestIDKey); len(v) > 0 {
+	if v := values(ctx, incoming, RequestIDKey); len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
 
-func mdOf(ctx context.Context, incoming bool) metadata.MD {
-	var md metadata.MD
+// values reads one key. On the server it avoids FromIncomingContext, which
+// copies all metadata: this runs several times per call on the accept path.
+func values(ctx context.Context, incoming bool, key string) []string {
 	if incoming {
-		md, _ = metadata.FromIncomingContext(ctx)
-	} else {
-		md, _ = metadata.FromOutgoingContext(ctx)
+		return metadata.ValueFromIncomingContext(ctx, key)
 	}
-	return md
+	md, _ := metadata.FromOutgoingContext(ctx)
+	return md.Get(key)
 }
 
 // LogFields gives the logging interceptor the request id and attempt.
