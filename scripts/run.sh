@@ -13,6 +13,8 @@ CENTRAL_ADDR=${CHASQUI_RUN_CENTRAL_ADDR:-127.0.0.1:7443}
 CENTRAL_HTTP=${CHASQUI_RUN_CENTRAL_HTTP:-127.0.0.1:7480}
 EDGE_ADDR=${CHASQUI_RUN_EDGE_ADDR:-127.0.0.1:7444}
 EDGE_HTTP=${CHASQUI_RUN_EDGE_HTTP:-127.0.0.1:7481}
+EDGE_ADMIN=${CHASQUI_RUN_EDGE_ADMIN:-127.0.0.1:7445}
+CERTS=$RUN/certs
 REPLICA_PORT=${CHASQUI_RUN_REPLICA_PORT:-55433}
 mkdir -p "$RUN/logs"
 
@@ -63,14 +65,26 @@ DB_URL="postgres://postgres@127.0.0.1:$PGPORT/chasqui?sslmode=disable"
 ./scripts/site-replica.sh seed
 REPLICA_URL="postgres://postgres@127.0.0.1:$REPLICA_PORT/chasqui?sslmode=disable"
 
-bin/chasqui-central --insecure --grpc-addr "$CENTRAL_ADDR" --http-addr "$CENTRAL_HTTP" \
-  --database-url "$DB_URL" >>"$RUN/logs/central.log" 2>&1 &
+# Certificates, made once by `chasqui certs` as a site would: central
+# requires mutual TLS and takes the edge id from the edge's certificate.
+# Re-issue one with --force while running: the services pick it up.
+if [ ! -s "$CERTS/ca.pem" ]; then
+  bin/chasqui certs init --dir "$CERTS" --name "Chasqui local run CA"
+fi
+[ -s "$CERTS/central.pem" ] || bin/chasqui certs issue-central --dir "$CERTS" --hosts 127.0.0.1,localhost
+[ -s "$CERTS/edge-site-1.pem" ] || bin/chasqui certs issue-edge --dir "$CERTS" --id site-1 --hosts 127.0.0.1,localhost
+
+bin/chasqui-central --grpc-addr "$CENTRAL_ADDR" --http-addr "$CENTRAL_HTTP" --database-url "$DB_URL" \
+  --tls-cert "$CERTS/central.pem" --tls-key "$CERTS/central-key.pem" --tls-ca "$CERTS/ca.pem" \
+  >>"$RUN/logs/central.log" 2>&1 &
 pids+=($!)
-CHASQUI_REPLICA_URL="$REPLICA_URL" bin/chasqui-edge --insecure --edge-id site-1 --grpc-addr "$EDGE_ADDR" --http-addr "$EDGE_HTTP" \
-  --data-dir "$RUN/edge" --central-addr "$CENTRAL_ADDR" >>"$RUN/logs/edge.log" 2>&1 &
+CHASQUI_REPLICA_URL="$REPLICA_URL" bin/chasqui-edge --edge-id site-1 --grpc-addr "$EDGE_ADDR" --http-addr "$EDGE_HTTP" \
+  --admin-addr "$EDGE_ADMIN" --data-dir "$RUN/edge" --central-addr "$CENTRAL_ADDR" \
+  --tls-cert "$CERTS/edge-site-1.pem" --tls-key "$CERTS/edge-site-1-key.pem" --tls-ca "$CERTS/ca.pem" \
+  >>"$RUN/logs/edge.log" 2>&1 &
 pids+=($!)
 if [ -x bin/chasqui-sim ]; then
-  bin/chasqui-sim --edge-addr "$EDGE_ADDR" >>"$RUN/logs/sim.log" 2>&1 &
+  bin/chasqui-sim --edge-addr "$EDGE_ADDR" --tls-ca "$CERTS/ca.pem" >>"$RUN/logs/sim.log" 2>&1 &
   pids+=($!)
 fi
 
@@ -79,13 +93,16 @@ cat <<MSG
 Chasqui is running (logs in run/logs/):
   PostgreSQL  $DB_URL   (psql "$DB_URL")
   replica     $REPLICA_URL   (scripts/site-replica.sh status)
-  central     gRPC $CENTRAL_ADDR   http://$CENTRAL_HTTP/status
-  edge        gRPC $EDGE_ADDR   http://$EDGE_HTTP/status
+  central     gRPC $CENTRAL_ADDR (mutual TLS)   http://$CENTRAL_HTTP/status  /metrics
+  edge        gRPC $EDGE_ADDR (TLS), admin $EDGE_ADMIN   http://$EDGE_HTTP/status  /metrics
+  certs       $CERTS (chasqui certs init|issue-edge|issue-central)
   simulator   writes observations, configs and files to the edge
 
 Try:
-  grpcurl -plaintext $EDGE_ADDR list
-  grpcurl -plaintext -d @ $EDGE_ADDR chasqui.edge.v1.EdgeService/Submit < examples/submit-observation.json
+  grpcurl -cacert run/certs/ca.pem $EDGE_ADDR list
+  grpcurl -cacert run/certs/ca.pem -d @ $EDGE_ADDR chasqui.edge.v1.EdgeService/Submit < examples/submit-observation.json
+  bin/chasqui --addr $EDGE_ADDR --admin-addr $EDGE_ADMIN --tls-ca run/certs/ca.pem status
+  curl -s http://$EDGE_HTTP/metrics | grep ^chasqui_
   psql "$DB_URL" -c 'SELECT id, instrument, status FROM chasqui.observations ORDER BY start_time DESC LIMIT 5'
 
 Ctrl-C stops everything.

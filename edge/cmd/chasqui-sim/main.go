@@ -27,6 +27,7 @@ import (
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/grpcclient"
+	"github.com/chasqui/chasqui/internal/tlsconfig"
 	"github.com/chasqui/chasqui/internal/logging"
 	"github.com/chasqui/chasqui/internal/version"
 )
@@ -59,6 +60,10 @@ func realMain(ctx context.Context, args []string) error {
 	instruments := fs.String("instruments", "CHAI,PrimeCam,Mod-Cam", "comma-separated instrument names")
 	count := fs.Int("count", 0, "stop after this many observations (0: run until interrupted)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	var tlsFiles tlsconfig.Files
+	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "CA that signs the edge's certificate (TLS when set; plaintext otherwise)")
+	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "client certificate, when the edge requires one")
+	fs.StringVar(&tlsFiles.Key, "tls-key", "", "client key")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = config.Usage(fs, "chasqui-sim: writes a realistic stream of operations records to an edge")
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
@@ -72,7 +77,13 @@ func realMain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpcclient.Dial(*addr, grpcclient.Options{Logger: log})
+	opts := grpcclient.Options{Logger: log}
+	if tlsFiles.CA != "" {
+		if opts.TLS, err = tlsconfig.Client(tlsFiles); err != nil {
+			return err
+		}
+	}
+	conn, err := grpcclient.Dial(*addr, opts)
 	if err != nil {
 		return err
 	}
