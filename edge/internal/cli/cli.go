@@ -28,6 +28,7 @@ import (
 
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/auth"
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/grpcclient"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
@@ -71,6 +72,8 @@ type options struct {
 	json            bool
 	timeout         time.Duration
 	tls             tlsconfig.Files
+	// Bearer tokens (secrets: from the environment, never printed).
+	token, adminToken string
 }
 
 // Run executes the command line args (without the program name) and returns
@@ -86,6 +89,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 	fs.StringVar(&o.tls.CA, "tls-ca", "", "CA that signs the edge's certificate (TLS when set)")
 	fs.StringVar(&o.tls.Cert, "tls-cert", "", "client certificate")
 	fs.StringVar(&o.tls.Key, "tls-key", "", "client key")
+	fs.StringVar(&o.token, "instrument-token", "", "bearer token for the edge service, when the edge requires one (prefer the environment variable)")
+	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token for the admin service, when the edge requires one (prefer the environment variable)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() { fmt.Fprint(env.Stderr, usage); config.Usage(fs, "Flags:")() }
 	if err := config.Parse(fs, args, env.LookupEnv); err != nil {
@@ -145,7 +150,7 @@ type command struct {
 	conns []*grpc.ClientConn
 }
 
-func (c *command) dial(addr string) (*grpc.ClientConn, error) {
+func (c *command) dial(addr, token string) (*grpc.ClientConn, error) {
 	o := grpcclient.Options{
 		Logger: slog.New(slog.DiscardHandler),
 		// An operator waits seconds, not minutes: few attempts.
@@ -158,7 +163,12 @@ func (c *command) dial(addr string) (*grpc.ClientConn, error) {
 		}
 		o.TLS = t
 	}
-	conn, err := grpcclient.Dial(addr, o)
+	var extra []grpc.DialOption
+	if token != "" {
+		// Sent only over TLS, unless the edge is on this machine.
+		extra = append(extra, grpc.WithPerRPCCredentials(auth.BearerToken(token, o.TLS != nil || !tlsconfig.IsLoopback(addr))))
+	}
+	conn, err := grpcclient.Dial(addr, o, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +183,7 @@ func (c *command) close() {
 }
 
 func (c *command) edge() (edgev1.EdgeServiceClient, error) {
-	conn, err := c.dial(c.o.addr)
+	conn, err := c.dial(c.o.addr, c.o.token)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +191,7 @@ func (c *command) edge() (edgev1.EdgeServiceClient, error) {
 }
 
 func (c *command) admin() (edgev1.AdminServiceClient, error) {
-	conn, err := c.dial(c.o.adminAddr)
+	conn, err := c.dial(c.o.adminAddr, c.o.adminToken)
 	if err != nil {
 		return nil, err
 	}
