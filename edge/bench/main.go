@@ -63,7 +63,9 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "alternating echo/submit rounds; the best of each is reported")
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
-	only := flag.String("only", "", "run only this figure: echo, submit, batched or badger (profiling)")
+	only := flag.String("only", "", "run only this figure: echo, submit, batched, badger, drain, redis or rss (profiling)")
+	drainN := flag.Int("drain", 100_000, "backlog size of the drain figure (forwarded to a real central)")
+	_ = flag.Int("rss-backlog", 1_000_000, "backlog size of the edge_rss_mib figure (0: skip); measured in a child process")
 	memProfile := flag.String("memprofile", "", "write an allocation profile at the end to this file")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -191,6 +193,13 @@ func run() error {
 		}
 	}
 
+	var drain drainResult
+	if *only == "" || *only == "drain" {
+		if drain, err = drainBench(*dir+"/drain", *drainN, logger); err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+	}
+
 	run := func(fig string) bool { return *only == "" || *only == fig }
 	if *memProfile != "" {
 		if f, err := os.Create(*memProfile); err == nil {
@@ -217,6 +226,11 @@ func run() error {
 	}
 	if run("badger") {
 		fmt.Printf("BENCH badger_sync_writes_per_s %.0f writes/s\n", syncRate)
+	}
+	if run("drain") {
+		fmt.Printf("BENCH drain_tx_per_s %.0f tx/s\n", float64(drain.n)/drain.drain.Seconds())
+		fmt.Printf("BENCH drain_seconds %.2f s (%d tx; backlog written in %.1f s)\n", drain.drain.Seconds(), drain.n, drain.fill.Seconds())
+		fmt.Printf("BENCH drain_cpu_us_per_tx %.1f us (edge and central processes, PostgreSQL not included)\n", us(drain.cpuPerTx))
 	}
 	return nil
 }
