@@ -1,7 +1,10 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
+	"net"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -21,4 +24,31 @@ func (b *bundleDB) requireNoEdge(t *testing.T, id string) {
 	require.Zero(t, n)
 	require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(*) FROM chasqui.applied_transactions").Scan(&n))
 	require.Equal(t, 5, n, "only site-a's five transactions")
+}
+
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

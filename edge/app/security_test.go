@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -241,4 +242,50 @@ func TestInsecureOnlyOnLoopback(t *testing.T) {
 	require.ErrorContains(t, tlsCfg.Validate(), "AdminToken")
 	tlsCfg.AdminAddr = "127.0.0.1:7445"
 	require.NoError(t, tlsCfg.Validate())
+}
+
+// While central is unreachable the metrics show the queue growing; tokens
+// never reach the log.
+func TestMetricsWhileCentralDownAndNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
+	s := newSite(t, "site-a")
+	var logs syncBuffer
+	cfg := app.Config{EdgeID: "site-a", DataDir: t.TempDir(), CentralAddr: closedAddr(t),
+		AdminToken: "admin-s3cret-token", InstrumentToken: "instr-s3cret-token",
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}
+	s.edgeTLS(&cfg, "site-a")
+	a, err := app.New(cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done); require.NoError(t, a.Close()) })
+
+	c, err := client.Dial(ctx, a.GRPCAddr(), client.WithLogger(logger), client.WithTLS(s.clientTLS(t)),
+		client.WithDialOptions(grpc.WithPerRPCCredentials(auth.BearerToken("instr-s3cret-token", true))))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	prev := 0.0
+	for i := 1; i <= 3; i++ {
+		_, err := c.StartObservation(ctx, observation())
+		require.NoError(t, err)
+		m := scrape(t, a.HTTPAddr())
+		require.Equal(t, float64(i), m["chasqui_queue_transactions"], "the queue grows")
+		require.Greater(t, m["chasqui_queue_bytes"], prev)
+		prev = m["chasqui_queue_bytes"]
+	}
+	// (The forwarder keeps its batch in flight through its attempts, ~30 s,
+	// before it reports backoff and chasqui_forwarder_up drops to 0; the
+	// refused case in TestMutualTLSToCentralAndMetrics shows the 0.)
+	require.Greater(t, scrape(t, a.HTTPAddr())["chasqui_queue_oldest_pending_age_seconds"], 0.0)
+	// A refused admin call, then look at everything logged.
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(s.clientTLS(t))),
+		grpc.WithPerRPCCredentials(auth.BearerToken("wrong-token", true)))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = edgev1.NewAdminServiceClient(conn).GetStatus(ctx, &edgev1.GetStatusRequest{})
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+	require.NotContains(t, err.Error(), "s3cret")
+	require.NotContains(t, logs.String(), "s3cret")
+	require.NotContains(t, logs.String(), "PRIVATE KEY")
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -142,7 +143,9 @@ func ParseLSN(s string) (uint64, bool) {
 	return h<<32 | l, true
 }
 
-// DirBytes sums the sizes of the regular files under dir.
+// DirBytes sums the disk space used by the regular files under dir: the
+// allocated blocks, since Badger's value-log files are sparse (their
+// apparent size is the preallocated 128 MiB+).
 func DirBytes(dir string) (int64, error) {
 	var n int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
@@ -151,7 +154,11 @@ func DirBytes(dir string) (int64, error) {
 		}
 		if d.Type().IsRegular() {
 			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+					n += st.Blocks * 512
+				} else {
+					n += fi.Size()
+				}
 			}
 		}
 		return nil

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -99,4 +101,19 @@ func TestParseLSN(t *testing.T) {
 		_, ok := metrics.ParseLSN(bad)
 		require.False(t, ok, bad)
 	}
+}
+
+func TestDirBytesCountsAllocatedSpace(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "sparse.vlog"))
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(128<<20)) // like Badger's preallocated value log
+	_, err = f.Write(make([]byte, 8192))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	n, err := metrics.DirBytes(dir)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, int64(8192))
+	require.Less(t, n, int64(1<<20), "sparse space is not counted")
 }
