@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -200,6 +201,15 @@ func run() error {
 		}
 	}
 
+	var redisRes result
+	var redisErr error
+	if *only == "" || *only == "redis" {
+		redisRes, redisErr = redisAOFAlways(*dir+"/redis", *clients, *duration)
+		if redisErr != nil && !errors.Is(redisErr, errNoRedis) {
+			return fmt.Errorf("redis: %w", redisErr)
+		}
+	}
+
 	run := func(fig string) bool { return *only == "" || *only == fig }
 	if *memProfile != "" {
 		if f, err := os.Create(*memProfile); err == nil {
@@ -226,6 +236,15 @@ func run() error {
 	}
 	if run("badger") {
 		fmt.Printf("BENCH badger_sync_writes_per_s %.0f writes/s\n", syncRate)
+	}
+	if run("redis") {
+		if redisErr != nil {
+			fmt.Fprintln(os.Stderr, "BENCH redis_aof_always_lpush_per_s skipped (install redis-server)")
+		} else {
+			fmt.Printf("BENCH redis_aof_always_lpush_per_s %.0f ops/s\n", redisRes.rate)
+			fmt.Printf("BENCH redis_aof_always_p99_ms %.2f ms\n", ms(redisRes.p99))
+			fmt.Printf("BENCH redis_aof_always_cpu_us_per_op %.1f us (bench client only; redis-server is another process)\n", us(redisRes.cpuPerUnit))
+		}
 	}
 	if run("drain") {
 		fmt.Printf("BENCH drain_tx_per_s %.0f tx/s\n", float64(drain.n)/drain.drain.Seconds())
@@ -268,6 +287,11 @@ func cpuTime() time.Duration {
 // measure runs one caller per connection for d and reports the rate of
 // units done and the call latency percentiles.
 func measure(conns []*grpc.ClientConn, d time.Duration, mk func(*grpc.ClientConn) func(context.Context) (int, error)) (result, error) {
+	return measureN(len(conns), d, func(i int) func(context.Context) (int, error) { return mk(conns[i]) })
+}
+
+// measureN runs n callers made by mk for d.
+func measureN(n int, d time.Duration, mk func(i int) func(context.Context) (int, error)) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var units atomic.Int64
@@ -276,8 +300,8 @@ func measure(conns []*grpc.ClientConn, d time.Duration, mk func(*grpc.ClientConn
 	var firstErr error
 	var wg sync.WaitGroup
 	start, cpu0 := time.Now(), cpuTime()
-	for _, c := range conns {
-		call := mk(c)
+	for i := range n {
+		call := mk(i)
 		wg.Go(func() {
 			local := make([]time.Duration, 0, 4096)
 			for ctx.Err() == nil {
@@ -311,8 +335,8 @@ func measure(conns []*grpc.ClientConn, d time.Duration, mk func(*grpc.ClientConn
 		}
 		return lats[min(len(lats)-1, int(float64(len(lats))*p))]
 	}
-	n := max(units.Load(), 1)
-	return result{rate: float64(n) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), cpuPerUnit: cpu / time.Duration(n)}, nil
+	done := max(units.Load(), 1)
+	return result{rate: float64(done) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), cpuPerUnit: cpu / time.Duration(done)}, nil
 }
 
 // badgerSyncWrites is the physical limit of one-fsync-per-write: one writer,
