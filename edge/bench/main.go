@@ -66,7 +66,8 @@ func run() error {
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
 	only := flag.String("only", "", "run only this figure: echo, submit, batched, badger, drain, redis or rss (profiling)")
 	drainN := flag.Int("drain", 100_000, "backlog size of the drain figure (forwarded to a real central)")
-	_ = flag.Int("rss-backlog", 1_000_000, "backlog size of the edge_rss_mib figure (0: skip); measured in a child process")
+	rssN := flag.Int("rss-backlog", 1_000_000, "backlog size of the edge_rss_mib figure (0: skip); measured in a child process")
+	memLimit := flag.Int64("memory-limit", 192<<20, "with -backlog: Go soft memory limit, as chasqui-edge --memory-limit (0: GOMEMLIMIT or none)")
 	memProfile := flag.String("memprofile", "", "write an allocation profile at the end to this file")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -95,6 +96,9 @@ func run() error {
 	}
 	defer q.Close()
 	if *backlog > 0 {
+		if *memLimit > 0 {
+			debug.SetMemoryLimit(*memLimit)
+		}
 		return fillBacklog(q, *backlog, *settle)
 	}
 	var so []grpc.ServerOption
@@ -210,6 +214,13 @@ func run() error {
 		}
 	}
 
+	var rssLines []string
+	if (*only == "" || *only == "rss") && *rssN > 0 {
+		if rssLines, err = backlogChild(*dir+"/rss", *rssN, *memLimit); err != nil {
+			return fmt.Errorf("rss: %w", err)
+		}
+	}
+
 	run := func(fig string) bool { return *only == "" || *only == fig }
 	if *memProfile != "" {
 		if f, err := os.Create(*memProfile); err == nil {
@@ -245,6 +256,9 @@ func run() error {
 			fmt.Printf("BENCH redis_aof_always_p99_ms %.2f ms\n", ms(redisRes.p99))
 			fmt.Printf("BENCH redis_aof_always_cpu_us_per_op %.1f us (bench client only; redis-server is another process)\n", us(redisRes.cpuPerUnit))
 		}
+	}
+	for _, l := range rssLines {
+		fmt.Println(l)
 	}
 	if run("drain") {
 		fmt.Printf("BENCH drain_tx_per_s %.0f tx/s\n", float64(drain.n)/drain.drain.Seconds())
