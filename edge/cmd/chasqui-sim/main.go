@@ -27,8 +27,8 @@ import (
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/grpcclient"
-	"github.com/chasqui/chasqui/internal/tlsconfig"
 	"github.com/chasqui/chasqui/internal/logging"
+	"github.com/chasqui/chasqui/internal/tlsconfig"
 	"github.com/chasqui/chasqui/internal/version"
 )
 
