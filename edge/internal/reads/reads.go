@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/retry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -366,11 +367,13 @@ func (centralBackend) source() edgev1.RecordSource {
 	return edgev1.RecordSource_RECORD_SOURCE_COMMITTED
 }
 
-// failFast: a read waits for no link; the caller falls back instead.
-var failFast = grpc.WaitForReady(false)
+// failFast: a read waits for no link and is not retried by the client's
+// retry interceptor (WithMax counts all attempts); the caller falls back to
+// the buffer instead, at once.
+var failFast = []grpc.CallOption{grpc.WaitForReady(false), retry.WithMax(1)}
 
 func (b centralBackend) get(ctx context.Context, id uuid.UUID) (*records.Record, error) {
-	res, err := b.c.GetObservation(ctx, &centralv1.GetObservationRequest{Id: id.String()}, failFast)
+	res, err := b.c.GetObservation(ctx, &centralv1.GetObservationRequest{Id: id.String()}, failFast...)
 	if status.Code(err) == codes.NotFound {
 		return nil, ErrNotFound
 	}
@@ -398,7 +401,7 @@ func (b centralBackend) list(ctx context.Context, f records.Filter) ([]*records.
 	for _, id := range f.IDs {
 		req.Ids = append(req.Ids, id.String())
 	}
-	res, err := b.c.ListObservations(ctx, req, failFast)
+	res, err := b.c.ListObservations(ctx, req, failFast...)
 	if err != nil {
 		return nil, false, fmt.Errorf("central ListObservations: %w", err)
 	}
