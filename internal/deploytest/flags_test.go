@@ -29,14 +29,6 @@ var binaries = map[string]struct{ module, pkg string }{
 	"chasqui-sim":     {"edge", "./cmd/chasqui-sim"},
 }
 
-// pendingFlags are flags issue 7 adds that have not landed in the binaries
-// yet; the deploy files already set them (an unknown CHASQUI_* variable is
-// ignored by the binaries, so setting them early is harmless). Drop an entry
-// once its flag exists: the test logs when that happens.
-var pendingFlags = map[string]map[string]bool{
-	"chasqui-edge": {"allow-insecure-remote": true, "replica-url": true},
-}
-
 // notConfig are flags that are not configuration and need no CHASQUI_*
 // entry in the environment examples.
 var notConfig = map[string]bool{"help": true, "h": true, "version": true}
@@ -121,20 +113,13 @@ func buildAndList(name string) (map[string]bool, error) {
 }
 
 // checkEnvNames reports every CHASQUI_* name that is not a real flag of
-// binary; pending flags are accepted and logged.
+// binary.
 func checkEnvNames(t *testing.T, where, binary string, names []string) {
 	t.Helper()
 	flags := realFlags(t, binary)
 	byEnv := map[string]string{}
 	for f := range flags {
 		byEnv[envName(f)] = f
-	}
-	for f := range pendingFlags[binary] {
-		if flags[f] {
-			t.Logf("%s: --%s now exists: remove it from pendingFlags", binary, f)
-		} else {
-			byEnv[envName(f)] = f
-		}
 	}
 	for _, n := range names {
 		f, ok := byEnv[n]
@@ -143,8 +128,6 @@ func checkEnvNames(t *testing.T, where, binary string, names []string) {
 			t.Errorf("%s: %s is not a flag of %s (flags: %s)", where, n, binary, sortedKeys(flags))
 		case notConfig[f]:
 			t.Errorf("%s: %s sets --%s, which is not configuration", where, n, f)
-		case pendingFlags[binary][f] && !flags[f]:
-			t.Logf("%s: %s is for --%s, not in %s yet (pending, issue 7)", where, n, f, binary)
 		}
 	}
 }
