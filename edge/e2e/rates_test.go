@@ -286,8 +286,8 @@ func TestFaultClientToEdge(t *testing.T) {
 			return d, time.Since(t0)
 		}
 		d, took := run(ec)
-		// Budget: burst 10 plus 5 retries/s on top of the 64 first attempts.
-		bound := 64 + 10 + int64(5*took.Seconds()) + 8
+		// Budget: the burst plus its rate on top of the 64 first attempts.
+		bound := 64 + grpcclient.DefaultRetryBurst + int64(grpcclient.DefaultRetryBudget*took.Seconds()) + 8
 		t.Logf("64 callers with the budget: %s in %s (bound %d; 64 x %d attempts = %d)",
 			d, took.Round(time.Millisecond), bound, attempts, 64*attempts)
 		require.LessOrEqual(t, d.Requests, bound, "the retry budget holds retries")

@@ -36,6 +36,16 @@ import (
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 )
 
+// The retry budget's defaults. The burst covers the calls one connection has
+// in flight when its server restarts: they all fail at once (the transport
+// closes under them) and each needs one retry to ride through a 1 s outage;
+// a burst of 10 failed that with 20 calls in flight. Beyond the burst,
+// retries are held to DefaultRetryBudget per second however many calls fail.
+const (
+	DefaultRetryBudget = 5
+	DefaultRetryBurst  = 64
+)
+
 // Options is the retry and connection policy of one client connection.
 // The zero value of each field means its default.
 type Options struct {
@@ -59,7 +69,8 @@ type Options struct {
 	// RetryBudget is the client-wide retry budget in retries per second, shared
 	// by all calls of this connection, with a burst of RetryBurst. When it is
 	// spent, a failed call fails with its last error instead of retrying, so
-	// 64 callers failing at once do not multiply the load. Defaults 5/s, 10.
+	// callers failing at once do not multiply the load. Defaults
+	// DefaultRetryBudget and DefaultRetryBurst.
 	RetryBudget float64
 	RetryBurst  int
 	// ReconnectBaseDelay and ReconnectMaxDelay bound the reconnect backoff.
@@ -93,10 +104,10 @@ func (o *Options) setDefaults() {
 		o.RetryCodes = []codes.Code{codes.Unavailable}
 	}
 	if o.RetryBudget == 0 {
-		o.RetryBudget = 5
+		o.RetryBudget = DefaultRetryBudget
 	}
 	if o.RetryBurst == 0 {
-		o.RetryBurst = 10
+		o.RetryBurst = DefaultRetryBurst
 	}
 	if o.ReconnectBaseDelay == 0 {
 		o.ReconnectBaseDelay = 100 * time.Millisecond
