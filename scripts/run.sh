@@ -52,6 +52,7 @@ cleanup() {
   ./scripts/site-replica.sh stop
   as_pg "$PGBIN/pg_ctl" -D "$RUN/pg" -m fast -w stop >/dev/null 2>&1 || true
   echo "stopped (data kept in $RUN; rm -rf run/ to start afresh)"
+  exit 0
 }
 trap cleanup INT TERM EXIT
 
@@ -74,17 +75,33 @@ fi
 [ -s "$CERTS/central.pem" ] || bin/chasqui certs issue-central --dir "$CERTS" --hosts 127.0.0.1,localhost
 [ -s "$CERTS/edge-site-1.pem" ] || bin/chasqui certs issue-edge --dir "$CERTS" --id site-1 --hosts 127.0.0.1,localhost
 
+# CHASQUI_RUN_INSECURE=1 make run: plaintext on loopback instead (for
+# `grpcurl -plaintext` and quick debugging); the default runs as production does.
+if [ "${CHASQUI_RUN_INSECURE:-}" = 1 ]; then
+  CENTRAL_TLS=(--insecure)
+  EDGE_TLS=(--insecure)
+  CLIENT_TLS=()
+  GRPCURL="grpcurl -plaintext"
+  MODE_CENTRAL="plaintext"
+  MODE_EDGE="plaintext"
+else
+  CENTRAL_TLS=(--tls-cert "$CERTS/central.pem" --tls-key "$CERTS/central-key.pem" --tls-ca "$CERTS/ca.pem")
+  EDGE_TLS=(--tls-cert "$CERTS/edge-site-1.pem" --tls-key "$CERTS/edge-site-1-key.pem" --tls-ca "$CERTS/ca.pem")
+  CLIENT_TLS=(--tls-ca "$CERTS/ca.pem")
+  GRPCURL="grpcurl -cacert run/certs/ca.pem"
+  MODE_CENTRAL="mutual TLS"
+  MODE_EDGE="TLS"
+fi
+
 bin/chasqui-central --grpc-addr "$CENTRAL_ADDR" --http-addr "$CENTRAL_HTTP" --database-url "$DB_URL" \
-  --tls-cert "$CERTS/central.pem" --tls-key "$CERTS/central-key.pem" --tls-ca "$CERTS/ca.pem" \
-  >>"$RUN/logs/central.log" 2>&1 &
+  "${CENTRAL_TLS[@]}" >>"$RUN/logs/central.log" 2>&1 &
 pids+=($!)
 CHASQUI_REPLICA_URL="$REPLICA_URL" bin/chasqui-edge --edge-id site-1 --grpc-addr "$EDGE_ADDR" --http-addr "$EDGE_HTTP" \
   --admin-addr "$EDGE_ADMIN" --data-dir "$RUN/edge" --central-addr "$CENTRAL_ADDR" \
-  --tls-cert "$CERTS/edge-site-1.pem" --tls-key "$CERTS/edge-site-1-key.pem" --tls-ca "$CERTS/ca.pem" \
-  >>"$RUN/logs/edge.log" 2>&1 &
+  "${EDGE_TLS[@]}" >>"$RUN/logs/edge.log" 2>&1 &
 pids+=($!)
 if [ -x bin/chasqui-sim ]; then
-  bin/chasqui-sim --edge-addr "$EDGE_ADDR" --tls-ca "$CERTS/ca.pem" >>"$RUN/logs/sim.log" 2>&1 &
+  bin/chasqui-sim --edge-addr "$EDGE_ADDR" "${CLIENT_TLS[@]}" >>"$RUN/logs/sim.log" 2>&1 &
   pids+=($!)
 fi
 
@@ -93,15 +110,16 @@ cat <<MSG
 Chasqui is running (logs in run/logs/):
   PostgreSQL  $DB_URL   (psql "$DB_URL")
   replica     $REPLICA_URL   (scripts/site-replica.sh status)
-  central     gRPC $CENTRAL_ADDR (mutual TLS)   http://$CENTRAL_HTTP/status  /metrics
-  edge        gRPC $EDGE_ADDR (TLS), admin $EDGE_ADMIN   http://$EDGE_HTTP/status  /metrics
+  central     gRPC $CENTRAL_ADDR ($MODE_CENTRAL)   http://$CENTRAL_HTTP/status  /metrics
+  edge        gRPC $EDGE_ADDR ($MODE_EDGE), admin $EDGE_ADMIN   http://$EDGE_HTTP/status  /metrics
   certs       $CERTS (chasqui certs init|issue-edge|issue-central)
   simulator   writes observations, configs and files to the edge
 
 Try:
-  grpcurl -cacert run/certs/ca.pem $EDGE_ADDR list
-  grpcurl -cacert run/certs/ca.pem -d @ $EDGE_ADDR chasqui.edge.v1.EdgeService/Submit < examples/submit-observation.json
-  bin/chasqui --addr $EDGE_ADDR --admin-addr $EDGE_ADMIN --tls-ca run/certs/ca.pem status
+  $GRPCURL $EDGE_ADDR list
+  $GRPCURL -d @ $EDGE_ADDR chasqui.edge.v1.EdgeService/Submit < examples/submit-observation.json
+  bin/chasqui --addr $EDGE_ADDR --admin-addr $EDGE_ADMIN ${CLIENT_TLS[*]} status
+  bin/chasqui --addr $EDGE_ADDR ${CLIENT_TLS[*]} watch
   curl -s http://$EDGE_HTTP/metrics | grep ^chasqui_
   psql "$DB_URL" -c 'SELECT id, instrument, status FROM chasqui.observations ORDER BY start_time DESC LIMIT 5'
 
@@ -110,3 +128,4 @@ MSG
 # Exit (and clean up) as soon as any service dies, or on Ctrl-C.
 wait -n "${pids[@]}" || true
 echo "a service exited; see run/logs/"
+exit 1
