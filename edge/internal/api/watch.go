@@ -39,27 +39,23 @@ func (s *EdgeService) WatchTransactions(req *edgev1.WatchTransactionsRequest, st
 		}
 	}
 	after := req.GetAfterChange()
-	last := s.q.LastChange()
-	if after > last {
+	if last := s.q.LastChange(); after > last {
 		return status.Errorf(codes.OutOfRange, "after_change: %d is past the newest change %d (another store?); resume with after_change 0", after, last)
 	}
 	// sent is the initial state sent per id, so the same state is not sent
-	// again when its change (made after LastChange was read) comes by.
+	// again when its change comes by.
 	sent := map[string]*edgev1.TransactionStatus{}
 	if after == 0 {
-		after = last
-		for id := range want {
-			st, err := s.q.GetTransaction(id)
-			if errors.Is(err, queue.ErrNotFound) {
-				continue // not submitted yet: its changes follow
-			}
-			if err != nil {
-				return statusOf(ctx, s.log, err)
-			}
-			if err := stream.Send(&edgev1.WatchTransactionsResponse{Change: last, Transaction: st}); err != nil {
+		snap, at, err := s.snapshot(want)
+		if err != nil {
+			return statusOf(ctx, s.log, err)
+		}
+		after = at
+		for _, st := range snap {
+			if err := stream.Send(&edgev1.WatchTransactionsResponse{Change: at, Transaction: st}); err != nil {
 				return err
 			}
-			sent[id] = st
+			sent[st.GetTransactionId()] = st
 		}
 	}
 	for {
@@ -98,6 +94,33 @@ func (s *EdgeService) WatchTransactions(req *edgev1.WatchTransactionsRequest, st
 			return statusOf(ctx, s.log, ctx.Err())
 		case <-s.stop:
 			return status.Error(codes.Unavailable, "edge is shutting down")
+		}
+	}
+}
+
+// snapshot reads the current state of the watched ids and the change number
+// it is consistent with: it retries while changes land during the read, so
+// the number sent with the initial states is that of their newest change
+// (never 0 for a known transaction, and never behind a state it carries).
+// Should the log never hold still, it answers the number read before the
+// states: the changes after it are replayed and deduplicated against the
+// snapshot, so nothing is missed.
+func (s *EdgeService) snapshot(want map[string]bool) ([]*edgev1.TransactionStatus, uint64, error) {
+	for attempt := 0; ; attempt++ {
+		before := s.q.LastChange()
+		var snap []*edgev1.TransactionStatus
+		for id := range want {
+			st, err := s.q.GetTransaction(id)
+			if errors.Is(err, queue.ErrNotFound) {
+				continue // not submitted yet: its changes follow
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			snap = append(snap, st)
+		}
+		if s.q.LastChange() == before || attempt == 10 {
+			return snap, before, nil
 		}
 	}
 }
