@@ -54,6 +54,10 @@ lint: $(TOOLS)/buf ## buf lint, go vet and gofmt
 	cd internal/deploytest && GOWORK=off go vet ./...
 	@out=$$(gofmt -l $(MODULES)); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 
+.PHONY: breaking
+breaking: $(TOOLS)/buf ## buf breaking against the newest release tag (v*); nothing to do before the first release
+	./scripts/buf-breaking.sh
+
 .PHONY: verify-modules
 verify-modules: ## each module builds on its own (GOWORK=off)
 	for m in $(ALL_MODULES); do (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...); done
