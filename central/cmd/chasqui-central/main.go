@@ -15,6 +15,7 @@ import (
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/logging"
 	"github.com/chasqui/chasqui/internal/tracing"
+	"github.com/chasqui/chasqui/internal/version"
 )
 
 func main() {
@@ -41,9 +42,14 @@ func realMain(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.GapWait, "gap-wait", 2*time.Second, "how long a batch ahead of its predecessors waits before ABORTED")
 	fs.DurationVar(&cfg.Retention, "retention", 30*24*time.Hour, "how long applied-transaction outcomes are kept")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = config.Usage(fs, "chasqui-central commits the edges' batches to PostgreSQL exactly once, in order.")
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println("chasqui-central", version.String())
+		return nil
 	}
 	logger, err := logging.New(os.Stderr, *logLevel)
 	if err != nil {

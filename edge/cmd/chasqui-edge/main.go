@@ -20,6 +20,7 @@ import (
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/logging"
 	"github.com/chasqui/chasqui/internal/tracing"
+	"github.com/chasqui/chasqui/internal/version"
 )
 
 func main() {
@@ -63,9 +64,14 @@ func realMain(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful stop bound")
 	memLimit := fs.Int64("memory-limit", 192<<20, "Go soft memory limit in bytes (GC works harder near it; 0: GOMEMLIMIT or none)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = config.Usage(fs, "chasqui-edge accepts the site's writes durably (fsync before ack) and forwards them to central.")
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println("chasqui-edge", version.String())
+		return nil
 	}
 	if cfg.CentralAddr == "" {
 		return errors.New("--central-addr is required")
