@@ -21,12 +21,15 @@ var repoRoot = func() string {
 
 func repoPath(rel string) string { return filepath.Join(repoRoot, filepath.FromSlash(rel)) }
 
-// binaries are the programs whose flags the deploy files configure: the
-// module directory and the package to build.
+// binaries are the programs these tests build (those whose flags the deploy
+// files configure, the CLI, and a test-support tool): the module directory
+// and the package to build.
 var binaries = map[string]struct{ module, pkg string }{
-	"chasqui-central": {"central", "./cmd/chasqui-central"},
-	"chasqui-edge":    {"edge", "./cmd/chasqui-edge"},
-	"chasqui-sim":     {"edge", "./cmd/chasqui-sim"},
+	"chasqui-central":    {"central", "./cmd/chasqui-central"},
+	"chasqui-edge":       {"edge", "./cmd/chasqui-edge"},
+	"chasqui-sim":        {"edge", "./cmd/chasqui-sim"},
+	"chasqui":            {"edge", "./cmd/chasqui"},
+	"chasqui-queue-seed": {"edge", "./internal/cmd/chasqui-queue-seed"},
 }
 
 // notConfig are flags that are not configuration and need no CHASQUI_*
@@ -41,6 +44,8 @@ func envName(flag string) string {
 
 var (
 	binDir     string
+	buildMu    sync.Mutex
+	buildOnce  = map[string]func() (string, error){}
 	flagsMu    sync.Mutex
 	flagsOnce  = map[string]func() (map[string]bool, error){}
 	usageLine  = regexp.MustCompile(`^\s{1,4}--?([a-z0-9][a-z0-9-]*)(?:\s|$)`)
@@ -79,19 +84,38 @@ func realFlags(t *testing.T, name string) map[string]bool {
 	return flags
 }
 
-func buildAndList(name string) (map[string]bool, error) {
-	b, ok := binaries[name]
+// buildBinary builds one of binaries into binDir, once per test binary,
+// and returns its path.
+func buildBinary(name string) (string, error) {
+	buildMu.Lock()
+	get, ok := buildOnce[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown binary %q", name)
+		get = sync.OnceValues(func() (string, error) {
+			b, ok := binaries[name]
+			if !ok {
+				return "", fmt.Errorf("unknown binary %q", name)
+			}
+			bin := filepath.Join(binDir, name)
+			build := exec.Command("go", "build", "-o", bin, b.pkg)
+			build.Dir = repoPath(b.module)
+			// Build the way `make build` does, in the workspace, even when
+			// this module's own tests run with GOWORK=off.
+			build.Env = append(os.Environ(), "GOWORK="+repoPath("go.work"))
+			if out, err := build.CombinedOutput(); err != nil {
+				return "", fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+			}
+			return bin, nil
+		})
+		buildOnce[name] = get
 	}
-	bin := filepath.Join(binDir, name)
-	build := exec.Command("go", "build", "-o", bin, b.pkg)
-	build.Dir = repoPath(b.module)
-	// Build the way `make build` does, in the workspace, even when this
-	// module's own tests run with GOWORK=off.
-	build.Env = append(os.Environ(), "GOWORK="+repoPath("go.work"))
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+	buildMu.Unlock()
+	return get()
+}
+
+func buildAndList(name string) (map[string]bool, error) {
+	bin, err := buildBinary(name)
+	if err != nil {
+		return nil, err
 	}
 	// -h exits non-zero with some binaries; the usage text is what counts.
 	out, _ := exec.Command(bin, "-h").CombinedOutput()
