@@ -2,7 +2,8 @@
 // Prometheus alert rules and configuration, the systemd units and their
 // environment examples, scripts/dist.sh) against the real binaries: rules
 // parse with Prometheus' own parser and fire on the series the services
-// export, and every CHASQUI_* name is a real flag of its binary.
+// export (the queue-age alert on a real chasqui-edge's scraped /metrics),
+// and every CHASQUI_* name is a real flag of its binary.
 //
 // It is a module of its own, outside go.work, because its test
 // dependencies (Prometheus' promql pulls in k8s.io/client-go; compose-go
