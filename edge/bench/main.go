@@ -187,6 +187,17 @@ func run() error {
 			best(&subRes, r)
 		}
 	}
+	var queueRes result
+	if *only == "" || *only == "queue" {
+		if queueRes, err = measureN(*clients, *duration, func(int) func(context.Context) (int, error) {
+			return func(ctx context.Context) (int, error) {
+				_, err := q.Submit(ctx, []*opsv1.Transaction{observationTx()})
+				return 1, err
+			}
+		}); err != nil {
+			return err
+		}
+	}
 	if *only == "" || *only == "batched" {
 		if batchRes, err = measure(conns, *duration, submit(100)); err != nil {
 			return err
@@ -240,6 +251,11 @@ func run() error {
 	}
 	if run("submit") && run("echo") {
 		fmt.Printf("BENCH submit_vs_echo_ratio %.2f x\n", subRes.rate/echoRes.rate)
+	}
+	if run("queue") {
+		fmt.Printf("BENCH queue_submit_tx_per_s %.0f tx/s (the queue alone, no gRPC, same callers)\n", queueRes.rate)
+		fmt.Printf("BENCH queue_submit_p99_ms %.2f ms\n", ms(queueRes.p99))
+		fmt.Printf("BENCH queue_submit_cpu_us_per_tx %.1f us\n", us(queueRes.cpuPerUnit))
 	}
 	if run("batched") {
 		fmt.Printf("BENCH submit_batched_tx_per_s %.0f tx/s\n", batchRes.rate)

@@ -107,8 +107,8 @@ func (q *Queue) Read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
 // tombstone transaction in its place.
 func (q *Queue) quarantine(seq uint64, raw []byte, cause error) (Entry, error) {
 	q.log.Error("corrupt queue entry quarantined; a tombstone takes its seq", "seq", seq, "err", cause)
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
+	q.lockWrite()
+	defer q.unlockWrite()
 	m := q.snapshot()
 	b := q.newBatch(&m)
 	defer b.discard()
@@ -196,8 +196,8 @@ func (q *Queue) tombstone(seq uint64, acceptedAt time.Time) (*opsv1.Transaction,
 // result for a state already recorded, or for a seq the transaction no
 // longer holds (retried from the dead letters), changes nothing.
 func (q *Queue) ApplyCommit(res CommitResult) (err error) {
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
+	q.lockWrite()
+	defer q.unlockWrite()
 	m := q.snapshot()
 	b := q.newBatch(&m)
 	defer func() {

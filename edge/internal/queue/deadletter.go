@@ -95,8 +95,8 @@ func (q *Queue) RetryDeadLetter(ctx context.Context, id string, edited *opsv1.Tr
 // DiscardDeadLetter drops a dead letter. The transaction's state stays
 // REJECTED (and so its id known) for TxRetention.
 func (q *Queue) DiscardDeadLetter(id string) error {
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
+	q.lockWrite()
+	defer q.unlockWrite()
 	m := q.snapshot()
 	b := q.newBatch(&m)
 	defer b.discard()

@@ -32,8 +32,8 @@ func (q *Queue) Prune(ctx context.Context) (int, error) {
 }
 
 func (q *Queue) pruneOne(cutoff time.Time) (int, bool, error) {
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
+	q.lockWrite()
+	defer q.unlockWrite()
 	m := q.snapshot()
 	b := q.newBatch(&m)
 	defer b.discard()

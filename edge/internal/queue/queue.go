@@ -215,10 +215,17 @@ type Queue struct {
 
 	// wmu serializes every writer (appender groups, ApplyCommit, pruner,
 	// dead-letter operations): Badger runs without conflict detection.
-	wmu     sync.Mutex
-	mu      sync.Mutex // guards m and changed
-	m       meta
-	changed chan struct{} // closed at the next change (ChangeNotify)
+	// The appender may leave one group committing (inflight) when it lets
+	// go of wmu; every other writer takes it with lockWrite, which also
+	// waits for that group to land, and bumps wgen on unlockWrite so the
+	// appender knows a group it prepared ahead is stale.
+	wmu      sync.Mutex
+	wcond    sync.Cond  // on wmu: the in-flight group landed
+	inflight bool       // guarded by wmu
+	wgen     uint64     // guarded by wmu
+	mu       sync.Mutex // guards m and changed
+	m        meta
+	changed  chan struct{} // closed at the next change (ChangeNotify)
 
 	reqs     chan *submitReq
 	appended chan struct{}
@@ -264,6 +271,7 @@ func Open(opts Options) (*Queue, error) {
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
+	q.wcond.L = &q.wmu
 	q.runCtx, q.stopRun = context.WithCancel(context.Background())
 	if err := q.load(); err != nil {
 		_ = db.Close()
@@ -329,9 +337,24 @@ func (q *Queue) Close() error {
 	q.closeMu.Unlock()
 	q.runWG.Wait()
 	q.wg.Wait()
-	q.wmu.Lock() // wait for a writer still inside (ApplyCommit, dead letters)
-	defer q.wmu.Unlock()
+	q.lockWrite() // wait for a writer still inside (ApplyCommit, dead letters)
+	defer q.unlockWrite()
 	return q.db.Close()
+}
+
+// lockWrite takes the writers' lock once no appender group is in flight.
+func (q *Queue) lockWrite() {
+	q.wmu.Lock()
+	for q.inflight {
+		q.wcond.Wait()
+	}
+}
+
+// unlockWrite releases lockWrite, marking what the appender prepared ahead
+// as stale.
+func (q *Queue) unlockWrite() {
+	q.wgen++
+	q.wmu.Unlock()
 }
 
 // Run runs the maintenance loops (pruner and value-log GC) until ctx is done.

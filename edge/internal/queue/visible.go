@@ -252,8 +252,8 @@ type Acked struct {
 // COMMITTED transaction with commit LSN <= lsn becomes VISIBLE (state,
 // change log) and its overlays are dropped, in one durable Badger write.
 func (q *Queue) Replayed(lsn uint64) (Acked, error) {
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
+	q.lockWrite()
+	defer q.unlockWrite()
 	m := q.snapshot()
 	b := q.newBatch(&m)
 	defer b.discard()
@@ -387,8 +387,8 @@ func (q *Queue) Changes(after uint64, limit int) ([]Change, error) {
 // overlays and visibility entries of commits older than OverlayRetention
 // (an edge without a replica, or one that never caught up).
 func (q *Queue) pruneVisibility(cutoff time.Time) error {
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
+	q.lockWrite()
+	defer q.unlockWrite()
 	m := q.snapshot()
 	b := q.newBatch(&m)
 	defer b.discard()
