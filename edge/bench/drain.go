@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +24,10 @@ import (
 	"github.com/chasqui/chasqui/internal/grpcclient"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
+
+// drainProfile profiles the drain alone (edge and central share the
+// process), without the backlog's fill that -cpuprofile also records.
+var drainProfile = flag.String("drain-cpuprofile", "", "write a CPU profile of the drain phase alone to this file")
 
 // drainResult is what the drain figure reports.
 type drainResult struct {
@@ -103,7 +112,18 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 	fwdCtx, stopFwd := context.WithCancel(ctx)
 	defer stopFwd()
 	fwdDone := make(chan struct{})
-	start, cpu0 := time.Now(), cpuTime()
+	if *drainProfile != "" {
+		f, err := os.Create(*drainProfile)
+		if err != nil {
+			return drainResult{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return drainResult{}, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start, cpu0, pgCPU0 := time.Now(), cpuTime(), serverCPU(cluster.PID())
 	go func() {
 		defer close(fwdDone)
 		_ = fwd.Run(fwdCtx)
@@ -126,6 +146,7 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 		time.Sleep(2 * time.Millisecond) // polling PostgreSQL, not waiting for state in a test
 	}
 	drain, cpu := time.Since(start), cpuTime()-cpu0
+	pgCPU := serverCPU(cluster.PID()) - pgCPU0
 	var rows int64
 	if err := pg.QueryRow(ctx, `SELECT count(*) FROM chasqui.observations WHERE edge_id = $1`, q.EdgeID()).Scan(&rows); err != nil {
 		return drainResult{}, err
@@ -133,5 +154,41 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 	if rows != int64(n) {
 		return drainResult{}, fmt.Errorf("drain: %d observations in PostgreSQL, want %d", rows, n)
 	}
+	// PostgreSQL's CPU shares the same cores: with the process's own it
+	// bounds the rate on this machine.
+	fmt.Printf("BENCH drain_postgres_cpu_us_per_tx %.1f us (PostgreSQL's processes during the drain)\n", us(pgCPU/time.Duration(n)))
 	return drainResult{n: n, fill: fill, drain: drain, cpuPerTx: cpu / time.Duration(n)}, nil
+}
+
+// serverCPU is the CPU time (user + system) of the PostgreSQL server
+// whose postmaster is pid and of its live children (backends, walwriter,
+// checkpointer: each runs in a session of its own).
+func serverCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks uint64
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which may hold spaces.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 || (e.Name() != strconv.Itoa(pid) && f[1] != strconv.Itoa(pid)) {
+			continue
+		}
+		u, _ := strconv.ParseUint(f[11], 10, 64)
+		s, _ := strconv.ParseUint(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
