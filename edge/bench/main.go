@@ -180,7 +180,7 @@ func run() error {
 			best(&echoRes, r)
 		}
 		if *only == "" || *only == "submit" {
-			r, err := measure(conns, *duration, submit(1))
+			r, err := grouped(q, func() (result, error) { return measure(conns, *duration, submit(1)) })
 			if err != nil {
 				return err
 			}
@@ -189,17 +189,19 @@ func run() error {
 	}
 	var queueRes result
 	if *only == "" || *only == "queue" {
-		if queueRes, err = measureN(*clients, *duration, func(int) func(context.Context) (int, error) {
-			return func(ctx context.Context) (int, error) {
-				_, err := q.Submit(ctx, []*opsv1.Transaction{observationTx()})
-				return 1, err
-			}
+		if queueRes, err = grouped(q, func() (result, error) {
+			return measureN(*clients, *duration, func(int) func(context.Context) (int, error) {
+				return func(ctx context.Context) (int, error) {
+					_, err := q.Submit(ctx, []*opsv1.Transaction{observationTx()})
+					return 1, err
+				}
+			})
 		}); err != nil {
 			return err
 		}
 	}
 	if *only == "" || *only == "batched" {
-		if batchRes, err = measure(conns, *duration, submit(100)); err != nil {
+		if batchRes, err = grouped(q, func() (result, error) { return measure(conns, *duration, submit(100)) }); err != nil {
 			return err
 		}
 	}
@@ -244,6 +246,7 @@ func run() error {
 		fmt.Printf("BENCH submit_p99_ms %.2f ms\n", ms(subRes.p99))
 		fmt.Printf("BENCH submit_p50_ms %.2f ms\n", ms(subRes.p50))
 		fmt.Printf("BENCH submit_cpu_us_per_tx %.1f us\n", us(subRes.cpuPerUnit))
+		fmt.Printf("BENCH submit_tx_per_fsync %.1f tx (append groups: one fsync'd Badger write each)\n", subRes.txPerGroup)
 	}
 	if run("echo") {
 		fmt.Printf("BENCH grpc_echo_calls_per_s %.0f calls/s\n", echoRes.rate)
@@ -256,10 +259,12 @@ func run() error {
 		fmt.Printf("BENCH queue_submit_tx_per_s %.0f tx/s (the queue alone, no gRPC, same callers)\n", queueRes.rate)
 		fmt.Printf("BENCH queue_submit_p99_ms %.2f ms\n", ms(queueRes.p99))
 		fmt.Printf("BENCH queue_submit_cpu_us_per_tx %.1f us\n", us(queueRes.cpuPerUnit))
+		fmt.Printf("BENCH queue_submit_tx_per_fsync %.1f tx\n", queueRes.txPerGroup)
 	}
 	if run("batched") {
 		fmt.Printf("BENCH submit_batched_tx_per_s %.0f tx/s\n", batchRes.rate)
 		fmt.Printf("BENCH submit_batched_cpu_us_per_tx %.1f us\n", us(batchRes.cpuPerUnit))
+		fmt.Printf("BENCH submit_batched_tx_per_fsync %.1f tx\n", batchRes.txPerGroup)
 	}
 	if run("badger") {
 		fmt.Printf("BENCH badger_sync_writes_per_s %.0f writes/s\n", syncRate)
@@ -304,6 +309,28 @@ type result struct {
 	// cpuPerUnit is the process CPU time (user + system, clients included)
 	// per unit: steadier than the rate when the machine is shared.
 	cpuPerUnit time.Duration
+	units      int64
+	// txPerGroup is transactions per append group (per fsync), for the
+	// figures that go through the queue.
+	txPerGroup float64
+}
+
+// grouped runs m and sets the result's transactions per append group.
+func grouped(q *queue.Queue, m func() (result, error)) (result, error) {
+	s0, err := q.Stats()
+	if err != nil {
+		return result{}, err
+	}
+	r, err := m()
+	if err != nil {
+		return r, err
+	}
+	s1, err := q.Stats()
+	if err != nil {
+		return result{}, err
+	}
+	r.txPerGroup = float64(r.units) / float64(max(s1.AppendGroups-s0.AppendGroups, 1))
+	return r, nil
 }
 
 func cpuTime() time.Duration {
@@ -366,7 +393,7 @@ func measureN(n int, d time.Duration, mk func(i int) func(context.Context) (int,
 		return lats[min(len(lats)-1, int(float64(len(lats))*p))]
 	}
 	done := max(units.Load(), 1)
-	return result{rate: float64(done) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), cpuPerUnit: cpu / time.Duration(done)}, nil
+	return result{rate: float64(done) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99), cpuPerUnit: cpu / time.Duration(done), units: done}, nil
 }
 
 // badgerSyncWrites is the physical limit of one-fsync-per-write: one writer,

@@ -20,6 +20,10 @@ type submitReq struct {
 	txs   []*opsv1.Transaction
 	retry *retryOp // set: re-enqueue a dead letter instead
 	done  chan submitResp
+	// Estimated Badger entries and bytes the request writes (estimate),
+	// computed by the caller so the appender can cut groups that fit one
+	// Badger transaction.
+	entries, bytes int
 }
 
 type retryOp struct {
@@ -42,7 +46,27 @@ func (q *Queue) Submit(ctx context.Context, txs []*opsv1.Transaction) ([]*edgev1
 	if len(txs) == 0 {
 		return nil, nil
 	}
-	return q.do(ctx, &submitReq{txs: txs, done: make(chan submitResp, 1)})
+	r := &submitReq{txs: txs, done: make(chan submitResp, 1)}
+	r.estimate()
+	return q.do(ctx, r)
+}
+
+// estimate sets an upper bound of what r writes: per transaction its entry,
+// state, change-log record, overlay list and one overlay per mutation, each
+// at most the payload's size (plus keys and Badger's per-entry overhead).
+func (r *submitReq) estimate() {
+	for _, tx := range r.txs {
+		n := len(tx.GetMutations())
+		r.entries += 5 + n
+		r.bytes += 2*proto.Size(tx) + 800 + 200*n
+	}
+	if r.retry != nil {
+		r.entries += 16
+		r.bytes += 8 << 10
+		if r.retry.edited != nil {
+			r.bytes += 2 * proto.Size(r.retry.edited)
+		}
+	}
 }
 
 func (q *Queue) do(ctx context.Context, r *submitReq) ([]*edgev1.SubmitResult, error) {
@@ -75,43 +99,241 @@ func (q *Queue) do(ctx context.Context, r *submitReq) ([]*edgev1.SubmitResult, e
 	}
 }
 
-// appendLoop is the one appender: it takes every request waiting (a group),
-// writes the group in one Badger transaction (one fsync) and answers all.
+// appendLoop is the one appender. It takes every request waiting (a
+// group), writes the group in one Badger transaction and answers all of it
+// once that transaction is fsync'd (group commit). It is pipelined one group
+// deep: while a group commits (Badger writes and fsyncs it), the appender
+// prepares the next one — dedupe lookups, seqs, marshalling, entries — on
+// the assumption that the committing group lands; the next group is handed
+// to Badger only after it has, so a failed group never leaves a hole in the
+// sequence. A prepared group is thrown away and prepared again when that
+// assumption breaks (the group failed, or another writer got in between).
 func (q *Queue) appendLoop() {
-	group := make([]*submitReq, 0, 256)
+	var fl *flight // the group committing, if any
+	var next *submitReq
 	for {
-		select {
-		case <-q.stop:
-			for {
-				select {
-				case r := <-q.reqs:
-					r.done <- submitResp{err: ErrClosed}
-				default:
-					return
-				}
+		var first *submitReq
+		if next != nil {
+			first, next = next, nil
+		} else {
+			var landed <-chan error
+			if fl != nil {
+				landed = fl.done
 			}
-		case r := <-q.reqs:
-			group = append(group[:0], r)
+			select {
+			case <-q.stop:
+				if fl != nil {
+					q.land(fl, <-fl.done)
+				}
+				for {
+					select {
+					case r := <-q.reqs:
+						r.done <- submitResp{err: ErrClosed}
+					default:
+						return
+					}
+				}
+			case err := <-landed:
+				q.land(fl, err)
+				fl = nil
+				continue
+			case first = <-q.reqs:
+			}
 		}
-		n := len(group[0].txs)
+		group := []*submitReq{first}
+		n, entries, bytes := len(first.txs), first.entries, first.bytes
+		pipelined := first.retry == nil
 	fill:
 		for n < q.opts.MaxGroup {
 			select {
 			case r := <-q.reqs:
+				if entries+r.entries > batchMaxEntries || bytes+r.bytes > batchMaxBytes {
+					next = r // starts the next group
+					break fill
+				}
 				group = append(group, r)
-				n += len(r.txs)
+				n, entries, bytes = n+len(r.txs), entries+r.entries, bytes+r.bytes
+				pipelined = pipelined && r.retry == nil
 			default:
 				break fill
 			}
 		}
-		q.writeGroup(group)
-		clear(group)
+
+		var p *flight
+		if fl != nil && pipelined {
+			p = q.prepare(group, fl)
+		}
+		if fl != nil {
+			q.land(fl, <-fl.done)
+			fl = nil
+		}
+		q.wmu.Lock()
+		if p != nil && (p.g.fatal != nil || p.gen != q.wgen || p.base != q.snapshot()) {
+			p.g.w.discard()
+			p = nil
+		}
+		if p == nil {
+			p = q.prepare(group, nil)
+		}
+		// What arrived while the group ahead committed joins this one.
+		for next == nil && p.g.fatal == nil && n < q.opts.MaxGroup {
+			var r *submitReq
+			select {
+			case r = <-q.reqs:
+			default:
+			}
+			if r == nil {
+				break
+			}
+			if r.retry != nil || entries+r.entries > batchMaxEntries || bytes+r.bytes > batchMaxBytes {
+				next = r
+				break
+			}
+			p.add(r)
+			n, entries, bytes = n+len(r.txs), entries+r.entries, bytes+r.bytes
+		}
+		if p.g.fatal != nil {
+			// Did not fit one Badger transaction (or a Badger read failed):
+			// the group is written the plain way, in parts if it must.
+			p.g.w.discard()
+			q.writeGroup(p.group)
+			q.wmu.Unlock()
+			continue
+		}
+		q.start(p)
+		fl = p
+		q.wmu.Unlock()
 	}
 }
 
+// flight is a prepared append group: one Badger transaction holding all of
+// it, and the answers to give once it is durable.
+type flight struct {
+	group []*submitReq
+	resps []submitResp
+	g     *groupWrite
+	base  meta       // the counters the group was prepared on
+	gen   uint64     // q.wgen it was prepared on
+	done  chan error // the Badger commit's outcome
+	// ahead is the Badger transaction the next group is prepared in while
+	// this one commits. It is opened before this one commits: one opened
+	// after would wait for that commit to read (Badger's read timestamps),
+	// so it does not see this group's writes: the next group looks up
+	// this group's first answers in known instead.
+	ahead *badger.Txn
+}
+
+// prepare builds group's Badger transaction without committing it. With
+// after set (the group committing now) it works ahead: it takes after's
+// counters and first answers as its own and needs no lock; else the caller
+// holds wmu. A Badger transaction that would outgrow its bounds sets
+// p.g.fatal to errGroupFull.
+func (q *Queue) prepare(group []*submitReq, after *flight) *flight {
+	p := &flight{done: make(chan error, 1)}
+	if after != nil {
+		p.base, p.gen = *after.g.m, after.gen
+	} else {
+		p.base, p.gen = q.snapshot(), q.wgen
+	}
+	m := p.base
+	g := &groupWrite{
+		q:     q,
+		m:     &m,
+		now:   q.opts.Now(),
+		known: make(map[string]*edgev1.SubmitResult),
+	}
+	if after != nil && after.ahead != nil {
+		g.w = &batch{q: q, txn: after.ahead, m: &m}
+		after.ahead = nil
+		g.prev = after.g.known
+	} else {
+		g.w = q.newBatch(&m)
+	}
+	g.w.noFlush = true
+	p.g = g
+	g.free, g.freeErr = q.opts.StatFS(q.opts.Dir)
+	if g.freeErr != nil {
+		q.log.Error("statfs of data dir failed; refusing writes", "dir", q.opts.Dir, "err", g.freeErr)
+	}
+	for _, r := range group {
+		p.add(r)
+	}
+	return p
+}
+
+// add writes r into p's Badger transaction (unless p already failed) and
+// keeps r's answer for when p lands.
+func (p *flight) add(r *submitReq) {
+	p.group = append(p.group, r)
+	var resp submitResp
+	switch g := p.g; {
+	case g.fatal != nil:
+		resp.err = g.fatal
+	case r.retry != nil:
+		var a *edgev1.SubmitResult
+		a, resp.err = g.retry(r.retry)
+		resp.acks = []*edgev1.SubmitResult{a}
+	default:
+		resp.acks, resp.err = g.submit(r.txs)
+	}
+	p.resps = append(p.resps, resp)
+}
+
+// start hands p's Badger transaction to Badger; the caller holds wmu.
+func (q *Queue) start(p *flight) {
+	q.inflight = true
+	if err := writeMeta(p.g.w.txn, *p.g.m); err != nil {
+		p.g.w.discard()
+		p.done <- err
+		return
+	}
+	txn := p.g.w.txn
+	p.g.w.txn = nil
+	p.ahead = q.db.NewTransaction(true)
+	txn.CommitWith(func(err error) { p.done <- err })
+}
+
+// land takes p's commit outcome: on success the counters move and every
+// caller gets its answer; on failure every caller gets the error and the
+// counters are read back from the store.
+func (q *Queue) land(p *flight, err error) {
+	if p.ahead != nil {
+		p.ahead.Discard()
+		p.ahead = nil
+	}
+	q.wmu.Lock()
+	q.groups.Add(1)
+	if err == nil {
+		q.setMeta(*p.g.m)
+	} else {
+		q.log.Error("append group failed", "err", err, "requests", len(p.group))
+		if rerr := q.reload(); rerr != nil {
+			q.log.Error("reload counters failed", "err", rerr)
+		}
+		q.wgen++ // what was prepared on p is stale
+		for i := range p.resps {
+			p.resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}
+		}
+	}
+	q.inflight = false
+	q.wcond.Broadcast()
+	q.wmu.Unlock()
+	if err == nil && p.g.m.lastSeq != p.base.lastSeq {
+		select {
+		case q.appended <- struct{}{}:
+		default:
+		}
+	}
+	for i, r := range p.group {
+		r.done <- p.resps[i]
+	}
+}
+
+// writeGroup writes a group the plain way (a Badger transaction that is
+// committed, in parts when it outgrows one, before returning) and answers
+// it. The caller holds wmu and no group is in flight.
 func (q *Queue) writeGroup(group []*submitReq) {
 	resps := make([]submitResp, len(group))
-	q.wmu.Lock()
 	m := q.snapshot()
 	before := m.lastSeq
 	g := &groupWrite{
@@ -143,6 +365,7 @@ func (q *Queue) writeGroup(group []*submitReq) {
 			resps[i].err = err
 		}
 	}
+	q.groups.Add(1)
 	if err == nil {
 		err = g.w.commit()
 	} else {
@@ -162,9 +385,8 @@ func (q *Queue) writeGroup(group []*submitReq) {
 	} else {
 		q.setMeta(m)
 	}
-	last := q.snapshot().lastSeq
-	q.wmu.Unlock()
-	if last != before {
+	q.wgen++
+	if q.snapshot().lastSeq != before {
 		select {
 		case q.appended <- struct{}{}:
 		default:
@@ -195,6 +417,7 @@ type groupWrite struct {
 	freeErr error
 	written uint64                          // payload bytes written by this group so far
 	known   map[string]*edgev1.SubmitResult // first answers given in this group
+	prev    map[string]*edgev1.SubmitResult // those of the group committing ahead of this one
 	fatal   error
 }
 
@@ -226,6 +449,11 @@ func (g *groupWrite) submit(txs []*opsv1.Transaction) ([]*edgev1.SubmitResult, e
 			continue
 		}
 		if a, ok := g.known[id]; ok {
+			acks[i] = dupOf(a)
+			local[id] = a
+			continue
+		}
+		if a, ok := g.prev[id]; ok {
 			acks[i] = dupOf(a)
 			local[id] = a
 			continue
@@ -447,12 +675,16 @@ func fillRecordID(mu *opsv1.Mutation) (string, error) {
 // commits and starts another when the current one is full, writing the
 // counters into each, so every committed part is consistent on its own.
 type batch struct {
-	q     *Queue
-	txn   *badger.Txn
-	m     *meta
-	n     int
-	bytes int
+	q       *Queue
+	txn     *badger.Txn
+	m       *meta
+	n       int
+	bytes   int
+	noFlush bool // one Badger transaction only: reserve fails with errGroupFull
 }
+
+// errGroupFull: a prepared group does not fit one Badger transaction.
+var errGroupFull = errors.New("queue: group outgrows one Badger transaction")
 
 // Bounds of one Badger transaction, inside Badger's limits for our memtable
 // size (MaxBatchSize is 15% of it, about 2.4 MiB; MaxBatchCount is far
@@ -479,6 +711,9 @@ func (b *batch) reserve(es ...*badger.Entry) error {
 		}
 	}
 	if b.n > 0 && (b.n+len(es) > batchMaxEntries || b.bytes+size > batchMaxBytes) {
+		if b.noFlush {
+			return errGroupFull
+		}
 		if err := b.flush(); err != nil {
 			return err
 		}

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -220,9 +221,10 @@ type Queue struct {
 	// waits for that group to land, and bumps wgen on unlockWrite so the
 	// appender knows a group it prepared ahead is stale.
 	wmu      sync.Mutex
-	wcond    sync.Cond  // on wmu: the in-flight group landed
-	inflight bool       // guarded by wmu
-	wgen     uint64     // guarded by wmu
+	wcond    sync.Cond // on wmu: the in-flight group landed
+	inflight bool      // guarded by wmu
+	wgen     uint64    // guarded by wmu
+	groups   atomic.Uint64
 	mu       sync.Mutex // guards m and changed
 	m        meta
 	changed  chan struct{} // closed at the next change (ChangeNotify)
@@ -454,12 +456,17 @@ type Stats struct {
 	DeadLetters uint64
 	// DiskFree is the free space of the data directory's file system.
 	DiskFree uint64
+	// AppendGroups counts the append groups written since Open: one
+	// fsync'd Badger write each, so accepted transactions per group is
+	// what group commit saves.
+	AppendGroups uint64
 }
 
 // Stats reads the counters.
 func (q *Queue) Stats() (Stats, error) {
 	m := q.snapshot()
 	s := Stats{
+		AppendGroups:  q.groups.Load(),
 		Count:         m.lastSeq - m.committed,
 		Bytes:         m.cumLast - m.cumCommitted,
 		RetainedBytes: m.cumCommitted - m.cumHead,

@@ -603,3 +603,76 @@ func TestLargeRequestSpansBadgerTransactions(t *testing.T) {
 	}
 	require.Equal(t, sum, st.Bytes, "byte counter matches the stored payloads")
 }
+
+// The appender prepares a group while the one before it commits; an id
+// given to both (or to a group prepared ahead and then prepared again
+// because another writer got in between) must still be stored once.
+func TestDuplicatesAcrossPipelinedGroups(t *testing.T) {
+	t.Parallel()
+	for _, otherWriter := range []bool{false, true} {
+		t.Run(fmt.Sprintf("other_writer=%v", otherWriter), func(t *testing.T) {
+			t.Parallel()
+			duplicatesAcrossGroups(t, otherWriter)
+		})
+	}
+}
+
+func duplicatesAcrossGroups(t *testing.T, otherWriter bool) {
+	b := setup(t, nil)
+	ids := make([]string, 400)
+	for i := range ids {
+		ids[i] = newID()
+	}
+	stop := make(chan struct{})
+	var other sync.WaitGroup
+	if otherWriter {
+		other.Go(func() { // another writer taking the write lock all along
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := b.q.Replayed(0); err != nil {
+					t.Errorf("Replayed: %v", err)
+					return
+				}
+			}
+		})
+	}
+	var mu sync.Mutex
+	seqOf := map[string]uint64{}
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for i := range ids {
+				id := ids[(i+w)%len(ids)]
+				acks, err := b.q.Submit(context.Background(), []*opsv1.Transaction{obsTx(id)})
+				if !assertNoErr(t, err) {
+					return
+				}
+				mu.Lock()
+				if s, ok := seqOf[id]; ok && s != acks[0].GetSeq() {
+					t.Errorf("id %s answered with seq %d and %d", id, s, acks[0].GetSeq())
+				}
+				seqOf[id] = acks[0].GetSeq()
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	other.Wait()
+	require.Len(t, seqOf, len(ids))
+	require.Equal(t, uint64(len(ids)), b.q.LastSeq(), "one entry per id")
+	es, err := b.q.Read(1, 1000, 1<<24)
+	require.NoError(t, err)
+	require.Len(t, es, len(ids))
+	for i, e := range es {
+		require.Equal(t, uint64(i+1), e.Seq)
+		require.Equal(t, e.Seq, seqOf[e.Tx.GetId()])
+	}
+	st, err := b.q.Stats()
+	require.NoError(t, err)
+	require.Less(t, st.AppendGroups, uint64(32*len(ids)), "submissions share fsyncs")
+}
