@@ -41,6 +41,7 @@ type call struct {
 	first, last uint64
 	n, bytes    int
 	txIDs       []string
+	entries     []queue.Entry // handed back to ApplyCommit with the answer
 	// predInFlight: a batch before it was in flight when it was sent, so a
 	// gap answer may only mean that the predecessor was late.
 	predInFlight bool
@@ -207,6 +208,7 @@ func (r *runner) launch(ctx context.Context, wg *sync.WaitGroup, entries []queue
 		n:            len(entries),
 		bytes:        bytes,
 		txIDs:        ids,
+		entries:      entries,
 		predInFlight: pred,
 		done:         make(chan callResult, 1),
 	}
@@ -335,6 +337,7 @@ func (r *runner) result(c *call, resp *centralv1.CommitResponse) (queue.CommitRe
 		LSNText:     resp.GetCommitLsn(),
 		CommittedAt: r.f.cfg.Clock.Now(),
 		Results:     resp.GetResults(),
+		Entries:     c.entries,
 	}, nil
 }
 

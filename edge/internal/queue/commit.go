@@ -189,6 +189,14 @@ func (q *Queue) tombstone(seq uint64, acceptedAt time.Time) (*opsv1.Transaction,
 	}, nil
 }
 
+// keyApplyHigh holds the highest seq an ApplyCommit ever wrote a result
+// for (8 bytes, big-endian). It is written into the first Badger
+// transaction of every ApplyCommit that goes past it, so it covers an
+// ApplyCommit that outgrew one Badger transaction and failed half-way:
+// the state of a seq above max(committed, apply-high) is exactly what the
+// appender wrote when it accepted the transaction.
+var keyApplyHigh = []byte("m/apply_high")
+
 // ApplyCommit durably records central's answer: each applied transaction
 // becomes COMMITTED with the LSN (its state then kept for TxRetention), each
 // rejected one REJECTED with the reason and copied into the dead-letter
@@ -214,8 +222,36 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 	if at.IsZero() {
 		at = q.opts.Now()
 	}
+	high, err := readUint64(b.txn, keyApplyHigh)
+	if err != nil {
+		return fmt.Errorf("queue: apply commit: %w", err)
+	}
+	// Seqs above untouched were never answered before: their states are
+	// still the appender's (see keyApplyHigh).
+	untouched := max(m.committed, high)
+	top := uint64(0)
 	for _, r := range res.Results {
-		if err := q.applyResult(b, &m, r, res, at); err != nil {
+		top = max(top, r.GetSeq())
+	}
+	if top > high {
+		e := badger.NewEntry(keyApplyHigh, binary.BigEndian.AppendUint64(nil, top))
+		if err := b.reserve(e); err != nil {
+			return err
+		}
+		if err := b.txn.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	entries := res.Entries
+	if len(entries) != len(res.Results) {
+		entries = nil
+	}
+	for i, r := range res.Results {
+		var fresh *Entry
+		if entries != nil && r.GetSeq() > untouched {
+			fresh = &entries[i]
+		}
+		if err := q.applyResult(b, &m, r, res, at, fresh); err != nil {
 			return err
 		}
 	}
@@ -254,11 +290,79 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 	return nil
 }
 
-func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, res CommitResult, at time.Time) error {
-	id := r.GetTransactionId()
-	st, found, err := getState(b.txn, id)
+func readUint64(txn *badger.Txn, key []byte) (uint64, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
 	if err != nil {
-		return err
+		return 0, err
+	}
+	var v uint64
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("%s has %d bytes", key, len(b))
+		}
+		v = binary.BigEndian.Uint64(b)
+		return nil
+	})
+	return v, err
+}
+
+// acceptedState is the state the appender wrote for e's transaction when
+// it accepted it (seq, ACCEPTED, accept time, one record id per mutation,
+// as the payload holds them), or false when e cannot tell.
+func acceptedState(e *Entry, id string, seq uint64) (txState, bool) {
+	tx := e.Tx
+	if tx == nil || e.Seq != seq || tx.GetSeq() != seq || tx.GetId() != id || tx.GetAcceptedAt() == nil {
+		return txState{}, false
+	}
+	rids := make([]string, len(tx.GetMutations()))
+	for j, mu := range tx.GetMutations() {
+		if rids[j] = recordID(mu); rids[j] == "" {
+			return txState{}, false
+		}
+	}
+	return txState{
+		Seq:        seq,
+		State:      int32(edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED),
+		AcceptedAt: tx.GetAcceptedAt().AsTime().UnixNano(),
+		RecordIDs:  rids,
+	}, true
+}
+
+// recordID is the id of the record a stored mutation writes ("" if none).
+func recordID(mu *opsv1.Mutation) string {
+	switch k := mu.GetKind().(type) {
+	case *opsv1.Mutation_Observation:
+		return k.Observation.GetId()
+	case *opsv1.Mutation_ObservationUpdate:
+		return k.ObservationUpdate.GetId()
+	case *opsv1.Mutation_InstrumentConfig:
+		return k.InstrumentConfig.GetId()
+	case *opsv1.Mutation_RawDataFile:
+		return k.RawDataFile.GetId()
+	}
+	return ""
+}
+
+// applyResult records one transaction's outcome. fresh, when set, is the
+// entry of a seq never answered before: an applied transaction's state is
+// then rebuilt from it instead of read back.
+func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, res CommitResult, at time.Time, fresh *Entry) error {
+	id := r.GetTransactionId()
+	var (
+		st    txState
+		found bool
+	)
+	if fresh != nil && r.GetOutcome() == centralv1.Outcome_OUTCOME_APPLIED {
+		st, found = acceptedState(fresh, id, r.GetSeq())
+	}
+	if !found {
+		var err error
+		if st, found, err = getState(b.txn, id); err != nil {
+			return err
+		}
 	}
 	if !found || st.Seq != r.GetSeq() {
 		q.log.Warn("commit result for a transaction not held at that seq; ignored",

@@ -30,6 +30,12 @@ type CommitResult struct {
 	CommittedAt time.Time
 	// Results holds one outcome per transaction of the batch, in seq order.
 	Results []*centralv1.TransactionResult
+	// Entries optionally holds the batch's entries as Read returned them,
+	// Entries[i] for Results[i]. With them, a transaction central applied
+	// for the first time gets its COMMITTED state without its ACCEPTED
+	// state being read back (a point lookup and a decode per transaction):
+	// that state is rebuilt from the entry (see acceptedState).
+	Entries []Entry
 }
 
 // ErrPruned is returned (wrapped) by Queue.Read when a payload asked for

@@ -1,0 +1,135 @@
+package queue
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+)
+
+func openCommitTest(t *testing.T) *Queue {
+	t.Helper()
+	q, err := Open(Options{Dir: t.TempDir(), EdgeID: "edge-test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, q.Close()) })
+	return q
+}
+
+// mixedTxs submits one transaction of each mutation kind and one of
+// several mutations (record ids filled in by the queue for most).
+func mixedTxs(t *testing.T, q *Queue) []Entry {
+	t.Helper()
+	obs := uuid.Must(uuid.NewV7()).String()
+	done := opsv1.ObservationStatus_OBSERVATION_STATUS_COMPLETED
+	txs := []*opsv1.Transaction{
+		{Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Observation{Observation: &opsv1.Observation{
+			Id: obs, Instrument: "CHAI", StartTime: timestamppb.Now()}}}}},
+		{Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_ObservationUpdate{ObservationUpdate: &opsv1.ObservationUpdate{
+			Id: obs, Status: &done}}}}},
+		{Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_InstrumentConfig{InstrumentConfig: &opsv1.InstrumentConfig{
+			Instrument: "CHAI", ObservationId: obs}}}}},
+		{Mutations: []*opsv1.Mutation{
+			{Kind: &opsv1.Mutation_RawDataFile{RawDataFile: &opsv1.RawDataFile{ObservationId: obs, Path: "/a"}}},
+			{Kind: &opsv1.Mutation_RawDataFile{RawDataFile: &opsv1.RawDataFile{ObservationId: obs, Path: "/b"}}},
+			{Kind: &opsv1.Mutation_Observation{Observation: &opsv1.Observation{Instrument: "CHAI", StartTime: timestamppb.Now()}}},
+		}},
+	}
+	for _, tx := range txs {
+		tx.Id = uuid.Must(uuid.NewV7()).String()
+	}
+	_, err := q.Submit(context.Background(), txs)
+	require.NoError(t, err)
+	es, err := q.Read(1, 100, 1<<20)
+	require.NoError(t, err)
+	require.Len(t, es, len(txs))
+	return es
+}
+
+func appliedResult(es []Entry, through, lsn uint64) CommitResult {
+	res := CommitResult{ThroughSeq: through, LSN: lsn, LSNText: "0/1", CommittedAt: time.Now(), Entries: es}
+	for _, e := range es {
+		res.Results = append(res.Results, &centralv1.TransactionResult{
+			TransactionId: e.Tx.GetId(), Seq: e.Seq, Outcome: centralv1.Outcome_OUTCOME_APPLIED})
+	}
+	return res
+}
+
+func states(t *testing.T, q *Queue, es []Entry) []txState {
+	t.Helper()
+	out := make([]txState, len(es))
+	require.NoError(t, q.db.View(func(txn *badger.Txn) error {
+		for i, e := range es {
+			st, found, err := getState(txn, e.Tx.GetId())
+			require.True(t, found)
+			out[i] = st
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	return out
+}
+
+// TestApplyCommitFromEntriesKeepsTheAcceptedState: the COMMITTED state
+// ApplyCommit rebuilds from the forwarder's entries is the state the
+// appender stored (seq, accept time, record ids) plus the commit, exactly
+// as if it had been read back.
+func TestApplyCommitFromEntriesKeepsTheAcceptedState(t *testing.T) {
+	t.Parallel()
+	q := openCommitTest(t)
+	es := mixedTxs(t, q)
+	want := states(t, q, es)
+	res := appliedResult(es, es[len(es)-1].Seq, 77)
+	require.NoError(t, q.ApplyCommit(res))
+	for i := range want {
+		want[i].State = int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
+		want[i].CommittedAt, want[i].LSN, want[i].LSNText = res.CommittedAt.UnixNano(), 77, "0/1"
+	}
+	require.Equal(t, want, states(t, q, es))
+	for i, e := range es {
+		st, ok := acceptedState(&es[i], e.Tx.GetId(), e.Seq)
+		require.True(t, ok)
+		require.NotEmpty(t, st.RecordIDs)
+	}
+}
+
+// TestApplyCommitAgainAfterAPartialApply: results recorded once without the
+// committed counter moving (an ApplyCommit that outgrew one Badger
+// transaction and failed after its first part) are not recorded again
+// when the forwarder resends them with its entries: no second COMMITTED
+// change, and a state that became VISIBLE meanwhile stays VISIBLE.
+func TestApplyCommitAgainAfterAPartialApply(t *testing.T) {
+	t.Parallel()
+	q := openCommitTest(t)
+	es := mixedTxs(t, q)
+	accepted := q.LastChange()
+
+	// The first part: states recorded, committed counter not moved.
+	require.NoError(t, q.ApplyCommit(appliedResult(es, 0, 10)))
+	require.Equal(t, uint64(0), q.CommittedThrough())
+	require.Equal(t, accepted+uint64(len(es)), q.LastChange())
+	_, err := q.Replayed(10)
+	require.NoError(t, err)
+	changes := q.LastChange()
+
+	// The resend, answered by central as duplicates with a later LSN.
+	last := es[len(es)-1].Seq
+	require.NoError(t, q.ApplyCommit(appliedResult(es, last, 20)))
+	require.Equal(t, last, q.CommittedThrough())
+	require.Equal(t, changes, q.LastChange(), "no state change recorded twice")
+	for _, st := range states(t, q, es) {
+		require.Equal(t, int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE), st.State)
+		require.Equal(t, uint64(10), st.LSN)
+	}
+}
