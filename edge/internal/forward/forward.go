@@ -9,6 +9,7 @@
 package forward
 
 import (
+	"compress/flate"
 	"context"
 	"errors"
 	"log/slog"
@@ -24,6 +25,17 @@ import (
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 )
+
+// gRPC's gzip compresses at level 6 unless told otherwise. A Commit batch
+// is mostly UUIDs and timestamps: level 1 makes it 3% larger (0.21 of the
+// marshalled size instead of 0.20) at half the CPU, which on the 2-core
+// edge box is what a backlog's drain is short of. The level is the
+// process's (gRPC keeps one gzip compressor), so it is set once, here.
+func init() {
+	if err := gzip.SetLevel(flate.BestSpeed); err != nil {
+		panic(err)
+	}
+}
 
 // Store is the queue as the forwarder uses it (*queue.Queue implements it).
 type Store interface {

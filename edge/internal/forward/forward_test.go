@@ -1,6 +1,7 @@
 package forward_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 
 	"github.com/chasqui/chasqui/edge/internal/forward"
@@ -436,4 +438,17 @@ func TestCommitRate(t *testing.T) {
 	require.InDelta(t, 6, b.fwd.CommitRate(), 0.001)
 	clock.advance(6 * time.Second)
 	require.Zero(t, b.fwd.CommitRate(), "older than the window")
+}
+
+// TestGzipFastestLevel: the link's gzip runs at level 1 (gzip's header
+// says so in its XFL byte: 4 is "fastest"), not gRPC's default 6.
+func TestGzipFastestLevel(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := encoding.GetCompressor("gzip").Compress(&buf)
+	require.NoError(t, err)
+	_, err = w.Write(bytes.Repeat([]byte("chasqui "), 100))
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.Greater(t, buf.Len(), 9)
+	require.Equal(t, byte(4), buf.Bytes()[8], "gzip XFL byte")
 }
