@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -282,7 +283,7 @@ func (p *flight) add(r *submitReq) {
 // start hands p's Badger transaction to Badger; the caller holds wmu.
 func (q *Queue) start(p *flight) {
 	q.inflight = true
-	if err := writeMeta(p.g.w.txn, *p.g.m); err != nil {
+	if err := p.g.w.seal(); err != nil {
 		p.g.w.discard()
 		p.done <- err
 		return
@@ -681,6 +682,11 @@ type batch struct {
 	n       int
 	bytes   int
 	noFlush bool // one Badger transaction only: reserve fails with errGroupFull
+	// The changes logged into the current Badger transaction, written as
+	// one change-log record when it commits (seal).
+	changes     []byte
+	changeFirst uint64
+	changeN     int
 }
 
 // errGroupFull: a prepared group does not fit one Badger transaction.
@@ -710,7 +716,12 @@ func (b *batch) reserve(es ...*badger.Entry) error {
 			size += len(e.Value)
 		}
 	}
-	if b.n > 0 && (b.n+len(es) > batchMaxEntries || b.bytes+size > batchMaxBytes) {
+	return b.reserveN(len(es), size)
+}
+
+// reserveN is reserve for n entries of size bytes in all.
+func (b *batch) reserveN(n, size int) error {
+	if b.n > 0 && (b.n+n > batchMaxEntries || b.bytes+size > batchMaxBytes) {
 		if b.noFlush {
 			return errGroupFull
 		}
@@ -718,13 +729,31 @@ func (b *batch) reserve(es ...*badger.Entry) error {
 			return err
 		}
 	}
-	b.n += len(es)
+	b.n += n
 	b.bytes += size
 	return nil
 }
 
+// seal writes what the batch holds besides its entries: the change-log
+// record of the changes logged into it, then the counters.
+func (b *batch) seal() error {
+	if b.changeN > 0 {
+		v := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(b.changes))
+		v = append(v, changeRecordVersion)
+		v = binary.AppendUvarint(v, b.changeFirst)
+		v = binary.AppendUvarint(v, uint64(b.changeN))
+		v = append(v, b.changes...)
+		last := b.changeFirst + uint64(b.changeN) - 1
+		if err := b.txn.SetEntry(badger.NewEntry(seqKey(prefixChange, last), v)); err != nil {
+			return err
+		}
+		b.changes, b.changeN = b.changes[:0], 0
+	}
+	return writeMeta(b.txn, *b.m)
+}
+
 func (b *batch) flush() error {
-	if err := writeMeta(b.txn, *b.m); err != nil {
+	if err := b.seal(); err != nil {
 		return err
 	}
 	if err := b.txn.Commit(); err != nil {
@@ -738,7 +767,7 @@ func (b *batch) flush() error {
 // commit writes the counters and commits (durably: SyncWrites).
 func (b *batch) commit() error {
 	defer func() { b.txn = nil }()
-	if err := writeMeta(b.txn, *b.m); err != nil {
+	if err := b.seal(); err != nil {
 		b.txn.Discard()
 		return err
 	}
@@ -750,4 +779,5 @@ func (b *batch) discard() {
 		b.txn.Discard()
 		b.txn = nil
 	}
+	b.changes, b.changeN = b.changes[:0], 0
 }

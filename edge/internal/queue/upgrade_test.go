@@ -374,3 +374,55 @@ func TestUnknownEntryVersionIsQuarantined(t *testing.T) {
 		return nil
 	}))
 }
+
+// Before change-log records, a store kept one bare TransactionStatus per
+// change under w/<its number> (frozen here). Those changes still read, and
+// the log continues after them in records.
+func TestChangeLogOfEarlierStoresReads(t *testing.T) {
+	t.Parallel()
+	s := writeV1Store(t, 3, 0, 0, 0, 0)
+	db, err := badger.Open(plainBadger(s.dir))
+	require.NoError(t, err)
+	for i, tx := range s.txs {
+		v, err := proto.Marshal(&edgev1.TransactionStatus{
+			TransactionId: tx.GetId(), Seq: tx.GetSeq(),
+			State: edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED, AcceptedAt: timestamppb.New(s.accepted[i]),
+		})
+		require.NoError(t, err)
+		require.NoError(t, db.Update(func(txn *badger.Txn) error { return txn.Set(v1Seq("w/", uint64(i+1)), v) }))
+	}
+	require.NoError(t, db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("m/change"), v1U64(3)) }))
+	require.NoError(t, db.Close())
+
+	q := s.open(t)
+	defer func() { require.NoError(t, q.Close()) }()
+	cs, err := q.Changes(0, 10)
+	require.NoError(t, err)
+	require.Len(t, cs, 3)
+	for i, c := range cs {
+		require.Equal(t, uint64(i+1), c.N)
+		require.Equal(t, s.txs[i].GetId(), c.Status.GetTransactionId())
+	}
+
+	ids := []string{newID(), newID()}
+	_, err = q.Submit(context.Background(), []*opsv1.Transaction{obsTx(ids[0]), obsTx(ids[1])})
+	require.NoError(t, err)
+	require.Equal(t, uint64(5), q.LastChange())
+	cs, err = q.Changes(2, 10)
+	require.NoError(t, err)
+	require.Len(t, cs, 3)
+	require.Equal(t, []uint64{3, 4, 5}, []uint64{cs[0].N, cs[1].N, cs[2].N})
+	require.Equal(t, s.txs[2].GetId(), cs[0].Status.GetTransactionId())
+	require.Equal(t, ids, []string{cs[1].Status.GetTransactionId(), cs[2].Status.GetTransactionId()})
+
+	// A limit cuts inside a record; the next read resumes after it.
+	cs, err = q.Changes(3, 1)
+	require.NoError(t, err)
+	require.Len(t, cs, 1)
+	require.Equal(t, uint64(4), cs[0].N)
+	cs, err = q.Changes(4, 10)
+	require.NoError(t, err)
+	require.Len(t, cs, 1)
+	require.Equal(t, uint64(5), cs[0].N)
+	require.Equal(t, ids[1], cs[0].Status.GetTransactionId())
+}

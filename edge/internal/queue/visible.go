@@ -227,19 +227,65 @@ func (q *Queue) markCommitted(b *batch, m *meta, id string, st txState, at time.
 	return nil
 }
 
-// logChange appends a state change to the change log.
+// The change log holds records under w/<number of their last change>.
+// A record is changeRecordVersion, the number of its first change and the
+// count (uvarints), then each change as a length-prefixed
+// TransactionStatus: one record per Badger transaction, however many
+// changes it logs. (Stores written before records kept one bare
+// TransactionStatus per change, under its own number; those still read.)
+const changeRecordVersion = 0 // never the first byte of a marshalled message
+
+// logChange appends a state change to the change log: to b's record,
+// written when b commits.
 func (q *Queue) logChange(b *batch, m *meta, id string, st txState) error {
-	m.change++
-	s := st.status(id)
-	v, err := proto.Marshal(s)
+	v, err := proto.Marshal(st.status(id))
 	if err != nil {
 		return err
 	}
-	e := badger.NewEntry(seqKey(prefixChange, m.change), v)
-	if err := b.reserve(e); err != nil {
+	n := 0
+	if b.changeN == 0 {
+		n = 1 // the record's key
+	}
+	if err := b.reserveN(n, len(v)+binary.MaxVarintLen64+24); err != nil {
 		return err
 	}
-	return b.txn.SetEntry(e)
+	m.change++
+	if b.changeN == 0 {
+		b.changeFirst = m.change
+	}
+	b.changes = binary.AppendUvarint(b.changes, uint64(len(v)))
+	b.changes = append(b.changes, v...)
+	b.changeN++
+	return nil
+}
+
+// decodeChanges calls f for each change of the record under key number
+// last, in order.
+func decodeChanges(last uint64, v []byte, f func(n uint64, raw []byte) error) error {
+	if len(v) == 0 || v[0] != changeRecordVersion {
+		return f(last, v) // a change of an older store, alone under its number
+	}
+	first, k := binary.Uvarint(v[1:])
+	if k <= 0 {
+		return fmt.Errorf("%w: change record %d: bad first", errCorrupt, last)
+	}
+	rest := v[1+k:]
+	count, k := binary.Uvarint(rest)
+	if k <= 0 || count == 0 || first+count-1 != last {
+		return fmt.Errorf("%w: change record %d: first %d, count %d", errCorrupt, last, first, count)
+	}
+	rest = rest[k:]
+	for n := first; n <= last; n++ {
+		l, k := binary.Uvarint(rest)
+		if k <= 0 || uint64(len(rest)-k) < l {
+			return fmt.Errorf("%w: change record %d: change %d truncated", errCorrupt, last, n)
+		}
+		if err := f(n, rest[k:k+int(l)]); err != nil {
+			return err
+		}
+		rest = rest[k+int(l):]
+	}
+	return nil
 }
 
 // Acked is what the replica watcher learns from Replayed.
@@ -363,16 +409,29 @@ func (q *Queue) Changes(after uint64, limit int) ([]Change, error) {
 	err := q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(limit, 256), Prefix: prefixChange})
 		defer it.Close()
+		// The record holding change after+1 is the first whose last
+		// change is after+1 or later.
 		for it.Seek(seqKey(prefixChange, after+1)); it.Valid() && len(out) < limit; it.Next() {
-			n := binary.BigEndian.Uint64(it.Item().Key()[len(prefixChange):])
-			if len(out) == 0 && n != after+1 {
-				return fmt.Errorf("%w: change %d (oldest held %d)", ErrChangesPruned, after+1, n)
-			}
-			s := &edgev1.TransactionStatus{}
-			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, s) }); err != nil {
+			last := binary.BigEndian.Uint64(it.Item().Key()[len(prefixChange):])
+			err := it.Item().Value(func(v []byte) error {
+				return decodeChanges(last, v, func(n uint64, raw []byte) error {
+					if n <= after || len(out) >= limit {
+						return nil
+					}
+					if len(out) == 0 && n != after+1 {
+						return fmt.Errorf("%w: change %d (oldest held %d)", ErrChangesPruned, after+1, n)
+					}
+					s := &edgev1.TransactionStatus{}
+					if err := proto.Unmarshal(raw, s); err != nil {
+						return fmt.Errorf("%w: change %d: %v", errCorrupt, n, err)
+					}
+					out = append(out, Change{N: n, Status: s})
+					return nil
+				})
+			})
+			if err != nil {
 				return err
 			}
-			out = append(out, Change{N: n, Status: s})
 		}
 		return nil
 	})

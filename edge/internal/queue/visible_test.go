@@ -111,3 +111,31 @@ func TestOverlaysVisibilityAndChangeLog(t *testing.T) {
 	_, err = b.q.Submit(context.Background(), nil)
 	require.NoError(t, err)
 }
+
+// The change log keeps about MaxChanges changes: whole records go, so a
+// reader resuming from a pruned number learns it (and resyncs), and one
+// resuming from a kept number reads on.
+func TestChangeLogPrunedBeyondMaxChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *queue.Options) { o.MaxChanges = 5 })
+	for range 4 { // four records of three changes each: 1-3, 4-6, 7-9, 10-12
+		_, err := b.q.Submit(context.Background(), []*opsv1.Transaction{obsTx(newID()), obsTx(newID()), obsTx(newID())})
+		require.NoError(t, err)
+	}
+	require.Equal(t, uint64(12), b.q.LastChange())
+	_, err := b.q.Prune(context.Background())
+	require.NoError(t, err)
+
+	// Keeping the newest 5 means dropping through 7: the records ending
+	// at 3 and 6 go, the one holding 7-9 stays whole.
+	_, err = b.q.Changes(0, 10)
+	require.ErrorIs(t, err, queue.ErrChangesPruned)
+	_, err = b.q.Changes(5, 10)
+	require.ErrorIs(t, err, queue.ErrChangesPruned)
+	cs, err := b.q.Changes(6, 10)
+	require.NoError(t, err)
+	require.Len(t, cs, 6)
+	for i, c := range cs {
+		require.Equal(t, uint64(7+i), c.N)
+	}
+}
