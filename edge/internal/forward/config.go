@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/chasqui/chasqui/internal/validate"
 )
 
 // Compression names accepted by Config.Compression.
@@ -19,7 +21,11 @@ type Config struct {
 	// internal/grpcclient); the forwarder names it in logs. Required.
 	CentralAddr string
 
-	// MaxCount is the most transactions in one Commit batch. Default 1000.
+	// MaxCount is the most transactions in one Commit batch, at most
+	// central's validate.MaxTransactions (5000). Default 4000: a backlog
+	// drains in fewer, larger PostgreSQL and Badger commits (each costs an
+	// fsync and per-batch work on both sides); MaxBytes, not the count,
+	// is what bounds a batch's time on a slow link.
 	MaxCount int
 	// MaxBytes is the most marshalled transaction bytes in one batch (a single
 	// larger transaction still goes alone). Default 1 MiB.
@@ -78,7 +84,7 @@ func (realClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 
 func (c *Config) setDefaults() {
 	if c.MaxCount == 0 {
-		c.MaxCount = 1000
+		c.MaxCount = 4000
 	}
 	if c.MaxBytes == 0 {
 		c.MaxBytes = 1 << 20
@@ -123,6 +129,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("forward: CentralAddr is required")
 	case c.MaxCount < 0:
 		return fmt.Errorf("forward: MaxCount must not be negative (got %d)", c.MaxCount)
+	case c.MaxCount > validate.MaxTransactions:
+		return fmt.Errorf("forward: MaxCount above %d, central's limit per Commit, would be refused (got %d)", validate.MaxTransactions, c.MaxCount)
 	case c.MaxBytes < 0:
 		return fmt.Errorf("forward: MaxBytes must not be negative (got %d)", c.MaxBytes)
 	case c.Window < 0:

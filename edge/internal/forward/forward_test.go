@@ -51,6 +51,19 @@ func TestConfigValidateNamesField(t *testing.T) {
 		require.Contains(t, err.Error(), field)
 	}
 	require.NoError(t, forward.Config{CentralAddr: "x"}.Validate())
+	err := forward.Config{CentralAddr: "x", MaxCount: 5001}.Validate()
+	require.ErrorContains(t, err, "MaxCount", "above central's limit per Commit")
+}
+
+// By default a backlog of small transactions goes 4000 to a batch.
+func TestDefaultBatchCount(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	store := newMemStore("e1")
+	store.append(4001, 0)
+	start(t, serveCentral(t, central), forward.Config{Window: 1}, store)
+	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 4001 }, "all committed")
+	require.Equal(t, []batch{{1, 4000}, {4001, 1}}, central.seen())
 }
 
 // Batches are cut by count: 25 queued with MaxCount 10 go as 10, 10, 5.
