@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"testing"
@@ -131,5 +132,34 @@ func TestApplyCommitAgainAfterAPartialApply(t *testing.T) {
 	for _, st := range states(t, q, es) {
 		require.Equal(t, int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE), st.State)
 		require.Equal(t, uint64(10), st.LSN)
+	}
+}
+
+// TestStateJSONAsEncodingJSON: the hand-written encoding of a state is
+// encoding/json's, byte for byte, or declines.
+func TestStateJSONAsEncodingJSON(t *testing.T) {
+	t.Parallel()
+	for _, st := range []txState{
+		{},
+		{Seq: 1, State: 1, AcceptedAt: -5},
+		{Seq: 1 << 63, State: 2, AcceptedAt: time.Now().UnixNano(), RecordIDs: []string{uuid.NewString(), uuid.NewString()},
+			CommittedAt: time.Now().UnixNano(), LSN: 0x16B3748, LSNText: "0/16B3748"},
+		{Seq: 9, State: 4, RecordIDs: []string{"a"}, CommittedAt: 3, Reason: "observation 1 does not exist", SQLState: "P0002", VisibleAt: 7},
+		{RecordIDs: []string{}},
+	} {
+		want, err := json.Marshal(st)
+		require.NoError(t, err)
+		got, ok := appendStateJSON(nil, st)
+		require.True(t, ok)
+		require.Equal(t, string(want), string(got))
+	}
+	for _, s := range []string{`a"b`, `a\b`, "a\nb", "<a>", "a&b", "ü", "\x7f"} {
+		_, ok := appendStateJSON(nil, txState{RecordIDs: []string{s}})
+		require.False(t, ok, "%q needs escaping", s)
+		e, err := committedStateEntry("id", txState{Seq: 1, LSNText: s}, 0)
+		require.NoError(t, err)
+		var st txState
+		require.NoError(t, json.Unmarshal(e.Value, &st))
+		require.Equal(t, s, st.LSNText)
 	}
 }
