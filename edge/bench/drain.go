@@ -29,6 +29,16 @@ import (
 // process), without the backlog's fill that -cpuprofile also records.
 var drainProfile = flag.String("drain-cpuprofile", "", "write a CPU profile of the drain phase alone to this file")
 
+// Diagnosis flags: the drain with forwarder settings other than its
+// defaults (the figure itself always runs with the defaults), e.g.
+// -drain-compression none for what gzip costs on the 2-core box.
+var (
+	drainCompression = flag.String("drain-compression", "", "forwarder compression for the drain (default: the forwarder's)")
+	drainMaxCount    = flag.Int("drain-max-count", 0, "forwarder batch count for the drain (default: the forwarder's)")
+	drainMaxBytes    = flag.Int("drain-max-bytes", 0, "forwarder batch bytes for the drain (default: the forwarder's)")
+	drainWindow      = flag.Int("drain-window", 0, "forwarder window for the drain (default: the forwarder's)")
+)
+
 // drainResult is what the drain figure reports.
 type drainResult struct {
 	n        int
@@ -99,7 +109,8 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 		return drainResult{}, err
 	}
 	defer conn.Close()
-	fwd, err := forward.New(forward.Config{CentralAddr: central.GRPCAddr()}, q, conn, logger)
+	fwd, err := forward.New(forward.Config{CentralAddr: central.GRPCAddr(),
+		Compression: *drainCompression, MaxCount: *drainMaxCount, MaxBytes: *drainMaxBytes, Window: *drainWindow}, q, conn, logger)
 	if err != nil {
 		return drainResult{}, err
 	}
