@@ -4,6 +4,8 @@
 //	BENCH submit_tx_per_s          64 gRPC clients, one single-observation transaction per unary Submit
 //	BENCH submit_p99_ms            p99 latency of those Submits
 //	BENCH grpc_echo_calls_per_s    the same clients calling grpc.health.v1 Check (a trivial unary call)
+//	BENCH grpc_raw_echo_calls_per_s the same clients against a plain grpc.Server echoing the same SubmitRequest
+//	BENCH queue_submit_tx_per_s    the same callers on the queue directly (no gRPC)
 //	BENCH submit_batched_tx_per_s  the same clients, 100 transactions per Submit
 //	BENCH badger_sync_writes_per_s raw Badger, one key per transaction, one fsync each, one writer
 //
@@ -122,6 +124,12 @@ func run() error {
 	go func() { served <- srv.Serve(ctx, lis, time.Second) }()
 	defer func() { cancel(); <-served }()
 
+	rawConns, stopRaw, err := rawEchoServer(*clients)
+	if err != nil {
+		return err
+	}
+	defer stopRaw()
+
 	conns := make([]*grpc.ClientConn, *clients)
 	for i := range conns {
 		if conns[i], err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
@@ -164,7 +172,13 @@ func run() error {
 	// The machine may be shared: echo and submit alternate for -rounds
 	// rounds and each figure keeps its best round, so both see the same
 	// conditions.
-	var echoRes, subRes, batchRes result
+	rawEcho := func(c *grpc.ClientConn) func(context.Context) (int, error) {
+		return func(ctx context.Context) (int, error) {
+			req := &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{observationTx()}}
+			return 1, c.Invoke(ctx, rawEchoMethod, req, &edgev1.SubmitRequest{})
+		}
+	}
+	var echoRes, rawRes, subRes, batchRes result
 	var syncRate float64
 	best := func(cur *result, r result) {
 		if r.rate > cur.rate {
@@ -172,6 +186,13 @@ func run() error {
 		}
 	}
 	for range *rounds {
+		if *only == "" || *only == "echo" {
+			r, err := measure(rawConns, *duration, rawEcho)
+			if err != nil {
+				return err
+			}
+			best(&rawRes, r)
+		}
 		if *only == "" || *only == "echo" {
 			r, err := measure(conns, *duration, echo)
 			if err != nil {
@@ -251,9 +272,12 @@ func run() error {
 	if run("echo") {
 		fmt.Printf("BENCH grpc_echo_calls_per_s %.0f calls/s\n", echoRes.rate)
 		fmt.Printf("BENCH grpc_echo_cpu_us_per_call %.1f us\n", us(echoRes.cpuPerUnit))
+		fmt.Printf("BENCH grpc_raw_echo_calls_per_s %.0f calls/s (a plain grpc.Server, no interceptors, answering the same one-observation SubmitRequest with itself)\n", rawRes.rate)
+		fmt.Printf("BENCH grpc_raw_echo_cpu_us_per_call %.1f us\n", us(rawRes.cpuPerUnit))
 	}
 	if run("submit") && run("echo") {
 		fmt.Printf("BENCH submit_vs_echo_ratio %.2f x\n", subRes.rate/echoRes.rate)
+		fmt.Printf("BENCH submit_vs_raw_echo_ratio %.2f x\n", subRes.rate/rawRes.rate)
 	}
 	if run("queue") {
 		fmt.Printf("BENCH queue_submit_tx_per_s %.0f tx/s (the queue alone, no gRPC, same callers)\n", queueRes.rate)
@@ -524,4 +548,51 @@ func (instantQueue) Submit(_ context.Context, txs []*opsv1.Transaction) ([]*edge
 			RecordIds: []string{tx.GetMutations()[0].GetObservation().GetId()}}
 	}
 	return res, nil
+}
+
+// rawEchoMethod is the raw gRPC reference's one method.
+const rawEchoMethod = "/chasqui.bench.Echo/Echo"
+
+// rawEchoServer starts the raw gRPC reference: a plain grpc.Server with no
+// interceptors whose one method decodes a SubmitRequest and answers it back,
+// so the same message crosses the wire both ways with nothing else done.
+func rawEchoServer(clients int) ([]*grpc.ClientConn, func(), error) {
+	srv := grpc.NewServer()
+	srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "chasqui.bench.Echo",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Echo",
+			Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				req := &edgev1.SubmitRequest{}
+				if err := dec(req); err != nil {
+					return nil, err
+				}
+				return req, nil
+			},
+		}},
+	}, struct{}{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	conns := make([]*grpc.ClientConn, clients)
+	stop := func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+		srv.Stop()
+		<-served
+	}
+	for i := range conns {
+		if conns[i], err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			stop()
+			return nil, nil, err
+		}
+	}
+	return conns, stop, nil
 }
