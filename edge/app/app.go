@@ -60,7 +60,7 @@ type Config struct {
 	// after central lost commits. Default 24h.
 	PayloadRetention time.Duration
 
-	// BatchMaxCount and BatchMaxBytes cut Commit batches. Defaults 1000 and 1 MiB.
+	// BatchMaxCount and BatchMaxBytes cut Commit batches. Defaults 4000 and 1 MiB.
 	BatchMaxCount int
 	BatchMaxBytes int
 	// BatchLinger is how long a batch that is not full waits for more.

@@ -46,7 +46,7 @@ func realMain(ctx context.Context, args []string) error {
 	fs.Uint64Var(&cfg.DiskReserveBytes, "disk-reserve", queue.DefaultDiskReserve, "free disk bytes under which writes are refused")
 	fs.DurationVar(&cfg.TxRetention, "tx-retention", 7*24*time.Hour, "how long a settled transaction's first answer is kept")
 	fs.DurationVar(&cfg.PayloadRetention, "payload-retention", 24*time.Hour, "how long committed payloads are kept for resends")
-	fs.IntVar(&cfg.BatchMaxCount, "batch-max-count", 1000, "most transactions per Commit batch")
+	fs.IntVar(&cfg.BatchMaxCount, "batch-max-count", 4000, "most transactions per Commit batch (at most 5000, central's limit; --batch-max-bytes bounds a batch on a slow link)")
 	fs.IntVar(&cfg.BatchMaxBytes, "batch-max-bytes", 1<<20, "most bytes per Commit batch")
 	fs.DurationVar(&cfg.BatchLinger, "batch-linger", 5*time.Millisecond, "how long a batch that is not full waits for more")
 	fs.IntVar(&cfg.Window, "window", 4, "batches in flight to central")
