@@ -687,6 +687,30 @@ type batch struct {
 	changes     []byte
 	changeFirst uint64
 	changeN     int
+	// The COMMITTED transactions marked into it, written as one unseen
+	// record (markCommitted).
+	unseen     []byte
+	unseenN    int
+	unseenLast uint64
+	unseenLSN  uint64
+	unseenAt   time.Time
+}
+
+// sealUnseen writes the unseen record of what was marked committed so far.
+func (b *batch) sealUnseen() error {
+	if b.unseenN == 0 {
+		return nil
+	}
+	v := make([]byte, 0, 16+binary.MaxVarintLen64+len(b.unseen))
+	v = binary.BigEndian.AppendUint64(v, b.unseenLSN)
+	v = binary.BigEndian.AppendUint64(v, uint64(b.unseenAt.UnixNano()))
+	v = binary.AppendUvarint(v, uint64(b.unseenN))
+	v = append(v, b.unseen...)
+	if err := b.txn.SetEntry(badger.NewEntry(seqKey(prefixUnseenRec, b.unseenLast), v)); err != nil {
+		return err
+	}
+	b.unseen, b.unseenN = b.unseen[:0], 0
+	return nil
 }
 
 // errGroupFull: a prepared group does not fit one Badger transaction.
@@ -737,6 +761,9 @@ func (b *batch) reserveN(n, size int) error {
 // seal writes what the batch holds besides its entries: the change-log
 // record of the changes logged into it, then the counters.
 func (b *batch) seal() error {
+	if err := b.sealUnseen(); err != nil {
+		return err
+	}
 	if b.changeN > 0 {
 		v := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(b.changes))
 		v = append(v, changeRecordVersion)
@@ -780,4 +807,5 @@ func (b *batch) discard() {
 		b.txn = nil
 	}
 	b.changes, b.changeN = b.changes[:0], 0
+	b.unseen, b.unseenN = b.unseen[:0], 0
 }

@@ -426,3 +426,50 @@ func TestChangeLogOfEarlierStoresReads(t *testing.T) {
 	require.Equal(t, uint64(5), cs[0].N)
 	require.Equal(t, ids[1], cs[0].Status.GetTransactionId())
 }
+
+// Before unseen records, a store kept one v/<seq> entry per COMMITTED
+// transaction waiting to be seen on the replica: [be64 lsn][be64 commit
+// time][id] (frozen here). Those still become VISIBLE, before anything
+// committed after the upgrade.
+func TestUnseenEntriesOfEarlierStoresBecomeVisible(t *testing.T) {
+	t.Parallel()
+	const n, committed = 6, 4
+	s := writeV1Store(t, n, committed, 0, 0, 0)
+	db, err := badger.Open(plainBadger(s.dir))
+	require.NoError(t, err)
+	at := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	for _, tx := range s.txs[:committed] {
+		v := binary.BigEndian.AppendUint64(nil, s.lsn)
+		v = binary.BigEndian.AppendUint64(v, uint64(at.UnixNano()))
+		v = append(v, tx.GetId()...)
+		require.NoError(t, db.Update(func(txn *badger.Txn) error { return txn.Set(v1Seq("v/", tx.GetSeq()), v) }))
+	}
+	require.NoError(t, db.Close())
+
+	q := s.open(t)
+	defer func() { require.NoError(t, q.Close()) }()
+	// The rest commits after the upgrade, at a later LSN.
+	applyAll(t, q, committed+1, n) // LSN 0x2000000 > s.lsn
+	state := func(i int) edgev1.TransactionState {
+		st, err := q.GetTransaction(s.txs[i].GetId())
+		require.NoError(t, err)
+		return st.GetState()
+	}
+
+	acked, err := q.Replayed(s.lsn)
+	require.NoError(t, err)
+	require.False(t, acked.OldestUnreplayed.IsZero(), "the newer commit is still waiting")
+	for i := range n {
+		want := edgev1.TransactionState_TRANSACTION_STATE_VISIBLE
+		if i >= committed {
+			want = edgev1.TransactionState_TRANSACTION_STATE_COMMITTED
+		}
+		require.Equal(t, want, state(i), "seq %d", i+1)
+	}
+	acked, err = q.Replayed(0x2000000)
+	require.NoError(t, err)
+	require.True(t, acked.OldestUnreplayed.IsZero())
+	for i := range n {
+		require.Equal(t, edgev1.TransactionState_TRANSACTION_STATE_VISIBLE, state(i), "seq %d", i+1)
+	}
+}

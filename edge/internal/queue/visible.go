@@ -34,7 +34,8 @@ import (
 var (
 	prefixOverlay    = []byte("o/")
 	prefixOverlaySeq = []byte("os/")
-	prefixUnseen     = []byte("v/")
+	prefixUnseen     = []byte("v/") // one per transaction: stores written before unseen records
+	prefixUnseenRec  = []byte("V/") // unseen records, one per Badger transaction
 	prefixChange     = []byte("w/")
 )
 
@@ -215,15 +216,111 @@ func parseUnseen(v []byte) (lsn uint64, at time.Time, id string, err error) {
 }
 
 // markCommitted records a COMMITTED transaction for visibility tracking.
+// It joins b's unseen record (written when b commits, see seal), which
+// holds the COMMITTED transactions of one commit answer: one LSN, one time.
 func (q *Queue) markCommitted(b *batch, m *meta, id string, st txState, at time.Time) error {
-	e := badger.NewEntry(seqKey(prefixUnseen, st.Seq), unseenValue(st.LSN, at, id))
-	if err := b.reserve(e); err != nil {
+	if b.unseenN > 0 && (b.unseenLSN != st.LSN || !b.unseenAt.Equal(at)) {
+		// Another answer in the same Badger transaction: its own record.
+		if err := b.sealUnseen(); err != nil {
+			return err
+		}
+	}
+	n := 0
+	if b.unseenN == 0 {
+		n = 1
+	}
+	if err := b.reserveN(n, len(id)+2*binary.MaxVarintLen64+24); err != nil {
 		return err
 	}
-	if err := b.txn.SetEntry(e); err != nil {
-		return err
+	if b.unseenN == 0 {
+		b.unseenLSN, b.unseenAt = st.LSN, at
 	}
+	b.unseen = binary.AppendUvarint(b.unseen, st.Seq)
+	b.unseen = binary.AppendUvarint(b.unseen, uint64(len(id)))
+	b.unseen = append(b.unseen, id...)
+	b.unseenN++
+	b.unseenLast = st.Seq
 	m.newestLSN = max(m.newestLSN, st.LSN)
+	return nil
+}
+
+// An unseen record, under V/<its last seq>: the commit LSN and time
+// (be64 each), the count (uvarint), then per transaction its seq and its
+// length-prefixed id (uvarints). Stores written before records kept one
+// v/<seq> entry per transaction (unseenValue); those still read, first.
+type unseenRec struct {
+	key  []byte
+	lsn  uint64
+	at   time.Time
+	seqs []uint64
+	ids  []string
+}
+
+func decodeUnseenRec(key, v []byte) (unseenRec, error) {
+	r := unseenRec{key: key}
+	if len(v) < 16 {
+		return r, fmt.Errorf("%w: unseen record of %d bytes", errCorrupt, len(v))
+	}
+	r.lsn = binary.BigEndian.Uint64(v)
+	r.at = time.Unix(0, int64(binary.BigEndian.Uint64(v[8:])))
+	rest := v[16:]
+	count, k := binary.Uvarint(rest)
+	if k <= 0 {
+		return r, fmt.Errorf("%w: unseen record count", errCorrupt)
+	}
+	rest = rest[k:]
+	for range count {
+		seq, k := binary.Uvarint(rest)
+		if k <= 0 {
+			return r, fmt.Errorf("%w: unseen record seq", errCorrupt)
+		}
+		rest = rest[k:]
+		l, k := binary.Uvarint(rest)
+		if k <= 0 || uint64(len(rest)-k) < l {
+			return r, fmt.Errorf("%w: unseen record id", errCorrupt)
+		}
+		r.seqs = append(r.seqs, seq)
+		r.ids = append(r.ids, string(rest[k:k+int(l)]))
+		rest = rest[k+int(l):]
+	}
+	return r, nil
+}
+
+// scanUnseen calls f with the unseen records in commit order (older
+// per-transaction entries first, as records of one) until f returns false
+// or max transactions were passed.
+func scanUnseen(txn *badger.Txn, max int, f func(unseenRec) bool) error {
+	n := 0
+	for _, prefix := range [][]byte{prefixUnseen, prefixUnseenRec} {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
+		for it.Rewind(); it.Valid() && n < max; it.Next() {
+			key := it.Item().KeyCopy(nil)
+			var r unseenRec
+			err := it.Item().Value(func(v []byte) error {
+				if prefix[0] == prefixUnseenRec[0] {
+					var err error
+					r, err = decodeUnseenRec(key, v)
+					return err
+				}
+				l, at, id, err := parseUnseen(v)
+				r = unseenRec{key: key, lsn: l, at: at, seqs: []uint64{binary.BigEndian.Uint64(key[len(prefix):])}, ids: []string{id}}
+				return err
+			})
+			if err != nil {
+				it.Close()
+				return err
+			}
+			if !f(r) {
+				it.Close()
+				return nil
+			}
+			n += len(r.seqs)
+		}
+		it.Close()
+		if n >= max {
+			return nil
+		}
+	}
 	return nil
 }
 
@@ -309,42 +406,34 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 		ids   []string
 		seqs  []uint64
 	)
-	it := b.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefixUnseen})
-	for it.Rewind(); it.Valid(); it.Next() {
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			it.Close()
-			return acked, err
+	const most = 4096 // transactions per call; the rest right after
+	err := scanUnseen(b.txn, most, func(r unseenRec) bool {
+		if r.lsn > lsn {
+			acked.OldestUnreplayed = r.at
+			return false
 		}
-		l, at, id, err := parseUnseen(v)
-		if err != nil {
-			it.Close()
-			return acked, err
-		}
-		if l > lsn {
-			acked.OldestUnreplayed = at
-			break
-		}
-		done = append(done, it.Item().KeyCopy(nil))
-		ids = append(ids, id)
-		seqs = append(seqs, binary.BigEndian.Uint64(it.Item().Key()[len(prefixUnseen):]))
-		if len(done) >= 4096 {
-			break // the rest on the next poll
-		}
+		done = append(done, r.key)
+		ids = append(ids, r.ids...)
+		seqs = append(seqs, r.seqs...)
+		return true
+	})
+	if err != nil {
+		return acked, err
 	}
-	it.Close()
 	if len(done) == 0 {
 		return acked, nil
 	}
-	now := q.opts.Now()
-	visible := int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE)
-	for i, k := range done {
+	for _, k := range done {
 		if err := b.reserve(&badger.Entry{Key: k}); err != nil {
 			return acked, err
 		}
 		if err := b.txn.Delete(k); err != nil {
 			return acked, err
 		}
+	}
+	now := q.opts.Now()
+	visible := int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE)
+	for i := range ids {
 		if err := q.dropOverlays(b, seqs[i]); err != nil {
 			return acked, err
 		}
@@ -377,7 +466,7 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 		return acked, fmt.Errorf("queue: replayed: %w", err)
 	}
 	q.setMeta(m)
-	if acked.OldestUnreplayed.IsZero() && len(done) >= 4096 {
+	if acked.OldestUnreplayed.IsZero() && len(ids) >= most {
 		return q.Replayed(lsn)
 	}
 	return acked, nil
@@ -453,29 +542,27 @@ func (q *Queue) pruneVisibility(cutoff time.Time) error {
 	defer b.discard()
 	var dels [][]byte
 	var seqs []uint64
-	it := b.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: prefixUnseen})
-	for it.Rewind(); it.Valid() && len(dels) < 4096; it.Next() {
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			it.Close()
-			return err
+	err := scanUnseen(b.txn, 4096, func(r unseenRec) bool {
+		if !r.at.Before(cutoff) {
+			return false
 		}
-		_, at, _, err := parseUnseen(v)
-		if err != nil || !at.Before(cutoff) {
-			break
-		}
-		dels = append(dels, it.Item().KeyCopy(nil))
-		seqs = append(seqs, binary.BigEndian.Uint64(it.Item().Key()[len(prefixUnseen):]))
+		dels = append(dels, r.key)
+		seqs = append(seqs, r.seqs...)
+		return true
+	})
+	if err != nil {
+		return err
 	}
-	it.Close()
-	for i, k := range dels {
+	for _, k := range dels {
 		if err := b.reserve(&badger.Entry{Key: k}); err != nil {
 			return err
 		}
 		if err := b.txn.Delete(k); err != nil {
 			return err
 		}
-		if err := q.dropOverlays(b, seqs[i]); err != nil {
+	}
+	for _, seq := range seqs {
+		if err := q.dropOverlays(b, seq); err != nil {
 			return err
 		}
 	}
