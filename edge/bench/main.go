@@ -92,12 +92,12 @@ func run() error {
 	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	q, err := queue.Open(queue.Options{Dir: *dir + "/queue", EdgeID: "bench", Logger: logger, MaxQueueBytes: 8 << 30})
-	if err != nil {
-		return err
-	}
-	defer q.Close()
 	if *backlog > 0 {
+		q, err := openQueue(*dir+"/queue", logger)
+		if err != nil {
+			return err
+		}
+		defer q.Close()
 		if *memLimit > 0 {
 			debug.SetMemoryLimit(*memLimit)
 		}
@@ -107,36 +107,20 @@ func run() error {
 	if *workers > 0 {
 		so = append(so, grpc.NumStreamWorkers(uint32(*workers)))
 	}
-	srv := grpcserver.New(grpcserver.Options{Logger: logger, ServerOptions: so})
-	var aq api.Queue = q
-	if *fake {
-		aq = instantQueue{q}
-	}
-	api.Register(srv.Server, aq, nil, logger)
-	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	// Each accept-path figure gets a store of its own, so none is measured
+	// on what the figures before it left in Badger.
+	e, err := startEdge(*dir+"/queue", *clients, so, *fake, logger)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis, time.Second) }()
-	defer func() { cancel(); <-served }()
+	defer e.close()
+	q, conns := e.q, e.conns
 
 	rawConns, stopRaw, err := rawEchoServer(*clients)
 	if err != nil {
 		return err
 	}
 	defer stopRaw()
-
-	conns := make([]*grpc.ClientConn, *clients)
-	for i := range conns {
-		if conns[i], err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-			return err
-		}
-		defer conns[i].Close()
-	}
 
 	echo := func(c *grpc.ClientConn) func(context.Context) (int, error) {
 		h := healthpb.NewHealthClient(c)
@@ -210,19 +194,35 @@ func run() error {
 	}
 	var queueRes result
 	if *only == "" || *only == "queue" {
-		if queueRes, err = grouped(q, func() (result, error) {
+		qq, err := openQueue(*dir+"/queue-only", logger)
+		if err != nil {
+			return err
+		}
+		queueRes, err = grouped(qq, func() (result, error) {
 			return measureN(*clients, *duration, func(int) func(context.Context) (int, error) {
 				return func(ctx context.Context) (int, error) {
-					_, err := q.Submit(ctx, []*opsv1.Transaction{observationTx()})
+					_, err := qq.Submit(ctx, []*opsv1.Transaction{observationTx()})
 					return 1, err
 				}
 			})
-		}); err != nil {
+		})
+		if cerr := qq.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return err
 		}
 	}
 	if *only == "" || *only == "batched" {
-		if batchRes, err = grouped(q, func() (result, error) { return measure(conns, *duration, submit(100)) }); err != nil {
+		eb, err := startEdge(*dir+"/queue-batched", *clients, so, *fake, logger)
+		if err != nil {
+			return err
+		}
+		if _, err = measure(eb.conns, time.Second, submit(100)); err == nil { // warm-up
+			batchRes, err = grouped(eb.q, func() (result, error) { return measure(eb.conns, *duration, submit(100)) })
+		}
+		eb.close()
+		if err != nil {
 			return err
 		}
 	}
@@ -595,4 +595,57 @@ func rawEchoServer(clients int) ([]*grpc.ClientConn, func(), error) {
 		}
 	}
 	return conns, stop, nil
+}
+
+func openQueue(dir string, logger *slog.Logger) (*queue.Queue, error) {
+	return queue.Open(queue.Options{Dir: dir, EdgeID: "bench", Logger: logger, MaxQueueBytes: 8 << 30})
+}
+
+// edgeUnderTest is an in-process edge accept path: a queue, the gRPC server
+// with the production interceptor chain and EdgeService, and one client
+// connection per caller.
+type edgeUnderTest struct {
+	q     *queue.Queue
+	conns []*grpc.ClientConn
+	close func()
+}
+
+func startEdge(dir string, clients int, so []grpc.ServerOption, fake bool, logger *slog.Logger) (*edgeUnderTest, error) {
+	q, err := openQueue(dir, logger)
+	if err != nil {
+		return nil, err
+	}
+	srv := grpcserver.New(grpcserver.Options{Logger: logger, ServerOptions: so})
+	var aq api.Queue = q
+	if fake {
+		aq = instantQueue{q}
+	}
+	api.Register(srv.Server, aq, nil, logger)
+	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = q.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis, time.Second) }()
+	e := &edgeUnderTest{q: q, conns: make([]*grpc.ClientConn, clients)}
+	e.close = func() {
+		for _, c := range e.conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+		cancel()
+		<-served
+		_ = q.Close()
+	}
+	for i := range e.conns {
+		if e.conns[i], err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			e.close()
+			return nil, err
+		}
+	}
+	return e, nil
 }
