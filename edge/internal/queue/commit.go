@@ -385,7 +385,7 @@ func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, r
 		}
 		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
 		st.CommittedAt, st.LSN, st.LSNText = at.UnixNano(), res.LSN, res.LSNText
-		e, err := committedStateEntry(id, st, q.opts.TxRetention)
+		e, err := stateEntry(id, st, q.opts.TxRetention)
 		if err != nil {
 			return err
 		}
@@ -460,22 +460,6 @@ func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, r
 		q.log.Warn("commit result without outcome; ignored", "tx", id, "seq", r.GetSeq())
 		return nil
 	}
-}
-
-// committedStateEntry is stateEntry for the state ApplyCommit writes per
-// transaction, encoded by hand: the same bytes as encoding/json's (which
-// getState reads) at a fraction of the cost. A string encoding/json would
-// escape falls back to it.
-func committedStateEntry(id string, st txState, ttl time.Duration) (*badger.Entry, error) {
-	v, ok := appendStateJSON(make([]byte, 0, 192), st)
-	if !ok {
-		return stateEntry(id, st, ttl)
-	}
-	e := badger.NewEntry(idKey(prefixTx, id), v)
-	if ttl > 0 {
-		e = e.WithTTL(ttl)
-	}
-	return e, nil
 }
 
 // appendStateJSON appends st as encoding/json marshals txState, or

@@ -156,7 +156,7 @@ func TestStateJSONAsEncodingJSON(t *testing.T) {
 	for _, s := range []string{`a"b`, `a\b`, "a\nb", "<a>", "a&b", "ü", "\x7f"} {
 		_, ok := appendStateJSON(nil, txState{RecordIDs: []string{s}})
 		require.False(t, ok, "%q needs escaping", s)
-		e, err := committedStateEntry("id", txState{Seq: 1, LSNText: s}, 0)
+		e, err := stateEntry("id", txState{Seq: 1, LSNText: s}, 0)
 		require.NoError(t, err)
 		var st txState
 		require.NoError(t, json.Unmarshal(e.Value, &st))
