@@ -10,6 +10,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/chasqui/chasqui/edge/internal/api"
@@ -62,7 +63,7 @@ func (c Config) checkInsecure() error {
 // side (central) from the same files, both re-read on change. Client
 // certificates are verified when given; whether one is required is decided
 // per service by the interceptors, so health stays open.
-func tlsConfigs(cfg Config, logger *slog.Logger) (server, client *tls.Config, err error) {
+func tlsConfigs(cfg Config, logger *slog.Logger) (server *tls.Config, client credentials.TransportCredentials, err error) {
 	if cfg.Insecure {
 		logger.Warn("INSECURE: the edge serves plaintext gRPC and talks to central in plaintext, without authentication",
 			"grpc_addr", cfg.GRPCAddr, "admin_addr", cfg.AdminAddr, "central_addr", cfg.CentralAddr,
@@ -74,7 +75,7 @@ func tlsConfigs(cfg Config, logger *slog.Logger) (server, client *tls.Config, er
 	if server, err = tlsconfig.Server(files, opts); err != nil {
 		return nil, nil, err
 	}
-	if client, err = tlsconfig.Client(files, opts); err != nil {
+	if client, err = tlsconfig.ClientCredentials(files, opts); err != nil {
 		return nil, nil, err
 	}
 	return server, client, nil
@@ -82,12 +83,12 @@ func tlsConfigs(cfg Config, logger *slog.Logger) (server, client *tls.Config, er
 
 // dialCentral dials central with the forwarder's policy, the client RPC
 // metrics inside the retry interceptor (each attempt counts) and tracing.
-func (a *App) dialCentral(clientTLS *tls.Config) (*grpc.ClientConn, error) {
+func (a *App) dialCentral(clientTLS credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	rpc := metrics.ClientRPC(a.reg)
 	extra := append(tracing.DialOptions(), grpc.WithChainUnaryInterceptor(tracing.UnaryClientBatchLinks()))
 	return grpcclient.Dial(a.cfg.CentralAddr, grpcclient.Options{
 		Logger: a.log.With("component", "central-client"),
-		TLS:    clientTLS,
+		Creds:  clientTLS,
 		Unary:  []grpc.UnaryClientInterceptor{rpc.UnaryClientInterceptor()},
 	}, extra...)
 }

@@ -53,6 +53,9 @@ type Options struct {
 	Logger *slog.Logger
 	// TLS is the client TLS configuration; nil dials plaintext.
 	TLS *tls.Config
+	// Creds, when set, are the transport credentials instead of TLS (for
+	// credentials that re-read their files, tlsconfig.ClientCredentials).
+	Creds credentials.TransportCredentials
 	// MaxAttempts counts all attempts of one call, the first included. Default 4.
 	MaxAttempts uint
 	// PerAttemptTimeout bounds one attempt, the wait for a connection included.
@@ -187,7 +190,10 @@ func DialOptions(o Options) ([]grpc.DialOption, error) {
 	}
 
 	creds := insecure.NewCredentials()
-	if o.TLS != nil {
+	switch {
+	case o.Creds != nil:
+		creds = o.Creds
+	case o.TLS != nil:
 		creds = credentials.NewTLS(o.TLS)
 	}
 	return []grpc.DialOption{

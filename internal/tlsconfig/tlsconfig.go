@@ -11,10 +11,13 @@
 // Connections already open keep the certificate they were made with.
 // What rotates: the server's certificate and key, the CA that verifies
 // client certificates (server side), and the client's certificate and key.
-// The CA a client uses to verify its server is read once, at start.
+// The CA a client uses to verify its server rotates with ClientCredentials
+// (gRPC clients: a fresh configuration per handshake); Client's *tls.Config
+// reads it once, at start.
 package tlsconfig
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -27,6 +30,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/credentials"
 )
 
 // Files names PEM files. CA is the authority that signs the peer's
@@ -128,6 +133,57 @@ func Client(f Files, opts ...Options) (*tls.Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// ClientCredentials is Client for gRPC, with the CA rotating too: every
+// handshake gets a configuration with the CA and the client certificate as
+// their files are now, verified the standard way (server name included).
+func ClientCredentials(f Files, opts ...Options) (credentials.TransportCredentials, error) {
+	base, err := Client(Files{Cert: f.Cert, Key: f.Key}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	r := &reloadingCreds{base: base}
+	if f.CA != "" {
+		if r.ca, err = newCAFile(f.CA, pick(opts).Logger); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// reloadingCreds hands each handshake to gRPC's TLS credentials built on
+// the configuration of the moment.
+type reloadingCreds struct {
+	base *tls.Config
+	ca   *caFile // nil: the system roots
+}
+
+func (r *reloadingCreds) current() credentials.TransportCredentials {
+	c := r.base.Clone()
+	if r.ca != nil {
+		c.RootCAs = r.ca.get()
+	}
+	return credentials.NewTLS(c)
+}
+
+func (r *reloadingCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return r.current().ClientHandshake(ctx, authority, raw)
+}
+
+func (r *reloadingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("tlsconfig: client credentials cannot serve")
+}
+
+func (r *reloadingCreds) Info() credentials.ProtocolInfo { return credentials.NewTLS(r.base).Info() }
+
+func (r *reloadingCreds) Clone() credentials.TransportCredentials {
+	return &reloadingCreds{base: r.base.Clone(), ca: r.ca}
+}
+
+// OverrideServerName is deprecated in gRPC and unused here.
+func (r *reloadingCreds) OverrideServerName(string) error {
+	return errors.New("tlsconfig: OverrideServerName is not supported")
 }
 
 func pick(opts []Options) Options {

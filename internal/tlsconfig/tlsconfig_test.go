@@ -1,6 +1,7 @@
 package tlsconfig_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/chasqui/chasqui/internal/certs"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
@@ -154,4 +156,76 @@ func TestCheckInsecure(t *testing.T) {
 			require.NoError(t, tlsconfig.CheckInsecure(true, map[string]string{"--grpc-addr": addr}))
 		}
 	}
+}
+
+// A gRPC client's CA rotates too (ClientCredentials): after the site moves
+// to a new CA (its certificate replaced on disk, the server re-issued by
+// it), new handshakes verify against the new CA, with no new credentials;
+// the *tls.Config of Client, read once, still refuses the new server.
+func TestClientCredentialsFollowCARotation(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	s.issueEdge(t, "server", "srv")
+	f := s.files("server")
+	serverCfg, err := tlsconfig.Server(tlsconfig.Files{Cert: f.Cert, Key: f.Key})
+	require.NoError(t, err)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = lis.Close() })
+	serverCreds := credentials.NewTLS(serverCfg) // as a gRPC server does (ALPN h2)
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				if tc, _, err := serverCreds.ServerHandshake(c); err == nil {
+					_ = tc.Close()
+				}
+				_ = c.Close()
+			}()
+		}
+	}()
+	creds, err := tlsconfig.ClientCredentials(tlsconfig.Files{CA: f.CA})
+	require.NoError(t, err)
+	static, err := tlsconfig.Client(tlsconfig.Files{CA: f.CA})
+	require.NoError(t, err)
+	static.ServerName = "127.0.0.1"
+	static.NextProtos = []string{"h2"}
+	dial := func() error {
+		raw, err := net.Dial("tcp", lis.Addr().String())
+		require.NoError(t, err)
+		defer raw.Close()
+		conn, _, err := creds.ClientHandshake(context.Background(), lis.Addr().String(), raw)
+		if err == nil {
+			_ = conn.Close()
+		}
+		return err
+	}
+	require.NoError(t, dial())
+
+	// A new CA for the site: its certificate replaces ca.pem, and the
+	// server's pair is re-issued by it.
+	ca2, p2, err := certs.NewCA("ca2", time.Hour, time.Now())
+	require.NoError(t, err)
+	_, _, err = certs.WritePair(s.dir, "ca", p2, true)
+	require.NoError(t, err)
+	s.ca = ca2
+	s.issueEdge(t, "server", "srv")
+
+	require.NoError(t, dial(), "verified against the CA now on disk")
+	conn, err := tls.Dial("tcp", lis.Addr().String(), static)
+	if err == nil {
+		_ = conn.Close()
+	}
+	require.Error(t, err, "the CA read once at start does not know the new server")
+
+	// The server name is still checked: a name the certificate does not
+	// carry is refused.
+	raw, err := net.Dial("tcp", lis.Addr().String())
+	require.NoError(t, err)
+	defer raw.Close()
+	_, _, err = creds.ClientHandshake(context.Background(), "central.example:7443", raw)
+	require.Error(t, err)
 }
