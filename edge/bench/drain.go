@@ -45,6 +45,7 @@ type drainResult struct {
 	fill     time.Duration // writing the backlog (not part of the figure)
 	drain    time.Duration // forwarder start until central's cursor reached n
 	cpuPerTx time.Duration
+	pgPerTx  time.Duration // PostgreSQL's processes
 }
 
 // drainBench leaves a backlog of n single-observation transactions in a
@@ -167,8 +168,7 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 	}
 	// PostgreSQL's CPU shares the same cores: with the process's own it
 	// bounds the rate on this machine.
-	fmt.Printf("BENCH drain_postgres_cpu_us_per_tx %.1f us (PostgreSQL's processes during the drain)\n", us(pgCPU/time.Duration(n)))
-	return drainResult{n: n, fill: fill, drain: drain, cpuPerTx: cpu / time.Duration(n)}, nil
+	return drainResult{n: n, fill: fill, drain: drain, cpuPerTx: cpu / time.Duration(n), pgPerTx: pgCPU / time.Duration(n)}, nil
 }
 
 // serverCPU is the CPU time (user + system) of the PostgreSQL server

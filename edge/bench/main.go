@@ -309,6 +309,7 @@ func run() error {
 		fmt.Printf("BENCH drain_tx_per_s %.0f tx/s\n", float64(drain.n)/drain.drain.Seconds())
 		fmt.Printf("BENCH drain_seconds %.2f s (%d tx; backlog written in %.1f s)\n", drain.drain.Seconds(), drain.n, drain.fill.Seconds())
 		fmt.Printf("BENCH drain_cpu_us_per_tx %.1f us (edge and central processes, PostgreSQL not included)\n", us(drain.cpuPerTx))
+		fmt.Printf("BENCH drain_postgres_cpu_us_per_tx %.1f us (PostgreSQL's processes during the drain)\n", us(drain.pgPerTx))
 	}
 	return nil
 }
