@@ -66,7 +66,7 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "alternating echo/submit rounds; the best of each is reported")
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
-	only := flag.String("only", "", "run only this figure: echo, submit, batched, badger, drain, redis or rss (profiling)")
+	only := flag.String("only", "", "run only this figure: echo, submit, queue, batched, badger, drain, redis or rss (profiling)")
 	drainN := flag.Int("drain", 100_000, "backlog size of the drain figure (forwarded to a real central)")
 	rssN := flag.Int("rss-backlog", 1_000_000, "backlog size of the edge_rss_mib figure (0: skip); measured in a child process")
 	memLimit := flag.Int64("memory-limit", 192<<20, "with -backlog: Go soft memory limit, as chasqui-edge --memory-limit (0: GOMEMLIMIT or none)")
