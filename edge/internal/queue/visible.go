@@ -22,15 +22,20 @@ import (
 //     os/<seq> lists a transaction's overlay keys so they are dropped
 //     together: when it becomes VISIBLE, when central rejects it, or after
 //     OverlayRetention without a replica.
-//   - Not yet visible: each COMMITTED transaction has v/<seq> -> (commit
-//     LSN, committed at, id). Commit LSNs grow with seq, so Replayed walks
-//     v/ from its start and stops at the first LSN past the replay LSN: the
-//     work is the transactions that become visible, never a full scan. The
-//     first entry left is also the oldest unreplayed commit (lag seconds).
+//   - Not yet visible: the COMMITTED transactions of one commit answer
+//     share one unseen record V/<last seq> -> (commit LSN, committed at,
+//     then each seq and id); stores written before records have one
+//     v/<seq> -> (LSN, committed at, id) per transaction, read first.
+//     Commit LSNs grow with seq, so Replayed walks them from the start and
+//     stops at the first LSN past the replay LSN: the work is the
+//     transactions that become visible, never a full scan. The first one
+//     left is also the oldest unreplayed commit (lag seconds).
 //   - Change log: every state change (accepted, committed, visible,
-//     rejected) is w/<change> -> TransactionStatus, numbered by a counter
-//     kept with the others, so WatchTransactions resumes after a reconnect
-//     without missing one. It keeps the last MaxChanges changes.
+//     rejected) is numbered by a counter kept with the others, so
+//     WatchTransactions resumes after a reconnect without missing one; the
+//     changes one Badger transaction logs share one record w/<number of
+//     the last> (older stores: one w/<number> per change). It keeps about
+//     the last MaxChanges changes (whole records).
 var (
 	prefixOverlay    = []byte("o/")
 	prefixOverlaySeq = []byte("os/")
