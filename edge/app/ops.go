@@ -165,9 +165,14 @@ func (a *App) registerMetrics() {
 		if err != nil {
 			disk = -1
 		}
+		qs, err := a.q.Stats()
+		if err != nil {
+			return metrics.EdgeSnapshot{}, err
+		}
 		return metrics.EdgeSnapshot{
 			Status: st, Forwarding: a.fwd != nil, Started: a.started, DiskBytes: disk,
 			ForwardedTotal: a.forwarded.Load(), DeadLettersTotal: a.deadLettered.Load(),
+			AcceptedTotal: qs.Accepted, AppendGroupsTotal: qs.AppendGroups,
 		}, nil
 	}))
 }

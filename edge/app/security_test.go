@@ -271,6 +271,8 @@ func TestMetricsWhileCentralDownAndNoSecretsInLogs(t *testing.T) {
 		require.NoError(t, err)
 		m := scrape(t, a.HTTPAddr())
 		require.Equal(t, float64(i), m["chasqui_queue_transactions"], "the queue grows")
+		require.Equal(t, float64(i), m["chasqui_accepted_transactions_total"])
+		require.Equal(t, float64(i), m["chasqui_queue_append_groups_total"], "one call at a time: a group each")
 		require.Greater(t, m["chasqui_queue_bytes"], prev)
 		prev = m["chasqui_queue_bytes"]
 	}

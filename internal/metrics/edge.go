@@ -32,6 +32,10 @@ type EdgeSnapshot struct {
 	Started time.Time
 	// DiskBytes is the size of the Badger directory; negative when unknown.
 	DiskBytes int64
+	// AcceptedTotal and AppendGroupsTotal count, since the process
+	// started, the transactions the edge stored and the fsync'd groups it
+	// stored them in.
+	AcceptedTotal, AppendGroupsTotal uint64
 }
 
 // EdgeMetrics lists the edge's series with their meaning, in the order
@@ -72,6 +76,10 @@ var EdgeMetrics = []Metric{
 		Help: "Bytes of the edge's Badger directory on disk."},
 	{Name: "chasqui_disk_free_bytes", Type: prometheus.GaugeValue,
 		Help: "Free bytes on the data directory's file system."},
+	{Name: "chasqui_accepted_transactions_total", Type: prometheus.CounterValue,
+		Help: "Transactions accepted and stored (fsync'd) by this process; resubmitted duplicates not counted."},
+	{Name: "chasqui_queue_append_groups_total", Type: prometheus.CounterValue,
+		Help: "Append groups written by this process, one fsync each: accepted per group is what group commit saves."},
 }
 
 // ForwarderStates are the states chasqui_forwarder_state reports.
@@ -125,6 +133,8 @@ func NewEdgeCollector(read func() (EdgeSnapshot, error)) prometheus.Collector {
 			out[15] = One(float64(s.DiskBytes))
 		}
 		out[16] = One(float64(st.GetDiskFreeBytes()))
+		out[17] = One(float64(s.AcceptedTotal))
+		out[18] = One(float64(s.AppendGroupsTotal))
 		return out, nil
 	})
 }

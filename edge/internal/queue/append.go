@@ -306,6 +306,7 @@ func (q *Queue) land(p *flight, err error) {
 	q.groups.Add(1)
 	if err == nil {
 		q.setMeta(*p.g.m)
+		q.accepted.Add(p.g.m.lastSeq - p.base.lastSeq)
 	} else {
 		q.log.Error("append group failed", "err", err, "requests", len(p.group))
 		if rerr := q.reload(); rerr != nil {
@@ -385,6 +386,7 @@ func (q *Queue) writeGroup(group []*submitReq) {
 		}
 	} else {
 		q.setMeta(m)
+		q.accepted.Add(m.lastSeq - before)
 	}
 	q.wgen++
 	if q.snapshot().lastSeq != before {

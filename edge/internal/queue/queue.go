@@ -225,6 +225,7 @@ type Queue struct {
 	inflight bool      // guarded by wmu
 	wgen     uint64    // guarded by wmu
 	groups   atomic.Uint64
+	accepted atomic.Uint64
 	mu       sync.Mutex // guards m and changed
 	m        meta
 	changed  chan struct{} // closed at the next change (ChangeNotify)
@@ -457,9 +458,10 @@ type Stats struct {
 	// DiskFree is the free space of the data directory's file system.
 	DiskFree uint64
 	// AppendGroups counts the append groups written since Open: one
-	// fsync'd Badger write each, so accepted transactions per group is
-	// what group commit saves.
-	AppendGroups uint64
+	// fsync'd Badger write each, so Accepted per group is what group
+	// commit saves. Accepted counts the new transactions they stored
+	// (duplicates and refused requests not included).
+	AppendGroups, Accepted uint64
 }
 
 // Stats reads the counters.
@@ -467,6 +469,7 @@ func (q *Queue) Stats() (Stats, error) {
 	m := q.snapshot()
 	s := Stats{
 		AppendGroups:  q.groups.Load(),
+		Accepted:      q.accepted.Load(),
 		Count:         m.lastSeq - m.committed,
 		Bytes:         m.cumLast - m.cumCommitted,
 		RetainedBytes: m.cumCommitted - m.cumHead,
