@@ -1,7 +1,6 @@
 package deploytest
 
 import (
-	"context"
 	"log/slog"
 	"os"
 	"strings"
@@ -199,20 +198,7 @@ func TestAlertExpressionsFire(t *testing.T) {
 		t.Helper()
 		storage := promqltest.LoadedStorage(t, "load 1m\n"+indent(load))
 		t.Cleanup(func() { _ = storage.Close() })
-		q, err := engine.NewInstantQuery(context.Background(), storage, nil, expr, at)
-		if err != nil {
-			t.Fatalf("%s: %v", expr, err)
-		}
-		defer q.Close()
-		res := q.Exec(context.Background())
-		if res.Err != nil {
-			t.Fatalf("%s: %v", expr, res.Err)
-		}
-		v, err := res.Vector()
-		if err != nil {
-			t.Fatalf("%s: %v", expr, err)
-		}
-		return v
+		return instantQuery(t, engine, storage, expr, at)
 	}
 	for name, sc := range scenarios {
 		r, ok := rules[name]

@@ -387,40 +387,34 @@ func submitRequest(n int) []byte {
 // acknowledged (stored) every one.
 func (e *edgeProc) submit(t *testing.T, n int) {
 	t.Helper()
-	bin, err := buildBinary("chasqui")
+	submitThrough(t, "chasqui", n, "--addr", e.grpcAddr, "--json", "--timeout", "30s", "submit", "-f", "-")
+}
+
+// submitThrough runs binary name with args, n transactions on its stdin
+// (a SubmitRequest in protobuf JSON), and checks its answer.
+func submitThrough(t *testing.T, name string, n int, args ...string) {
+	t.Helper()
+	bin, err := buildBinary(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--addr", e.grpcAddr, "--json", "--timeout", "30s", "submit", "-f", "-")
+	cmd := exec.Command(bin, args...)
 	cmd.Env = cleanEnv()
 	cmd.Stdin = bytes.NewReader(submitRequest(n))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("chasqui submit: %v\n%s", err, stderr.Bytes())
+		t.Fatalf("%s: %v\n%s", name, err, stderr.Bytes())
 	}
-	checkSubmitted(t, "chasqui submit", out, n)
+	checkSubmitted(t, name, out, n)
 }
 
 // seedOldStore creates an edge store in dir holding n transactions
 // accepted at acceptedAt, and returns n.
 func seedOldStore(t *testing.T, dir, edgeID string, acceptedAt time.Time, n int) int {
 	t.Helper()
-	bin, err := buildBinary("chasqui-queue-seed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--data-dir", dir, "--edge-id", edgeID, "--accepted-at", acceptedAt.UTC().Format(time.RFC3339Nano))
-	cmd.Env = cleanEnv()
-	cmd.Stdin = bytes.NewReader(submitRequest(n))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chasqui-queue-seed: %v\n%s", err, stderr.Bytes())
-	}
-	checkSubmitted(t, "chasqui-queue-seed", out, n)
+	submitThrough(t, "chasqui-queue-seed", n, "--data-dir", dir, "--edge-id", edgeID, "--accepted-at", acceptedAt.UTC().Format(time.RFC3339Nano))
 	return n
 }
 
