@@ -237,24 +237,17 @@ func (q *Queue) prepare(group []*submitReq, after *flight) *flight {
 		p.base, p.gen = q.snapshot(), q.wgen
 	}
 	m := p.base
-	g := &groupWrite{
-		q:     q,
-		m:     &m,
-		now:   q.opts.Now(),
-		known: make(map[string]*edgev1.SubmitResult),
-	}
+	var w *batch
 	if after != nil && after.ahead != nil {
-		g.w = &batch{q: q, txn: after.ahead, m: &m}
+		w = &batch{q: q, txn: after.ahead, m: &m}
 		after.ahead = nil
-		g.prev = after.g.known
 	} else {
-		g.w = q.newBatch(&m)
+		w = q.newBatch(&m)
 	}
-	g.w.noFlush = true
-	p.g = g
-	g.free, g.freeErr = q.opts.StatFS(q.opts.Dir)
-	if g.freeErr != nil {
-		q.log.Error("statfs of data dir failed; refusing writes", "dir", q.opts.Dir, "err", g.freeErr)
+	w.noFlush = true
+	p.g = q.newGroupWrite(w)
+	if after != nil {
+		p.g.prev = after.g.known
 	}
 	for _, r := range group {
 		p.add(r)
@@ -338,17 +331,7 @@ func (q *Queue) writeGroup(group []*submitReq) {
 	resps := make([]submitResp, len(group))
 	m := q.snapshot()
 	before := m.lastSeq
-	g := &groupWrite{
-		q:     q,
-		w:     q.newBatch(&m),
-		m:     &m,
-		now:   q.opts.Now(),
-		known: make(map[string]*edgev1.SubmitResult),
-	}
-	g.free, g.freeErr = q.opts.StatFS(q.opts.Dir)
-	if g.freeErr != nil {
-		q.log.Error("statfs of data dir failed; refusing writes", "dir", q.opts.Dir, "err", g.freeErr)
-	}
+	g := q.newGroupWrite(q.newBatch(&m))
 	var err error
 	for i, r := range group {
 		if err != nil {
@@ -422,6 +405,17 @@ type groupWrite struct {
 	known   map[string]*edgev1.SubmitResult // first answers given in this group
 	prev    map[string]*edgev1.SubmitResult // those of the group committing ahead of this one
 	fatal   error
+}
+
+// newGroupWrite starts a group writing into w (and w's counters), with the
+// free disk space of the moment.
+func (q *Queue) newGroupWrite(w *batch) *groupWrite {
+	g := &groupWrite{q: q, w: w, m: w.m, now: q.opts.Now(), known: make(map[string]*edgev1.SubmitResult)}
+	g.free, g.freeErr = q.opts.StatFS(q.opts.Dir)
+	if g.freeErr != nil {
+		q.log.Error("statfs of data dir failed; refusing writes", "dir", q.opts.Dir, "err", g.freeErr)
+	}
+	return g
 }
 
 func dupOf(a *edgev1.SubmitResult) *edgev1.SubmitResult {
