@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -94,6 +95,14 @@ func Status(err error) *status.Status {
 	return st
 }
 
+// field is the path of a request field, joined into text only when a
+// violation names it (validation runs on every transaction; most are fine).
+type field struct{ prefix, leaf string }
+
+func at(prefix, leaf string) field { return field{prefix, leaf} }
+
+func (f field) String() string { return f.prefix + f.leaf }
+
 // checker collects violations up to maxViolations.
 type checker struct {
 	vs []Violation
@@ -126,7 +135,7 @@ func ValidateSubmit(req *edgev1.SubmitRequest) error {
 		if c.full() {
 			break
 		}
-		p := fmt.Sprintf("transactions[%d]", i)
+		p := "transactions[" + strconv.Itoa(i) + "]"
 		if tx.GetEdgeId() != "" {
 			c.add(p+".edge_id", "must be left empty: the edge sets it")
 		}
@@ -150,8 +159,8 @@ func ValidateSubmit(req *edgev1.SubmitRequest) error {
 // first_seq without gaps, with every record id filled in.
 func ValidateCommit(req *centralv1.CommitRequest) error {
 	c := &checker{}
-	checkName(c, "edge_id", req.GetEdgeId(), true)
-	checkName(c, "epoch", req.GetEpoch(), true)
+	checkName(c, at("", "edge_id"), req.GetEdgeId(), true)
+	checkName(c, at("", "epoch"), req.GetEpoch(), true)
 	txs := req.GetTransactions()
 	if req.GetFirstSeq() == 0 {
 		c.add("first_seq", "must be at least 1")
@@ -164,7 +173,7 @@ func ValidateCommit(req *centralv1.CommitRequest) error {
 		if c.full() {
 			break
 		}
-		p := fmt.Sprintf("transactions[%d]", i)
+		p := "transactions[" + strconv.Itoa(i) + "]"
 		if tx.GetEdgeId() != req.GetEdgeId() {
 			c.add(p+".edge_id", "is %q, want the request's edge_id %q", clip(tx.GetEdgeId()), clip(req.GetEdgeId()))
 		}
@@ -177,7 +186,7 @@ func ValidateCommit(req *centralv1.CommitRequest) error {
 		if tx.GetAcceptedAt() == nil {
 			c.add(p+".accepted_at", "is required")
 		} else {
-			checkTime(c, p+".accepted_at", tx.GetAcceptedAt())
+			checkTime(c, at(p, ".accepted_at"), tx.GetAcceptedAt())
 		}
 		checkTransaction(c, p, tx, true)
 		checkDuplicateID(c, p, tx.GetId(), i, seen)
@@ -185,12 +194,12 @@ func ValidateCommit(req *centralv1.CommitRequest) error {
 	return c.err()
 }
 
-func checkCount(c *checker, field string, n int) {
+func checkCount(c *checker, name string, n int) {
 	switch {
 	case n == 0:
-		c.add(field, "at least one transaction is required")
+		c.add(name, "at least one transaction is required")
 	case n > MaxTransactions:
-		c.add(field, "%d transactions, at most %d allowed per request", n, MaxTransactions)
+		c.add(name, "%d transactions, at most %d allowed per request", n, MaxTransactions)
 	}
 }
 
@@ -208,7 +217,7 @@ func checkDuplicateID(c *checker, p, id string, i int, seen map[string]int) {
 // checkTransaction holds the rules shared by Submit and Commit; requireIDs
 // is set for Commit, where the edge has filled in every record id.
 func checkTransaction(c *checker, p string, tx *opsv1.Transaction, requireIDs bool) {
-	checkID(c, p+".id", tx.GetId(), true)
+	checkID(c, at(p, ".id"), tx.GetId(), true)
 	muts := tx.GetMutations()
 	switch {
 	case len(muts) == 0:
@@ -230,7 +239,7 @@ func checkTransaction(c *checker, p string, tx *opsv1.Transaction, requireIDs bo
 		if c.full() {
 			return
 		}
-		mp := fmt.Sprintf("%s.mutations[%d]", p, j)
+		mp := p + ".mutations[" + strconv.Itoa(j) + "]"
 		switch k := m.GetKind().(type) {
 		case *opsv1.Mutation_Observation:
 			checkObservation(c, mp+".observation", k.Observation, requireIDs)
@@ -251,22 +260,22 @@ func checkObservation(c *checker, p string, o *opsv1.Observation, requireID bool
 		c.add(p, "is required")
 		return
 	}
-	checkID(c, p+".id", o.GetId(), requireID)
-	checkName(c, p+".instrument", o.GetInstrument(), true)
-	checkName(c, p+".source", o.GetSource(), false)
-	checkName(c, p+".obs_unit", o.GetObsUnit(), false)
-	checkStatus(c, p+".status", o.GetStatus())
+	checkID(c, at(p, ".id"), o.GetId(), requireID)
+	checkName(c, at(p, ".instrument"), o.GetInstrument(), true)
+	checkName(c, at(p, ".source"), o.GetSource(), false)
+	checkName(c, at(p, ".obs_unit"), o.GetObsUnit(), false)
+	checkStatus(c, at(p, ".status"), o.GetStatus())
 	start, end := o.GetStartTime(), o.GetEndTime()
 	startOK := false
 	if start == nil {
 		c.add(p+".start_time", "is required")
 	} else {
-		startOK = checkTime(c, p+".start_time", start)
+		startOK = checkTime(c, at(p, ".start_time"), start)
 	}
-	if end != nil && checkTime(c, p+".end_time", end) && startOK && end.AsTime().Before(start.AsTime()) {
+	if end != nil && checkTime(c, at(p, ".end_time"), end) && startOK && end.AsTime().Before(start.AsTime()) {
 		c.add(p+".end_time", "before start_time")
 	}
-	checkStruct(c, p+".attributes", o.GetAttributes())
+	checkStruct(c, at(p, ".attributes"), o.GetAttributes())
 }
 
 func checkObservationUpdate(c *checker, p string, u *opsv1.ObservationUpdate) {
@@ -275,14 +284,14 @@ func checkObservationUpdate(c *checker, p string, u *opsv1.ObservationUpdate) {
 		return
 	}
 	// The id names the record to change: always required, even at Submit.
-	checkRef(c, p+".id", u.GetId(), true)
+	checkRef(c, at(p, ".id"), u.GetId(), true)
 	if u.Status != nil {
-		checkStatus(c, p+".status", u.GetStatus())
+		checkStatus(c, at(p, ".status"), u.GetStatus())
 	}
 	if u.GetEndTime() != nil {
-		checkTime(c, p+".end_time", u.GetEndTime())
+		checkTime(c, at(p, ".end_time"), u.GetEndTime())
 	}
-	checkStruct(c, p+".attributes", u.GetAttributes())
+	checkStruct(c, at(p, ".attributes"), u.GetAttributes())
 }
 
 func checkInstrumentConfig(c *checker, p string, ic *opsv1.InstrumentConfig, requireID bool) {
@@ -290,15 +299,15 @@ func checkInstrumentConfig(c *checker, p string, ic *opsv1.InstrumentConfig, req
 		c.add(p, "is required")
 		return
 	}
-	checkID(c, p+".id", ic.GetId(), requireID)
-	checkName(c, p+".instrument", ic.GetInstrument(), true)
-	checkRef(c, p+".observation_id", ic.GetObservationId(), false)
+	checkID(c, at(p, ".id"), ic.GetId(), requireID)
+	checkName(c, at(p, ".instrument"), ic.GetInstrument(), true)
+	checkRef(c, at(p, ".observation_id"), ic.GetObservationId(), false)
 	if ic.GetRecordedAt() == nil {
 		c.add(p+".recorded_at", "is required")
 	} else {
-		checkTime(c, p+".recorded_at", ic.GetRecordedAt())
+		checkTime(c, at(p, ".recorded_at"), ic.GetRecordedAt())
 	}
-	checkStruct(c, p+".config", ic.GetConfig())
+	checkStruct(c, at(p, ".config"), ic.GetConfig())
 }
 
 func checkRawDataFile(c *checker, p string, f *opsv1.RawDataFile, requireID bool) {
@@ -306,8 +315,8 @@ func checkRawDataFile(c *checker, p string, f *opsv1.RawDataFile, requireID bool
 		c.add(p, "is required")
 		return
 	}
-	checkID(c, p+".id", f.GetId(), requireID)
-	checkRef(c, p+".observation_id", f.GetObservationId(), true)
+	checkID(c, at(p, ".id"), f.GetId(), requireID)
+	checkRef(c, at(p, ".observation_id"), f.GetObservationId(), true)
 	switch path := f.GetPath(); {
 	case path == "":
 		c.add(p+".path", "is required")
@@ -327,102 +336,123 @@ func checkRawDataFile(c *checker, p string, f *opsv1.RawDataFile, requireID bool
 		}
 	}
 	if f.GetCreatedAt() != nil {
-		checkTime(c, p+".created_at", f.GetCreatedAt())
+		checkTime(c, at(p, ".created_at"), f.GetCreatedAt())
 	}
 }
 
 // checkID checks a record's or transaction's own id: a UUIDv7 in canonical
 // text form; empty only when !required.
-func checkID(c *checker, field, id string, required bool) {
+func checkID(c *checker, f field, id string, required bool) {
 	if id == "" {
 		if required {
-			c.add(field, "is required (a UUIDv7)")
+			c.add(f.String(), "is required (a UUIDv7)")
 		}
 		return
 	}
-	u, ok := parseUUID(c, field, id)
+	u, ok := parseUUID(c, f, id)
 	if ok && u.Version() != 7 {
-		c.add(field, "is a version %d UUID; ids must be UUIDv7 (time-ordered, e.g. uuid.NewV7)", u.Version())
+		c.add(f.String(), "is a version %d UUID; ids must be UUIDv7 (time-ordered, e.g. uuid.NewV7)", u.Version())
 	}
 }
 
 // checkRef checks a reference to a record: any UUID in canonical text form.
-func checkRef(c *checker, field, id string, required bool) {
+func checkRef(c *checker, f field, id string, required bool) {
 	if id == "" {
 		if required {
-			c.add(field, "is required")
+			c.add(f.String(), "is required")
 		}
 		return
 	}
-	parseUUID(c, field, id)
+	parseUUID(c, f, id)
 }
 
-func parseUUID(c *checker, field, id string) (uuid.UUID, bool) {
+func parseUUID(c *checker, f field, id string) (uuid.UUID, bool) {
 	// uuid.Parse also takes braces, urn: prefixes and no dashes; insist on
 	// the canonical form so the same id never travels in two spellings.
 	u, err := uuid.Parse(id)
-	if err != nil || len(id) != 36 || u.String() != strings.ToLower(id) {
-		c.add(field, "%q is not a UUID in canonical form (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", clip(id))
+	if err != nil || !canonicalUUID(id) {
+		c.add(f.String(), "%q is not a UUID in canonical form (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", clip(id))
 		return u, false
 	}
 	if u.Variant() != uuid.RFC4122 {
-		c.add(field, "%q is not an RFC 9562 UUID (variant bits)", id)
+		c.add(f.String(), "%q is not an RFC 9562 UUID (variant bits)", id)
 		return u, false
 	}
 	return u, true
 }
 
-func checkName(c *checker, field, s string, required bool) {
+// canonicalUUID: 36 characters, dashes at 8, 13, 18 and 23, lowercase hex
+// elsewhere (what uuid.UUID.String writes).
+func canonicalUUID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch ch := id[i]; i {
+		case 8, 13, 18, 23:
+			if ch != '-' {
+				return false
+			}
+		default:
+			if (ch < '0' || ch > '9') && (ch < 'a' || ch > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func checkName(c *checker, f field, s string, required bool) {
 	switch {
 	case s == "":
 		if required {
-			c.add(field, "is required")
+			c.add(f.String(), "is required")
 		}
 	case len(s) > MaxNameLen:
-		c.add(field, "%d bytes, at most %d allowed", len(s), MaxNameLen)
+		c.add(f.String(), "%d bytes, at most %d allowed", len(s), MaxNameLen)
 	case strings.ContainsRune(s, 0):
-		c.add(field, "contains a NUL byte")
+		c.add(f.String(), "contains a NUL byte")
 	case !utf8.ValidString(s):
-		c.add(field, "is not valid UTF-8")
+		c.add(f.String(), "is not valid UTF-8")
 	}
 }
 
-func checkStatus(c *checker, field string, s opsv1.ObservationStatus) {
+func checkStatus(c *checker, f field, s opsv1.ObservationStatus) {
 	if s == opsv1.ObservationStatus_OBSERVATION_STATUS_UNSPECIFIED {
-		c.add(field, "is required (RUNNING, COMPLETED, FAILED or ABORTED)")
+		c.add(f.String(), "is required (RUNNING, COMPLETED, FAILED or ABORTED)")
 		return
 	}
 	if _, ok := opsv1.ObservationStatus_name[int32(s)]; !ok {
-		c.add(field, "unknown value %d", int32(s))
+		c.add(f.String(), "unknown value %d", int32(s))
 	}
 }
 
 // checkTime: timestamppb's valid range (years 1 to 9999) lies inside
 // PostgreSQL's timestamptz range (4713 BC to 294276 AD), so a valid
 // Timestamp always fits the database.
-func checkTime(c *checker, field string, ts *timestamppb.Timestamp) bool {
+func checkTime(c *checker, f field, ts *timestamppb.Timestamp) bool {
 	if err := ts.CheckValid(); err != nil {
-		c.add(field, "invalid timestamp: %s", strings.TrimPrefix(err.Error(), "proto: "))
+		c.add(f.String(), "invalid timestamp: %s", strings.TrimPrefix(err.Error(), "proto: "))
 		return false
 	}
 	return true
 }
 
-func checkStruct(c *checker, field string, s *structpb.Struct) {
+func checkStruct(c *checker, f field, s *structpb.Struct) {
 	if s == nil {
 		return
 	}
 	if !structDepthOK(s, 1) {
-		c.add(field, "nested deeper than %d levels", MaxStructDepth)
+		c.add(f.String(), "nested deeper than %d levels", MaxStructDepth)
 		return
 	}
 	if n := proto.Size(s); n > MaxStructBytes {
-		c.add(field, "%d bytes encoded, at most %d allowed", n, MaxStructBytes)
+		c.add(f.String(), "%d bytes encoded, at most %d allowed", n, MaxStructBytes)
 		return
 	}
 	if !jsonStorable(s) {
 		// PostgreSQL's jsonb cannot hold U+0000, and JSON has no NaN or infinity.
-		c.add(field, "contains a NUL character or a non-finite number")
+		c.add(f.String(), "contains a NUL character or a non-finite number")
 	}
 }
 
