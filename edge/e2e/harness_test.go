@@ -160,3 +160,16 @@ func TestHistoryChecker(t *testing.T) {
 	require.Equal(t, 2, r.Invented, "an applied row and an observation row of an unknown tx")
 	require.False(t, r.OK())
 }
+
+// FreePort never hands out the same port twice in one test process (the
+// kernel does offer a just-released port again: an edge once got the same
+// port for gRPC and HTTP and could not start).
+func TestFreePortNeverRepeats(t *testing.T) {
+	t.Parallel()
+	seen := map[int]bool{}
+	for range 300 {
+		p := FreePort(t)
+		require.False(t, seen[p], "port %d handed out twice", p)
+		seen[p] = true
+	}
+}
