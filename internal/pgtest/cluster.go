@@ -549,14 +549,28 @@ func (c *Cluster) awaitExit(p *postmaster, timeout time.Duration) error {
 // group is empty and the postmaster reaped, the kernel may hand its number
 // to another process group, maybe another cluster's.
 func (c *Cluster) killGroup(p *postmaster) error {
+	// PostgreSQL's children call setsid(): every backend and auxiliary
+	// process leads a process group of its own, so the postmaster's group
+	// is the postmaster alone, and a backend left running keeps working
+	// (and committing) until it next looks for its postmaster. Stop the
+	// postmaster so it forks no more, then kill it and all its children.
+	_ = syscall.Kill(p.pid, syscall.SIGSTOP)
+	kids := childrenOf(p.pid)
 	deadline := time.Now().Add(killTimeout)
 	for {
-		if p.exited() && !groupAlive(p.pid) {
+		left := 0
+		for _, k := range kids {
+			if k.alive() {
+				left++
+				_ = syscall.Kill(k.pid, syscall.SIGKILL)
+			}
+		}
+		if left == 0 && p.exited() && !groupAlive(p.pid) {
 			return nil
 		}
 		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pgtest: %s: server processes of group %d survived SIGKILL for %s", c.name, p.pid, killTimeout)
+			return fmt.Errorf("pgtest: %s: server processes of postmaster %d survived SIGKILL for %s", c.name, p.pid, killTimeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

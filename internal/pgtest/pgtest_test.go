@@ -1,8 +1,12 @@
 package pgtest_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -181,4 +185,59 @@ func TestReplicaReceivesPrimaryWrites(t *testing.T) {
 	var pgErr *pgconn.PgError
 	require.ErrorAs(t, err, &pgErr, "a hot standby is read-only")
 	require.Equal(t, "25006", pgErr.Code, "read_only_sql_transaction")
+}
+
+// Kill takes down every server process at once, the backends too (each
+// leads a process group of its own: PostgreSQL's children call setsid), so
+// no backend keeps running, and committing, after Kill returns. A backend
+// busy computing does not look for its dead postmaster until it is done.
+func TestKillLeavesNoBackendRunning(t *testing.T) {
+	t.Parallel()
+	c := pgtest.StartCluster(t, pgtest.Options{Name: "killall"})
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	var backend int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend))
+	busy := make(chan error, 1)
+	go func() {
+		// Minutes of work with no latch wait in it.
+		_, err := conn.Exec(context.Background(), "SELECT count(*) FROM generate_series(1, 10000000000)")
+		busy <- err
+	}()
+	require.Eventually(t, func() bool { return processRunning(backend) && cpuTicks(backend) > 10 }, 30*time.Second, 10*time.Millisecond,
+		"the backend should be computing")
+
+	require.NoError(t, c.Kill())
+	require.False(t, processRunning(backend), "backend %d still running after Kill", backend)
+	require.Error(t, <-busy)
+}
+
+// processRunning: pid exists and is not a zombie.
+func processRunning(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && len(b) > i+2 && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// cpuTicks is the user CPU time of pid in clock ticks (0 when unknown).
+func cpuTicks(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 12 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[11])
+	return n
 }

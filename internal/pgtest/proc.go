@@ -12,6 +12,7 @@ import (
 // procStat holds the fields of /proc/<pid>/stat this package needs.
 type procStat struct {
 	state byte
+	ppid  int
 	pgrp  int
 	// start is the process start time in clock ticks after boot. Pids are
 	// reused; a (pid, start) pair names one process for the life of the
@@ -34,6 +35,10 @@ func readProcStat(pid int) (procStat, error) {
 	if len(f) < 20 {
 		return procStat{}, errors.New("short /proc stat")
 	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return procStat{}, err
+	}
 	pgrp, err := strconv.Atoi(f[2])
 	if err != nil {
 		return procStat{}, err
@@ -42,7 +47,38 @@ func readProcStat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, err
 	}
-	return procStat{state: f[0][0], pgrp: pgrp, start: start}, nil
+	return procStat{state: f[0][0], ppid: ppid, pgrp: pgrp, start: start}, nil
+}
+
+// proc names one process for the life of the machine (pids are reused).
+type proc struct {
+	pid   int
+	start uint64
+}
+
+// childrenOf lists the live children of pid.
+func childrenOf(pid int) []proc {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var kids []proc
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readProcStat(p); err == nil && st.ppid == pid && st.state != 'Z' && st.state != 'X' {
+			kids = append(kids, proc{pid: p, start: st.start})
+		}
+	}
+	return kids
+}
+
+// alive reports whether p still runs (the same process, not a zombie).
+func (p proc) alive() bool {
+	st, err := readProcStat(p.pid)
+	return err == nil && st.start == p.start && st.state != 'Z' && st.state != 'X'
 }
 
 // groupAlive reports whether a live (non-zombie) process is left in process
