@@ -287,33 +287,65 @@ func (q *Queue) start(p *flight) {
 	txn.CommitWith(func(err error) { p.done <- err })
 }
 
-// land takes p's commit outcome: on success the counters move and every
-// caller gets its answer; on failure every caller gets the error and the
-// counters are read back from the store.
+// land takes the outcome of p's Badger commit and answers p's callers.
 func (q *Queue) land(p *flight, err error) {
 	if p.ahead != nil {
 		p.ahead.Discard()
 		p.ahead = nil
 	}
 	q.wmu.Lock()
+	q.settle(p, err)
+	q.inflight = false
+	q.wcond.Broadcast()
+	q.wmu.Unlock()
+	q.answer(p)
+}
+
+// writeGroup writes a group the plain way (a Badger transaction that is
+// committed, in parts when it outgrows one, before returning) and answers
+// it. The caller holds wmu and no group is in flight.
+func (q *Queue) writeGroup(group []*submitReq) {
+	m := q.snapshot()
+	p := &flight{base: m, g: q.newGroupWrite(q.newBatch(&m))}
+	for _, r := range group {
+		p.add(r)
+	}
+	err := p.g.fatal // a Badger write failed: the group's batch is unusable
+	if err == nil {
+		err = p.g.w.commit()
+	} else {
+		p.g.w.discard()
+	}
+	q.settle(p, err)
+	q.answer(p)
+}
+
+// settle records p's outcome; the caller holds wmu. On success the
+// counters move. On failure every caller gets the error, and the counters
+// are read back from the store: part of a group written in several Badger
+// transactions may be durable, and the callers' retries get its first
+// answers; a group prepared on p's counters is stale.
+func (q *Queue) settle(p *flight, err error) {
 	q.groups.Add(1)
 	if err == nil {
 		q.setMeta(*p.g.m)
 		q.accepted.Add(p.g.m.lastSeq - p.base.lastSeq)
-	} else {
-		q.log.Error("append group failed", "err", err, "requests", len(p.group))
-		if rerr := q.reload(); rerr != nil {
-			q.log.Error("reload counters failed", "err", rerr)
-		}
-		q.wgen++ // what was prepared on p is stale
-		for i := range p.resps {
-			p.resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}
-		}
+		return
 	}
-	q.inflight = false
-	q.wcond.Broadcast()
-	q.wmu.Unlock()
-	if err == nil && p.g.m.lastSeq != p.base.lastSeq {
+	q.log.Error("append group failed", "err", err, "requests", len(p.group))
+	if rerr := q.reload(); rerr != nil {
+		q.log.Error("reload counters failed", "err", rerr)
+	}
+	q.wgen++
+	for i := range p.resps {
+		p.resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}
+	}
+}
+
+// answer wakes the forwarder when p stored anything and gives each of p's
+// callers its answer.
+func (q *Queue) answer(p *flight) {
+	if q.snapshot().lastSeq != p.base.lastSeq {
 		select {
 		case q.appended <- struct{}{}:
 		default:
@@ -321,65 +353,6 @@ func (q *Queue) land(p *flight, err error) {
 	}
 	for i, r := range p.group {
 		r.done <- p.resps[i]
-	}
-}
-
-// writeGroup writes a group the plain way (a Badger transaction that is
-// committed, in parts when it outgrows one, before returning) and answers
-// it. The caller holds wmu and no group is in flight.
-func (q *Queue) writeGroup(group []*submitReq) {
-	resps := make([]submitResp, len(group))
-	m := q.snapshot()
-	before := m.lastSeq
-	g := q.newGroupWrite(q.newBatch(&m))
-	var err error
-	for i, r := range group {
-		if err != nil {
-			resps[i].err = err
-			continue
-		}
-		if r.retry != nil {
-			var a *edgev1.SubmitResult
-			a, resps[i].err = g.retry(r.retry)
-			resps[i].acks = []*edgev1.SubmitResult{a}
-		} else {
-			resps[i].acks, resps[i].err = g.submit(r.txs)
-		}
-		if g.fatal != nil { // a Badger write failed: the group's batch is unusable
-			err = g.fatal
-			resps[i].err = err
-		}
-	}
-	q.groups.Add(1)
-	if err == nil {
-		err = g.w.commit()
-	} else {
-		g.w.discard()
-	}
-	if err != nil {
-		q.log.Error("append group failed", "err", err, "requests", len(group))
-		// Part of the group may be durable (a batch that outgrew one Badger
-		// transaction): reload the counters from what is stored. Callers
-		// get an error; their retries get the first answer or a new one.
-		if rerr := q.reload(); rerr != nil {
-			q.log.Error("reload counters failed", "err", rerr)
-		}
-		for i := range resps {
-			resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}
-		}
-	} else {
-		q.setMeta(m)
-		q.accepted.Add(m.lastSeq - before)
-	}
-	q.wgen++
-	if q.snapshot().lastSeq != before {
-		select {
-		case q.appended <- struct{}{}:
-		default:
-		}
-	}
-	for i, r := range group {
-		r.done <- resps[i]
 	}
 }
 
