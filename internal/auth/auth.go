@@ -180,10 +180,7 @@ func (s *edgeStream) RecvMsg(m any) error {
 func TokenInterceptors(token string, protect func(fullMethod string) bool) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	// Comparing digests keeps the comparison constant-time whatever the lengths.
 	want := sha256.Sum256([]byte(token))
-	check := func(ctx context.Context, method string) error {
-		if !protect(method) {
-			return nil
-		}
+	return guard(protect, func(ctx context.Context) error {
 		md, _ := metadata.FromIncomingContext(ctx)
 		for _, v := range md.Get("authorization") {
 			got, ok := strings.CutPrefix(v, "Bearer ")
@@ -196,20 +193,7 @@ func TokenInterceptors(token string, protect func(fullMethod string) bool) (grpc
 			}
 		}
 		return status.Error(codes.Unauthenticated, "a valid bearer token is required")
-	}
-	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := check(ctx, info.FullMethod); err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
-	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := check(ss.Context(), info.FullMethod); err != nil {
-			return err
-		}
-		return handler(srv, ss)
-	}
-	return unary, stream
+	})
 }
 
 // BearerToken returns per-RPC credentials sending token as a bearer token.
@@ -238,10 +222,7 @@ func (b bearer) String() string { return "bearer(redacted)" }
 // which protect(fullMethod) is true: UNAUTHENTICATED otherwise. Used by the
 // edge to require instrument certificates while health stays open.
 func CertInterceptors(protect func(fullMethod string) bool) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
-	check := func(ctx context.Context, method string) error {
-		if !protect(method) {
-			return nil
-		}
+	return guard(protect, func(ctx context.Context) error {
 		p, ok := peer.FromContext(ctx)
 		if !ok {
 			return status.Error(codes.Unauthenticated, "no peer")
@@ -250,16 +231,25 @@ func CertInterceptors(protect func(fullMethod string) bool) (grpc.UnaryServerInt
 			return nil
 		}
 		return status.Error(codes.Unauthenticated, "a client certificate signed by the site CA is required")
-	}
+	})
+}
+
+// guard runs check before the methods protect names, on the unary and the
+// stream chain alike.
+func guard(protect func(fullMethod string) bool, check func(context.Context) error) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := check(ctx, info.FullMethod); err != nil {
-			return nil, err
+		if protect(info.FullMethod) {
+			if err := check(ctx); err != nil {
+				return nil, err
+			}
 		}
 		return handler(ctx, req)
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := check(ss.Context(), info.FullMethod); err != nil {
-			return err
+		if protect(info.FullMethod) {
+			if err := check(ss.Context()); err != nil {
+				return err
+			}
 		}
 		return handler(srv, ss)
 	}
