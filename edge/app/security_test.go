@@ -26,6 +26,7 @@ import (
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/auth"
 	"github.com/chasqui/chasqui/internal/certs"
+	"github.com/chasqui/chasqui/internal/logging/logtest"
 	"github.com/chasqui/chasqui/internal/pgtest"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
 )
@@ -249,7 +250,7 @@ func TestInsecureOnlyOnLoopback(t *testing.T) {
 func TestMetricsWhileCentralDownAndNoSecretsInLogs(t *testing.T) {
 	t.Parallel()
 	s := newSite(t, "site-a")
-	var logs syncBuffer
+	var logs logtest.Buffer
 	cfg := app.Config{EdgeID: "site-a", DataDir: t.TempDir(), CentralAddr: closedAddr(t),
 		AdminToken: "admin-s3cret-token", InstrumentToken: "instr-s3cret-token",
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}

@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,6 +16,7 @@ import (
 	"github.com/chasqui/chasqui/edge/client"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/grpcclient"
+	"github.com/chasqui/chasqui/internal/logging/logtest"
 )
 
 // Guarantee 9: no retry loop is unbounded in rate. The bound is ~5-10
@@ -147,32 +145,13 @@ func TestFaultAttemptRates(t *testing.T) {
 	s.Check(h)
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes (a log sink).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct{ logtest.Buffer }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// Lines parses the JSON log lines written so far.
+// Lines parses the JSON log lines written so far (others are left out).
 func (b *syncBuffer) Lines() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.b.Bytes()))
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
+	lines, _ := b.JSONLines()
+	return lines
 }
 
 // The instrument client library (edge/client) through a fault proxy in

@@ -1,9 +1,7 @@
 package grpcclient_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net"
 	"sync"
@@ -18,32 +16,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/chasqui/chasqui/internal/grpcclient"
+	"github.com/chasqui/chasqui/internal/logging/logtest"
 )
 
 // syncBuffer is a log sink shared by goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+type syncBuffer struct{ logtest.Buffer }
 
 func (s *syncBuffer) lines(t *testing.T) []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []map[string]any
-	for _, l := range bytes.Split(bytes.TrimSpace(s.b.Bytes()), []byte("\n")) {
-		if len(l) == 0 {
-			continue
-		}
-		m := map[string]any{}
-		require.NoError(t, json.Unmarshal(l, &m))
-		out = append(out, m)
-	}
+	out, err := s.JSONLines()
+	require.NoError(t, err)
 	return out
 }
 

@@ -1,7 +1,6 @@
 package forward_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/grpcclient"
+	"github.com/chasqui/chasqui/internal/logging/logtest"
 )
 
 // memStore is an in-memory double of the queue (the real one is Badger).
@@ -318,28 +318,10 @@ func serveCentral(t *testing.T, c *fakeCentral) string {
 	return lis.Addr().String()
 }
 
-// syncBuffer is a log sink shared by goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // bundle is a running forwarder and what it talks to.
 type bundle struct {
 	fwd  *forward.Forwarder
-	logs *syncBuffer
+	logs *logtest.Buffer
 	stop func() time.Duration // cancels Run and waits; returns how long Run took to return
 }
 
@@ -360,7 +342,7 @@ func fastClient(logger *slog.Logger) grpcclient.Options {
 // start dials addr with internal/grpcclient and runs a forwarder over store.
 func start(t *testing.T, addr string, cfg forward.Config, store forward.Store) *bundle {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	conn, err := grpcclient.Dial(addr, fastClient(logger))
 	require.NoError(t, err)
