@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,31 +24,22 @@ import (
 	"github.com/chasqui/chasqui/central/internal/fixture"
 	"github.com/chasqui/chasqui/central/server"
 	"github.com/chasqui/chasqui/internal/certs"
+	"github.com/chasqui/chasqui/internal/certs/certstest"
 	"github.com/chasqui/chasqui/internal/pgtest"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
 )
 
 // site is a CA with central's certificate, in a temporary directory.
-type site struct {
-	dir string
-	ca  *certs.CA
-}
+type site struct{ *certstest.Site }
 
 func newSite(t *testing.T) *site {
 	t.Helper()
-	ca, p, err := certs.NewCA("test site CA", time.Hour, time.Now())
-	require.NoError(t, err)
-	s := &site{dir: t.TempDir(), ca: ca}
-	_, _, err = certs.WritePair(s.dir, "ca", p, false)
-	require.NoError(t, err)
-	cp, _, err := ca.IssueCentral([]string{"127.0.0.1"}, time.Hour, time.Now())
-	require.NoError(t, err)
-	_, _, err = certs.WritePair(s.dir, "central", cp, false)
-	require.NoError(t, err)
+	s := &site{certstest.NewSite(t)}
+	s.Central(t)
 	return s
 }
 
-func (s *site) path(name string) string { return filepath.Join(s.dir, name) }
+func (s *site) path(name string) string { return s.Path(name) }
 
 // dial connects to central presenting edge id's certificate, valid from
 // now for validity ("" id: no client certificate).
@@ -57,9 +47,9 @@ func (s *site) dial(t *testing.T, addr, id string, now time.Time, validity time.
 	t.Helper()
 	files := tlsconfig.Files{CA: s.path("ca.pem")}
 	if id != "" {
-		p, _, err := s.ca.IssueEdge(id, nil, validity, now)
+		p, _, err := s.CA.IssueEdge(id, nil, validity, now)
 		require.NoError(t, err)
-		_, _, err = certs.WritePair(s.dir, "edge-"+id, p, true)
+		_, _, err = certs.WritePair(s.Dir, "edge-"+id, p, true)
 		require.NoError(t, err)
 		files.Cert, files.Key = s.path("edge-"+id+".pem"), s.path("edge-"+id+"-key.pem")
 	}
@@ -167,9 +157,9 @@ func TestCertificateRotationWithoutRestart(t *testing.T) {
 		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
 	}
 	before := serial()
-	cp, cert, err := s.ca.IssueCentral([]string{"127.0.0.1"}, time.Hour, time.Now())
+	cp, cert, err := s.CA.IssueCentral([]string{"127.0.0.1"}, time.Hour, time.Now())
 	require.NoError(t, err)
-	_, _, err = certs.WritePair(s.dir, "central", cp, true)
+	_, _, err = certs.WritePair(s.Dir, "central", cp, true)
 	require.NoError(t, err)
 	after := serial()
 	require.NotEqual(t, before, after)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,39 +24,26 @@ import (
 	"github.com/chasqui/chasqui/edge/client"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/auth"
-	"github.com/chasqui/chasqui/internal/certs"
+	"github.com/chasqui/chasqui/internal/certs/certstest"
 	"github.com/chasqui/chasqui/internal/logging/logtest"
 	"github.com/chasqui/chasqui/internal/pgtest"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
 )
 
 // site is a CA with central's and edge certificates in a temporary directory.
-type site struct {
-	dir string
-	ca  *certs.CA
-}
+type site struct{ *certstest.Site }
 
 func newSite(t *testing.T, edges ...string) *site {
 	t.Helper()
-	ca, p, err := certs.NewCA("test site CA", time.Hour, time.Now())
-	require.NoError(t, err)
-	s := &site{dir: t.TempDir(), ca: ca}
-	_, _, err = certs.WritePair(s.dir, "ca", p, false)
-	require.NoError(t, err)
-	cp, _, err := ca.IssueCentral([]string{"127.0.0.1"}, time.Hour, time.Now())
-	require.NoError(t, err)
-	_, _, err = certs.WritePair(s.dir, "central", cp, false)
-	require.NoError(t, err)
+	s := &site{certstest.NewSite(t)}
+	s.Central(t)
 	for _, id := range edges {
-		ep, _, err := ca.IssueEdge(id, []string{"127.0.0.1"}, time.Hour, time.Now())
-		require.NoError(t, err)
-		_, _, err = certs.WritePair(s.dir, "edge-"+id, ep, false)
-		require.NoError(t, err)
+		s.Edge(t, "edge-"+id, id)
 	}
 	return s
 }
 
-func (s *site) path(name string) string { return filepath.Join(s.dir, name) }
+func (s *site) path(name string) string { return s.Path(name) }
 
 func (s *site) edgeTLS(cfg *app.Config, certID string) {
 	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA = s.path("edge-"+certID+".pem"), s.path("edge-"+certID+"-key.pem"), s.path("ca.pem")

@@ -14,35 +14,21 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/chasqui/chasqui/internal/certs"
+	"github.com/chasqui/chasqui/internal/certs/certstest"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
 )
 
-type site struct {
-	dir string
-	ca  *certs.CA
-}
+type site struct{ *certstest.Site }
 
-func newSite(t *testing.T) *site {
-	t.Helper()
-	ca, p, err := certs.NewCA("ca", time.Hour, time.Now())
-	require.NoError(t, err)
-	s := &site{dir: t.TempDir(), ca: ca}
-	_, _, err = certs.WritePair(s.dir, "ca", p, false)
-	require.NoError(t, err)
-	return s
-}
+func newSite(t *testing.T) *site { return &site{certstest.NewSite(t)} }
 
 func (s *site) issueEdge(t *testing.T, name, id string) *x509.Certificate {
 	t.Helper()
-	p, c, err := s.ca.IssueEdge(id, []string{"127.0.0.1"}, time.Hour, time.Now())
-	require.NoError(t, err)
-	_, _, err = certs.WritePair(s.dir, name, p, true)
-	require.NoError(t, err)
-	return c
+	return s.Edge(t, name, id)
 }
 
 func (s *site) files(name string) tlsconfig.Files {
-	return tlsconfig.Files{Cert: filepath.Join(s.dir, name+".pem"), Key: filepath.Join(s.dir, name+"-key.pem"), CA: filepath.Join(s.dir, "ca.pem")}
+	return tlsconfig.Files{Cert: filepath.Join(s.Dir, name+".pem"), Key: filepath.Join(s.Dir, name+"-key.pem"), CA: filepath.Join(s.Dir, "ca.pem")}
 }
 
 // handshake makes one new connection and returns the certificates each
@@ -100,7 +86,7 @@ func TestRotationWithoutRestart(t *testing.T) {
 
 	// A half-written rotation (certificate without its key) keeps the last
 	// good pair in service.
-	garbage := filepath.Join(s.dir, "server-key.pem")
+	garbage := filepath.Join(s.Dir, "server-key.pem")
 	require.NoError(t, os.WriteFile(garbage, []byte("not a key"), 0o600))
 	_, clientSaw = handshake(t, lis, clientCfg)
 	require.Equal(t, srv2.SerialNumber, clientSaw.SerialNumber)
@@ -111,7 +97,7 @@ func TestServerRequiresClientCertUnlessOptional(t *testing.T) {
 	s := newSite(t)
 	s.issueEdge(t, "server", "srv")
 	noCert := &tls.Config{ServerName: "127.0.0.1", RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
-	noCert.RootCAs.AddCert(s.ca.Cert)
+	noCert.RootCAs.AddCert(s.CA.Cert)
 	for _, optional := range []bool{false, true} {
 		cfg, err := tlsconfig.Server(s.files("server"), tlsconfig.Options{OptionalClientCert: optional})
 		require.NoError(t, err)
@@ -209,9 +195,9 @@ func TestClientCredentialsFollowCARotation(t *testing.T) {
 	// server's pair is re-issued by it.
 	ca2, p2, err := certs.NewCA("ca2", time.Hour, time.Now())
 	require.NoError(t, err)
-	_, _, err = certs.WritePair(s.dir, "ca", p2, true)
+	_, _, err = certs.WritePair(s.Dir, "ca", p2, true)
 	require.NoError(t, err)
-	s.ca = ca2
+	s.CA = ca2
 	s.issueEdge(t, "server", "srv")
 
 	require.NoError(t, dial(), "verified against the CA now on disk")
