@@ -248,7 +248,8 @@ func TestCursorConflict(t *testing.T) {
 	b := start(t, serveCentral(t, central), forward.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond}, store)
 	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateConflict }, "conflict")
 	require.Contains(t, b.fwd.LastError(), "other-1")
-	require.Contains(t, b.logs.String(), `"level":"ERROR"`)
+	// The state is recorded before the failure is logged.
+	eventually(t, 10*time.Second, func() bool { return strings.Contains(b.logs.String(), `"level":"ERROR"`) }, "conflict logged at ERROR")
 	require.Zero(t, store.CommittedThrough())
 }
 
