@@ -9,6 +9,11 @@
 //	BENCH submit_batched_tx_per_s  the same clients, 100 transactions per Submit
 //	BENCH badger_sync_writes_per_s raw Badger, one key per transaction, one fsync each, one writer
 //
+// Two diagnosis lines per accept-path figure split its cost, measured in
+// the same rounds: _nostore (the same server answering without storing:
+// gRPC, interceptors and validation) and _nofsync (the same queue with
+// Badger's fsync off, which production never does).
+//
 // The edge runs in-process with its production pieces (Badger queue with
 // group commit, validation, the grpcserver interceptor chain) over loopback
 // TCP; logs at warn level so per-call info logs are not part of the figure.
@@ -62,7 +67,7 @@ func run() error {
 	clients := flag.Int("clients", 64, "concurrent gRPC clients (one connection each)")
 	dir := flag.String("dir", "", "data directory (default: a new temp dir, removed after)")
 	workers := flag.Int("stream-workers", 0, "grpc.NumStreamWorkers of the server (0: a goroutine per stream)")
-	fake := flag.Bool("no-store", false, "diagnosis: Submit answers without storing (gRPC and validation cost only)")
+	fake := flag.Bool("no-store", false, "diagnosis: every figure's Submit answers without storing (gRPC and validation cost only)")
 	rounds := flag.Int("rounds", 3, "alternating echo/submit rounds; the best of each is reported")
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
@@ -109,12 +114,29 @@ func run() error {
 	}
 	// Each accept-path figure gets a store of its own, so none is measured
 	// on what the figures before it left in Badger.
-	e, err := startEdge(*dir+"/queue", *clients, so, *fake, logger)
+	mode := storeDurable
+	if *fake {
+		mode = storeNone
+	}
+	e, err := startEdge(*dir+"/queue", *clients, so, mode, logger)
 	if err != nil {
 		return err
 	}
 	defer e.close()
 	q, conns := e.q, e.conns
+	// The decomposition edges: the same server without storing, and the
+	// same queue without fsync.
+	var eNone, eNoSync *edgeUnderTest
+	if *only == "" || *only == "submit" {
+		if eNone, err = startEdge(*dir+"/queue-nostore", *clients, so, storeNone, logger); err != nil {
+			return err
+		}
+		defer eNone.close()
+		if eNoSync, err = startEdge(*dir+"/queue-nofsync", *clients, so, storeNoSync, logger); err != nil {
+			return err
+		}
+		defer eNoSync.close()
+	}
 
 	rawConns, stopRaw, err := rawEchoServer(*clients)
 	if err != nil {
@@ -144,8 +166,13 @@ func run() error {
 	}
 
 	// Warm up connections, the queue and the runtime.
-	if _, err := measure(conns, time.Second, submit(1)); err != nil {
-		return err
+	for _, e := range []*edgeUnderTest{e, eNone, eNoSync} {
+		if e == nil {
+			continue
+		}
+		if _, err := measure(e.conns, time.Second, submit(1)); err != nil {
+			return err
+		}
 	}
 	if *cpuProfile != "" {
 		if err := pprof.StartCPUProfile(profFile); err != nil {
@@ -163,6 +190,7 @@ func run() error {
 		}
 	}
 	var echoRes, rawRes, subRes, batchRes result
+	var subNone, subNoSync, batchNone, batchNoSync result
 	var syncRate float64
 	best := func(cur *result, r result) {
 		if r.rate > cur.rate {
@@ -190,6 +218,14 @@ func run() error {
 				return err
 			}
 			best(&subRes, r)
+			if r, err = measure(eNone.conns, *duration, submit(1)); err != nil {
+				return err
+			}
+			best(&subNone, r)
+			if r, err = grouped(eNoSync.q, func() (result, error) { return measure(eNoSync.conns, *duration, submit(1)) }); err != nil {
+				return err
+			}
+			best(&subNoSync, r)
 		}
 	}
 	var queueRes result
@@ -214,16 +250,22 @@ func run() error {
 		}
 	}
 	if *only == "" || *only == "batched" {
-		eb, err := startEdge(*dir+"/queue-batched", *clients, so, *fake, logger)
-		if err != nil {
-			return err
-		}
-		if _, err = measure(eb.conns, time.Second, submit(100)); err == nil { // warm-up
-			batchRes, err = grouped(eb.q, func() (result, error) { return measure(eb.conns, *duration, submit(100)) })
-		}
-		eb.close()
-		if err != nil {
-			return err
+		for _, f := range []struct {
+			name string
+			mode storeMode
+			res  *result
+		}{{"", mode, &batchRes}, {"-nostore", storeNone, &batchNone}, {"-nofsync", storeNoSync, &batchNoSync}} {
+			eb, err := startEdge(*dir+"/queue-batched"+f.name, *clients, so, f.mode, logger)
+			if err != nil {
+				return err
+			}
+			if _, err = measure(eb.conns, time.Second, submit(100)); err == nil { // warm-up
+				*f.res, err = grouped(eb.q, func() (result, error) { return measure(eb.conns, *duration, submit(100)) })
+			}
+			eb.close()
+			if err != nil {
+				return err
+			}
 		}
 	}
 	if *only == "" || *only == "badger" {
@@ -268,6 +310,10 @@ func run() error {
 		fmt.Printf("BENCH submit_p50_ms %.2f ms\n", ms(subRes.p50))
 		fmt.Printf("BENCH submit_cpu_us_per_tx %.1f us\n", us(subRes.cpuPerUnit))
 		fmt.Printf("BENCH submit_tx_per_fsync %.1f tx (append groups: one fsync'd Badger write each)\n", subRes.txPerGroup)
+		fmt.Printf("BENCH submit_nostore_tx_per_s %.0f tx/s (diagnosis: the same server answering without storing)\n", subNone.rate)
+		fmt.Printf("BENCH submit_nostore_cpu_us_per_tx %.1f us\n", us(subNone.cpuPerUnit))
+		fmt.Printf("BENCH submit_nofsync_tx_per_s %.0f tx/s (diagnosis: the same queue with Badger's fsync off; never in production)\n", subNoSync.rate)
+		fmt.Printf("BENCH submit_nofsync_cpu_us_per_tx %.1f us\n", us(subNoSync.cpuPerUnit))
 	}
 	if run("echo") {
 		fmt.Printf("BENCH grpc_echo_calls_per_s %.0f calls/s\n", echoRes.rate)
@@ -289,6 +335,9 @@ func run() error {
 		fmt.Printf("BENCH submit_batched_tx_per_s %.0f tx/s\n", batchRes.rate)
 		fmt.Printf("BENCH submit_batched_cpu_us_per_tx %.1f us\n", us(batchRes.cpuPerUnit))
 		fmt.Printf("BENCH submit_batched_tx_per_fsync %.1f tx\n", batchRes.txPerGroup)
+		fmt.Printf("BENCH submit_batched_nostore_tx_per_s %.0f tx/s (diagnosis: without storing)\n", batchNone.rate)
+		fmt.Printf("BENCH submit_batched_nofsync_tx_per_s %.0f tx/s (diagnosis: Badger's fsync off)\n", batchNoSync.rate)
+		fmt.Printf("BENCH submit_batched_nofsync_cpu_us_per_tx %.1f us\n", us(batchNoSync.cpuPerUnit))
 	}
 	if run("badger") {
 		fmt.Printf("BENCH badger_sync_writes_per_s %.0f writes/s\n", syncRate)
@@ -599,7 +648,21 @@ func rawEchoServer(clients int) ([]*grpc.ClientConn, func(), error) {
 }
 
 func openQueue(dir string, logger *slog.Logger) (*queue.Queue, error) {
-	return queue.Open(queue.Options{Dir: dir, EdgeID: "bench", Logger: logger, MaxQueueBytes: 8 << 30})
+	return openQueueMode(dir, storeDurable, logger)
+}
+
+// storeMode is how an edge under test stores what it accepts.
+type storeMode int
+
+const (
+	storeDurable storeMode = iota // production: Badger, fsync per group
+	storeNoSync                   // diagnosis: Badger without fsync
+	storeNone                     // diagnosis: answered without storing
+)
+
+func openQueueMode(dir string, mode storeMode, logger *slog.Logger) (*queue.Queue, error) {
+	return queue.Open(queue.Options{Dir: dir, EdgeID: "bench", Logger: logger, MaxQueueBytes: 8 << 30,
+		UnsafeNoSync: mode == storeNoSync})
 }
 
 // edgeUnderTest is an in-process edge accept path: a queue, the gRPC server
@@ -611,14 +674,14 @@ type edgeUnderTest struct {
 	close func()
 }
 
-func startEdge(dir string, clients int, so []grpc.ServerOption, fake bool, logger *slog.Logger) (*edgeUnderTest, error) {
-	q, err := openQueue(dir, logger)
+func startEdge(dir string, clients int, so []grpc.ServerOption, mode storeMode, logger *slog.Logger) (*edgeUnderTest, error) {
+	q, err := openQueueMode(dir, mode, logger)
 	if err != nil {
 		return nil, err
 	}
 	srv := grpcserver.New(grpcserver.Options{Logger: logger, ServerOptions: so})
 	var aq api.Queue = q
-	if fake {
+	if mode == storeNone {
 		aq = instantQueue{q}
 	}
 	api.Register(srv.Server, aq, nil, logger)

@@ -138,6 +138,11 @@ type Options struct {
 	StatFS func(dir string) (uint64, error)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// UnsafeNoSync makes Badger commit without fsync: an acknowledged
+	// write can be lost on power failure. Benchmarks only (go run ./bench
+	// reports what the accept path costs without its fsync); chasqui-edge
+	// has no flag for it.
+	UnsafeNoSync bool
 }
 
 func (o *Options) setDefaults() {
@@ -250,7 +255,7 @@ func Open(opts Options) (*Queue, error) {
 	}
 	bo := badger.DefaultOptions(opts.Dir).
 		WithLogger(badgerLogger{opts.Logger.With("component", "badger")}).
-		WithSyncWrites(true).
+		WithSyncWrites(!opts.UnsafeNoSync).
 		WithDetectConflicts(false).
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(numMemtables).
