@@ -284,7 +284,12 @@ func (q *Queue) start(p *flight) {
 	txn := p.g.w.txn
 	p.g.w.txn = nil
 	p.ahead = q.db.NewTransaction(true)
-	txn.CommitWith(func(err error) { p.done <- err })
+	done := func(err error) { p.done <- err }
+	if hook := q.opts.commitGroup; hook != nil {
+		go hook(p, txn, done)
+		return
+	}
+	txn.CommitWith(done)
 }
 
 // land takes the outcome of p's Badger commit and answers p's callers.

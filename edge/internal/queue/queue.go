@@ -143,6 +143,14 @@ type Options struct {
 	// reports what the accept path costs without its fsync); chasqui-edge
 	// has no flag for it.
 	UnsafeNoSync bool
+
+	// commitGroup, set by tests only, stands in for handing an append
+	// group's Badger transaction to Badger (txn.CommitWith): it runs on a
+	// goroutine of its own, as CommitWith's callback does, and must call
+	// done once with the outcome, having committed txn or discarded it.
+	// Tests hold a group's commit with it, or fail it, before the appender
+	// lands the group.
+	commitGroup func(p *flight, txn *badger.Txn, done func(error))
 }
 
 func (o *Options) setDefaults() {
