@@ -59,11 +59,28 @@ type Config struct {
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 
-	// Clock is the time source of linger and backoff. Default: real time.
+	// ProbeInterval is how often the link probe asks central for this
+	// edge's cursor (IngestService.GetCursor, over the forwarder's own
+	// connection and credentials) while no commit succeeded within the
+	// interval and no batch is in flight: an idle edge still learns within
+	// about one interval that central cannot be reached (Reachability). A
+	// successful commit counts as a successful probe, so a busy link is not
+	// probed. Default DefaultProbeInterval (15 s); negative disables the
+	// probe.
+	ProbeInterval time.Duration
+	// ProbeTimeout bounds one probe, a single attempt without retries.
+	// Default 5 s, and never more than ProbeInterval.
+	ProbeTimeout time.Duration
+
+	// Clock is the time source of linger, backoff and the probe's schedule.
+	// Default: real time.
 	Clock Clock
 	// Rand returns a jitter value in [0, 1). Default math/rand/v2.Float64.
 	Rand func() float64
 }
+
+// DefaultProbeInterval is the link probe's default interval (Config.ProbeInterval).
+const DefaultProbeInterval = 15 * time.Second
 
 // Clock is the forwarder's view of time (injectable for tests).
 type Clock interface {
@@ -113,6 +130,15 @@ func (c *Config) setDefaults() {
 	if c.BackoffMax == 0 {
 		c.BackoffMax = 30 * time.Second
 	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = 5 * time.Second
+	}
+	if c.ProbeInterval > 0 {
+		c.ProbeTimeout = min(c.ProbeTimeout, c.ProbeInterval)
+	}
 	if c.Clock == nil {
 		c.Clock = realClock{}
 	}
@@ -151,6 +177,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("forward: BackoffMax must not be negative (got %s)", c.BackoffMax)
 	case c.BackoffBase > 0 && c.BackoffMax > 0 && c.BackoffMax < c.BackoffBase:
 		return fmt.Errorf("forward: BackoffMax (%s) must not be below BackoffBase (%s)", c.BackoffMax, c.BackoffBase)
+	case c.ProbeTimeout < 0:
+		return fmt.Errorf("forward: ProbeTimeout must not be negative (got %s)", c.ProbeTimeout)
 	}
 	return nil
 }

@@ -88,6 +88,7 @@ type Forwarder struct {
 	centralLSN   string
 	firstCommit  time.Time
 	samples      []rateSample
+	reach        reachState // the link probe's view of central (probe.go)
 }
 
 type rateSample struct {
@@ -188,7 +189,6 @@ func (f *Forwarder) setState(s string) {
 
 func (f *Forwarder) recordCommit(res queue.CommitResult, n int) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.lastCommitAt = res.CommittedAt
 	if res.LSNText != "" {
 		f.centralLSN = res.LSNText
@@ -198,6 +198,11 @@ func (f *Forwarder) recordCommit(res queue.CommitResult, n int) {
 	}
 	f.samples = append(f.samples, rateSample{at: res.CommittedAt, n: n})
 	f.pruneSamples(res.CommittedAt)
+	back, down := f.answeredLocked(res.CommittedAt)
+	f.mu.Unlock()
+	if back {
+		f.log.Info("central reachable again: a batch committed", "unreachable_for", down)
+	}
 }
 
 // recordError notes err and, unless state is "", the state it leads to.
@@ -238,6 +243,14 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return errors.New("forward: Run is already running")
 	}
 	defer f.running.Store(false)
+	// The link probe runs beside the pipeline and ends with it.
+	pctx, stopProbe := context.WithCancel(ctx)
+	var probing sync.WaitGroup
+	probing.Go(func() { f.probeLoop(pctx) })
+	defer func() {
+		stopProbe()
+		probing.Wait()
+	}()
 	r := &runner{
 		f:        f,
 		next:     f.store.CommittedThrough() + 1,

@@ -45,6 +45,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 		"Compression":          {CentralAddr: "x", Compression: "zstd"},
 		"MaxAttempts":          {CentralAddr: "x", MaxAttempts: 50},
 		"BackoffMax":           {CentralAddr: "x", BackoffBase: time.Minute, BackoffMax: time.Second},
+		"ProbeTimeout":         {CentralAddr: "x", ProbeTimeout: -time.Second},
 	} {
 		err := cfg.Validate()
 		require.Error(t, err, field)
@@ -96,7 +97,8 @@ func TestBatchesLinger(t *testing.T) {
 	central := newFakeCentral()
 	store := newMemStore("e1")
 	clock := newFakeClock()
-	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 5, Linger: 50 * time.Millisecond, Clock: clock}, store)
+	// The link probe is off: its timer on the same clock would be counted.
+	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 5, Linger: 50 * time.Millisecond, Clock: clock, ProbeInterval: -1}, store)
 
 	store.append(1, 0)
 	eventually(t, 10*time.Second, func() bool { return clock.pending() == 1 }, "linger timer started")
@@ -372,6 +374,7 @@ func TestLinkBackoffProbes(t *testing.T) {
 	b := start(t, serveCentral(t, central), forward.Config{
 		MaxCount: 5, Window: 4, MaxAttempts: 1, BackoffBase: time.Second, BackoffMax: 8 * time.Second,
 		Clock: clock, Rand: func() float64 { return 0.5 },
+		ProbeInterval: -1, // its timer on the same clock would be counted
 	}, store)
 
 	for attempt, wait := range []time.Duration{750 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second} {

@@ -164,6 +164,10 @@ type fakeCentral struct {
 	hook func(ctx context.Context, req *centralv1.CommitRequest) error
 	// predWait is how long an early batch waits for its predecessor.
 	predWait time.Duration
+	// cursorHook, when set, runs before each GetCursor (the link probe);
+	// a non-nil error is answered.
+	cursorHook  func(ctx context.Context) error
+	cursorCalls atomic.Int64
 
 	calls, active, maxActive atomic.Int64
 
@@ -267,6 +271,19 @@ func (c *fakeCentral) Commit(ctx context.Context, req *centralv1.CommitRequest) 
 	return resp, nil
 }
 
+// GetCursor answers the link probe with the cursor.
+func (c *fakeCentral) GetCursor(ctx context.Context, req *centralv1.GetCursorRequest) (*centralv1.GetCursorResponse, error) {
+	c.cursorCalls.Add(1)
+	if c.cursorHook != nil {
+		if err := c.cursorHook(ctx); err != nil {
+			return nil, err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &centralv1.GetCursorResponse{EdgeId: req.GetEdgeId(), LastSeq: c.cursor}, nil
+}
+
 func (c *fakeCentral) applied() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -285,10 +302,11 @@ func (c *fakeCentral) compressions() []string {
 	return slices.Clone(c.compression)
 }
 
-// Stats handler: records the grpc-encoding of each incoming call.
+// Stats handler: records the grpc-encoding of each incoming Commit (the
+// link probe's GetCursor is too small to compress).
 func (c *fakeCentral) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
 func (c *fakeCentral) HandleRPC(_ context.Context, s stats.RPCStats) {
-	if h, ok := s.(*stats.InHeader); ok && !h.IsClient() {
+	if h, ok := s.(*stats.InHeader); ok && !h.IsClient() && h.FullMethod == centralv1.IngestService_Commit_FullMethodName {
 		c.mu.Lock()
 		c.compression = append(c.compression, h.Compression)
 		c.mu.Unlock()
@@ -302,7 +320,24 @@ func (c *fakeCentral) HandleConn(context.Context, stats.ConnStats) {}
 // serveCentral serves an IngestService on 127.0.0.1:0 until the test ends.
 func serveCentral(t *testing.T, c *fakeCentral) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, _ := serveCentralAt(t, "127.0.0.1:0", c)
+	return addr
+}
+
+// serveCentralAt serves an IngestService on addr (a port of a server
+// stopped just before may take a moment to bind again) until stop or the
+// test's end.
+func serveCentralAt(t *testing.T, addr string, c *fakeCentral) (string, func()) {
+	t.Helper()
+	var lis net.Listener
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if lis, err = net.Listen("tcp", addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval while the port is released
+	}
 	require.NoError(t, err)
 	s := grpc.NewServer(grpc.StatsHandler(c))
 	centralv1.RegisterIngestServiceServer(s, c)
@@ -311,11 +346,15 @@ func serveCentral(t *testing.T, c *fakeCentral) string {
 		defer close(done)
 		_ = s.Serve(lis)
 	}()
-	t.Cleanup(func() {
-		s.Stop()
-		<-done
-	})
-	return lis.Addr().String()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			s.Stop()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return lis.Addr().String(), stop
 }
 
 // bundle is a running forwarder and what it talks to.
