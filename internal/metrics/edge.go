@@ -36,6 +36,13 @@ type EdgeSnapshot struct {
 	// started, the transactions the edge stored and the fsync'd groups it
 	// stored them in.
 	AcceptedTotal, AppendGroupsTotal uint64
+	// CentralProbed reports whether the edge's link probe has a view of
+	// central (probing on, and a probe or commit answered or a probe
+	// failed); without one the chasqui_central_reachable series are left
+	// out. CentralReachable is that view, CentralLastReachable when central
+	// last answered a probe or committed a batch (zero: never).
+	CentralProbed, CentralReachable bool
+	CentralLastReachable            time.Time
 }
 
 // EdgeMetrics lists the edge's series with their meaning, in the order
@@ -80,6 +87,11 @@ var EdgeMetrics = []Metric{
 		Help: "Transactions accepted and stored (fsync'd) by this process; resubmitted duplicates not counted."},
 	{Name: "chasqui_queue_append_groups_total", Type: prometheus.CounterValue,
 		Help: "Append groups written by this process, one fsync each: accepted per group is what group commit saves."},
+	{Name: "chasqui_central_reachable", Type: prometheus.GaugeValue,
+		Help: "1 when central answered the edge's last link probe (GetCursor for this edge over the forwarder's authenticated connection) or committed a batch since, 0 when the last probe failed. " +
+			"Probed every --central-probe-interval while nothing was committed within it, so it drops even while the edge has nothing to send; absent when probing is off (0)."},
+	{Name: "chasqui_central_last_reachable_timestamp_seconds", Type: prometheus.GaugeValue,
+		Help: "Unix time central last answered a link probe or committed a batch; absent before the first answer and when probing is off."},
 }
 
 // ForwarderStates are the states chasqui_forwarder_state reports.
@@ -135,6 +147,12 @@ func NewEdgeCollector(read func() (EdgeSnapshot, error)) prometheus.Collector {
 		out[16] = One(float64(st.GetDiskFreeBytes()))
 		out[17] = One(float64(s.AcceptedTotal))
 		out[18] = One(float64(s.AppendGroupsTotal))
+		if s.Forwarding && s.CentralProbed {
+			out[19] = One(Bool(s.CentralReachable))
+			if !s.CentralLastReachable.IsZero() {
+				out[20] = One(float64(s.CentralLastReachable.UnixNano()) / 1e9)
+			}
+		}
 		return out, nil
 	})
 }

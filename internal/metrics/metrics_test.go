@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -38,6 +39,7 @@ func TestEdgeSeriesScrapedOverHTTP(t *testing.T) {
 				ReplicaLagBytes: 8, ReplicaLagSeconds: 3.5, DiskFreeBytes: 1 << 30,
 			},
 			Forwarding: true, ForwardedTotal: 40, DeadLettersTotal: 3, DiskBytes: 4096,
+			CentralProbed: true, CentralReachable: false, CentralLastReachable: time.Unix(1700000100, 0),
 		}, nil
 	}))
 	srv := httptest.NewServer(metrics.Handler(reg))
@@ -78,6 +80,7 @@ func TestEdgeSeriesScrapedOverHTTP(t *testing.T) {
 		"chasqui_dead_letters": 2, "chasqui_dead_letters_total": 3,
 		"chasqui_central_commit_lsn": 1<<32 | 10, "chasqui_replica_replay_lsn": 1<<32 | 2,
 		"chasqui_replica_lag_bytes": 8, "chasqui_replica_lag_seconds": 3.5, "chasqui_badger_disk_bytes": 4096,
+		"chasqui_central_reachable": 0, "chasqui_central_last_reachable_timestamp_seconds": 1700000100,
 	}
 	for name, v := range want {
 		require.Contains(t, got, name)
@@ -116,4 +119,41 @@ func TestDirBytesCountsAllocatedSpace(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, n, int64(8192))
 	require.Less(t, n, int64(1<<20), "sparse space is not counted")
+}
+
+// chasqui_central_reachable is left out, not 0, until the edge's link
+// probe has a view of central (or with probing off), so that the
+// ChasquiCentralUnreachable alert never fires on "not known yet".
+func TestCentralReachableOnlyWhenProbed(t *testing.T) {
+	t.Parallel()
+	gather := func(s metrics.EdgeSnapshot) map[string]float64 {
+		reg := prometheus.NewRegistry()
+		s.Status = &edgev1.GetStatusResponse{ForwarderState: "idle"}
+		reg.MustRegister(metrics.NewEdgeCollector(func() (metrics.EdgeSnapshot, error) { return s, nil }))
+		fams, err := reg.Gather()
+		require.NoError(t, err)
+		got := map[string]float64{}
+		for _, f := range fams {
+			if m := f.GetMetric(); len(m) == 1 {
+				got[f.GetName()] = m[0].GetGauge().GetValue()
+			}
+		}
+		return got
+	}
+	got := gather(metrics.EdgeSnapshot{Forwarding: true})
+	require.NotContains(t, got, "chasqui_central_reachable")
+	require.NotContains(t, got, "chasqui_central_last_reachable_timestamp_seconds")
+	require.Equal(t, 1.0, got["chasqui_forwarder_up"], "idle counts as up: the gap the probe closes")
+
+	got = gather(metrics.EdgeSnapshot{Forwarding: true, CentralProbed: true})
+	require.Equal(t, 0.0, got["chasqui_central_reachable"])
+	require.NotContains(t, got, "chasqui_central_last_reachable_timestamp_seconds", "never answered")
+
+	at := time.Unix(1700000000, 500_000_000)
+	got = gather(metrics.EdgeSnapshot{Forwarding: true, CentralProbed: true, CentralReachable: true, CentralLastReachable: at})
+	require.Equal(t, 1.0, got["chasqui_central_reachable"])
+	require.Equal(t, 1700000000.5, got["chasqui_central_last_reachable_timestamp_seconds"])
+
+	got = gather(metrics.EdgeSnapshot{CentralProbed: true, CentralReachable: true})
+	require.NotContains(t, got, "chasqui_central_reachable", "no forwarder, no link")
 }
