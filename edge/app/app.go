@@ -72,6 +72,12 @@ type Config struct {
 	BandwidthBytesPerSec int64
 	// Compression of the link to central: "gzip" or "none". Default "gzip".
 	Compression string
+	// CentralProbeInterval is how often the forwarder probes central
+	// (GetCursor for this edge, over its own connection) while nothing was
+	// committed within the interval, so that chasqui_central_reachable
+	// drops within about one interval of an outage even when the site
+	// writes nothing. Default 15s; negative disables the probe.
+	CentralProbeInterval time.Duration
 
 	// TLSCert and TLSKey are this edge's PEM certificate and key (from
 	// `chasqui certs issue-edge`): served to instruments and presented to
@@ -244,6 +250,7 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 			Window:               cfg.Window,
 			BandwidthBytesPerSec: cfg.BandwidthBytesPerSec,
 			Compression:          cfg.Compression,
+			ProbeInterval:        cfg.CentralProbeInterval,
 		}, countingStore{Store: a.q, forwarded: &a.forwarded, deadLettered: &a.deadLettered}, a.central, logger)
 		if err != nil {
 			return nil, err

@@ -169,11 +169,16 @@ func (a *App) registerMetrics() {
 		if err != nil {
 			return metrics.EdgeSnapshot{}, err
 		}
-		return metrics.EdgeSnapshot{
+		snap := metrics.EdgeSnapshot{
 			Status: st, Forwarding: a.fwd != nil, Started: a.started, DiskBytes: disk,
 			ForwardedTotal: a.forwarded.Load(), DeadLettersTotal: a.deadLettered.Load(),
 			AcceptedTotal: qs.Accepted, AppendGroupsTotal: qs.AppendGroups,
-		}, nil
+		}
+		if a.fwd != nil {
+			r := a.fwd.Reachability()
+			snap.CentralProbed, snap.CentralReachable, snap.CentralLastReachable = r.Known, r.Reachable, r.LastOK
+		}
+		return snap, nil
 	}))
 }
 

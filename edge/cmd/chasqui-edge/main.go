@@ -16,6 +16,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/chasqui/chasqui/edge/app"
+	"github.com/chasqui/chasqui/edge/internal/forward"
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	"github.com/chasqui/chasqui/internal/config"
 	"github.com/chasqui/chasqui/internal/logging"
@@ -52,6 +53,8 @@ func realMain(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Window, "window", 4, "batches in flight to central")
 	fs.Int64Var(&cfg.BandwidthBytesPerSec, "bandwidth", 0, "link cap in bytes/s (0: none)")
 	fs.StringVar(&cfg.Compression, "compression", "gzip", "link compression: gzip or none")
+	fs.DurationVar(&cfg.CentralProbeInterval, "central-probe-interval", forward.DefaultProbeInterval,
+		"how often to probe central (GetCursor) while nothing was committed within it, for chasqui_central_reachable (0 disables)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "edge certificate (PEM, from 'chasqui certs issue-edge'), served to instruments and presented to central; re-read on change")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "edge key (PEM); re-read on change")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "site CA: verifies central and instrument client certificates")
@@ -75,6 +78,9 @@ func realMain(ctx context.Context, args []string) error {
 	}
 	if cfg.CentralAddr == "" {
 		return errors.New("--central-addr is required")
+	}
+	if cfg.CentralProbeInterval == 0 {
+		cfg.CentralProbeInterval = -1 // the flag's 0 is app.Config's "disabled"
 	}
 	logger, err := logging.New(os.Stderr, *logLevel)
 	if err != nil {
