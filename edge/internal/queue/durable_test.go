@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -184,39 +185,52 @@ func answerOf(t *testing.T, r *submitReq) submitResp {
 
 // While an append group's Badger commit is held, none of its callers has an
 // answer; each caller's acks come only after its group is durable. Many
-// concurrent callers keep the appender preparing a group while the one
-// before it commits.
+// concurrent callers in small groups, each commit held until the appender
+// has taken callers outside its group, keep the appender preparing a group
+// while the one before it commits (the pipelined path).
 func TestNoAckBeforeTheGroupCommitIsDurable(t *testing.T) {
 	t.Parallel()
 	var c *commits
-	q, _ := openDurableTest(t, func(o *Options) { c = newCommits(o) })
+	// Groups of at most 8 transactions: 48 callers never fit in one, and
+	// while one commits the appender has callers to prepare the next.
+	q, _ := openDurableTest(t, func(o *Options) {
+		c = newCommits(o)
+		o.MaxGroup = 8
+	})
 	c.cleanup(t)
 	c.hold.Store(true)
 
+	const workers, each = 48, 15
 	var mu sync.Mutex
 	durable := map[string]bool{}  // the group holding the id is committed
 	answered := map[string]bool{} // its caller has its ack
+	calling := make([]string, workers)
 	var seqs []uint64
 
-	const workers, each = 48, 15
 	var wg sync.WaitGroup
-	for range workers {
+	for w := range workers {
 		wg.Go(func() {
 			for range each {
 				tx := obsTxn()
 				id := tx.GetId()
-				acks, err := q.Submit(context.Background(), []*opsv1.Transaction{tx})
-				if err != nil {
-					t.Errorf("submit: %v", err)
-					return
-				}
 				mu.Lock()
-				if !durable[id] {
-					t.Errorf("tx %s acknowledged (seq %d) before its group's commit was made", id, acks[0].GetSeq())
+				calling[w] = id
+				mu.Unlock()
+				acks, err := q.Submit(context.Background(), []*opsv1.Transaction{tx})
+				mu.Lock()
+				calling[w] = ""
+				if err == nil && !durable[id] {
+					err = fmt.Errorf("tx %s acknowledged (seq %d) before its group's commit was made", id, acks[0].GetSeq())
 				}
 				answered[id] = true
-				seqs = append(seqs, acks[0].GetSeq())
+				if err == nil {
+					seqs = append(seqs, acks[0].GetSeq())
+				}
 				mu.Unlock()
+				if err != nil {
+					t.Error(err)
+					return
+				}
 			}
 		})
 	}
@@ -243,14 +257,31 @@ func TestNoAckBeforeTheGroupCommitIsDurable(t *testing.T) {
 			shared++
 		}
 		ids := h.txIDs()
-		var early []string
-		mu.Lock()
+		in := make(map[string]bool, len(ids))
 		for _, id := range ids {
-			if answered[id] {
-				early = append(early, id)
-			}
+			in[id] = true
 		}
-		mu.Unlock()
+		// Hold the commit until a caller outside the group is no longer in
+		// the appender's queue: the appender took it and prepares it ahead
+		// (or every caller is in this group or between calls).
+		var early []string
+		require.Eventually(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			early = early[:0]
+			for _, id := range ids {
+				if answered[id] {
+					early = append(early, id)
+				}
+			}
+			outside := 0
+			for _, id := range calling {
+				if id != "" && !in[id] && !durable[id] {
+					outside++
+				}
+			}
+			return len(early) > 0 || outside == 0 || len(q.reqs) < outside
+		}, 10*time.Second, 100*time.Microsecond)
 		require.Empty(t, early, "answered while their group's commit is held")
 		h.commit(func() {
 			mu.Lock()
