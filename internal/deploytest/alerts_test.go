@@ -35,6 +35,7 @@ var exportedMetrics = map[string]bool{
 	"chasqui_replica_lag_bytes":                        true,
 	"chasqui_replica_lag_seconds":                      true,
 	"chasqui_badger_disk_bytes":                        true,
+	"chasqui_central_reachable":                        true,
 	// central
 	"chasqui_central_postgres_up":                  true,
 	"chasqui_central_committed_transactions_total": true,
@@ -48,6 +49,7 @@ var requiredAlerts = map[string]string{
 	"queue above 80% of its limit":    "ChasquiQueueNearlyFull",
 	"forwarder failing for 5 minutes": "ChasquiForwarderFailing",
 	"forwarder stopped for 5 minutes": "ChasquiForwarderStalled",
+	"central unreachable while idle":  "ChasquiCentralUnreachable",
 	"any new dead letter":             "ChasquiDeadLetter",
 	"replica lag above 5 minutes":     "ChasquiReplicaLagHigh",
 	"central cannot reach PostgreSQL": "ChasquiCentralPostgresDown",
@@ -74,6 +76,12 @@ var scenarios = map[string]struct{ firing, quiet string }{
 	"ChasquiForwarderFailing": {
 		firing: `chasqui_forwarder_up` + edgeLabels + ` 1 1 0x8`,
 		quiet:  `chasqui_forwarder_up` + edgeLabels + ` 1x10`,
+	},
+	"ChasquiCentralUnreachable": {
+		// The probe fails from t=2m on; nothing waits in the queue.
+		firing: `chasqui_central_reachable` + edgeLabels + ` 1 1 0x8
+			chasqui_queue_transactions` + edgeLabels + ` 0x10`,
+		quiet: `chasqui_central_reachable` + edgeLabels + ` 1x10`,
 	},
 	"ChasquiForwarderStalled": {
 		// Work waits and the last success was at t=0.
@@ -154,6 +162,10 @@ func TestAlertRulesParseAndCoverIssue(t *testing.T) {
 	}
 	if r := rules["ChasquiForwarderFailing"]; time.Duration(r.For) != 5*time.Minute {
 		t.Errorf("ChasquiForwarderFailing: for %v, want 5m (failing for 5 minutes)", time.Duration(r.For))
+	}
+	if r := rules["ChasquiCentralUnreachable"]; time.Duration(r.For) != 5*time.Minute || r.Labels["severity"] != "warning" {
+		t.Errorf("ChasquiCentralUnreachable: for %v, severity %q; want 5m, warning (records are safe, act today)",
+			time.Duration(r.For), r.Labels["severity"])
 	}
 	for name, r := range rules {
 		switch r.Labels["severity"] {

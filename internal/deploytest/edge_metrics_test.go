@@ -256,9 +256,10 @@ type edgeProc struct {
 
 // startEdge runs chasqui-edge on dataDir with its central address pointing
 // at a loopback port nothing listens on: central is down, every dial is
-// refused, and the forwarder backs off while the queue fills. The process
-// is stopped (SIGTERM, then SIGKILL) when t ends.
-func startEdge(t *testing.T, id, dataDir string) *edgeProc {
+// refused, and the forwarder backs off while the queue fills. extra flags
+// follow the others. The process is stopped (SIGTERM, then SIGKILL) when t
+// ends.
+func startEdge(t *testing.T, id, dataDir string, extra ...string) *edgeProc {
 	t.Helper()
 	bin, err := buildBinary("chasqui-edge")
 	if err != nil {
@@ -270,12 +271,14 @@ func startEdge(t *testing.T, id, dataDir string) *edgeProc {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	cmd := exec.Command(bin,
+	args := []string{
 		"--edge-id", id, "--data-dir", dataDir, "--central-addr", refusedAddr(t),
 		"--insecure", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		// The queue is a few KiB: do not depend on the test machine's free
 		// disk space (the default reserve is 160 MiB).
-		"--disk-reserve", "1048576", "--shutdown-timeout", "5s")
+		"--disk-reserve", "1048576", "--shutdown-timeout", "5s",
+	}
+	cmd := exec.Command(bin, append(args, extra...)...)
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
