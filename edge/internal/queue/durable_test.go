@@ -300,7 +300,7 @@ func TestNoAckBeforeTheGroupCommitIsDurable(t *testing.T) {
 	}
 	require.Equal(t, uint64(workers*each), q.LastSeq())
 	t.Logf("%d groups, %d prepared ahead, %d with several callers", groups, ahead, shared)
-	require.Positive(t, ahead, "no group was prepared while another committed: the pipelined path went untested")
+	require.Greater(t, ahead, groups/2, "groups were seldom prepared while another committed: the pipelined path went untested")
 	require.Positive(t, shared, "no group had several callers")
 }
 
@@ -378,8 +378,8 @@ func TestFailedGroupCommitAcknowledgesNothing(t *testing.T) {
 	for _, r := range bs {
 		require.Empty(t, r.done, "answered before its group's commit")
 	}
-	hb.commit()
 	c.hold.Store(false)
+	hb.commit()
 	for _, r := range bs {
 		ack(r)
 	}
