@@ -6,6 +6,8 @@
 // per-call retries are the retry interceptor's, the per-link backoff, batch
 // splitting on timeouts and sequence-gap resends are this package's. It
 // never drops a transaction: the queue only moves on central's answers.
+// While it has nothing to send it probes central (probe.go), so that a
+// lost link shows before records wait.
 package forward
 
 import (
