@@ -125,7 +125,14 @@ Try:
 
 Ctrl-C stops everything.
 MSG
-# Exit (and clean up) as soon as any service dies, or on Ctrl-C.
-wait -n "${pids[@]}" || true
-echo "a service exited; see run/logs/"
-exit 1
+# Exit (and clean up) as soon as any service dies, or on Ctrl-C. Ctrl-C
+# reaches every process of the group, and a service may stop (cleanly,
+# status 0, or 130 if killed by SIGINT) before this shell runs its trap:
+# only a failure is reported.
+status=0
+wait -n "${pids[@]}" || status=$?
+if [ "$status" -ne 0 ] && [ "$status" -ne 130 ]; then
+  echo "a service exited with status $status; see run/logs/"
+  exit 1
+fi
+exit 0
