@@ -757,7 +757,7 @@ func (b *batch) flush() error {
 	if err := b.seal(); err != nil {
 		return err
 	}
-	if err := b.txn.Commit(); err != nil {
+	if err := b.commitTxn(false); err != nil {
 		return err
 	}
 	b.txn = b.q.db.NewTransaction(true)
@@ -771,6 +771,15 @@ func (b *batch) commit() error {
 	if err := b.seal(); err != nil {
 		b.txn.Discard()
 		return err
+	}
+	return b.commitTxn(true)
+}
+
+// commitTxn commits the current Badger transaction, one part of the batch
+// (final: its last); tests stand in for it with Options.commitPart.
+func (b *batch) commitTxn(final bool) error {
+	if hook := b.q.opts.commitPart; hook != nil {
+		return hook(b.txn, final)
 	}
 	return b.txn.Commit()
 }

@@ -151,6 +151,14 @@ type Options struct {
 	// Tests hold a group's commit with it, or fail it, before the appender
 	// lands the group.
 	commitGroup func(p *flight, txn *badger.Txn, done func(error))
+	// commitPart, set by tests only, stands in for the Badger commit
+	// (txn.Commit) of each part of a batch: of a group written the plain
+	// way, in parts when it outgrows one Badger transaction, and of the
+	// other writers (ApplyCommit, pruner, dead letters). final is false
+	// for a part committed because the batch outgrew it, true for the
+	// batch's last. It must commit txn or discard it, and return the
+	// outcome. Tests fail a later part of a group with it.
+	commitPart func(txn *badger.Txn, final bool) error
 }
 
 func (o *Options) setDefaults() {
