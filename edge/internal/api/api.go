@@ -316,6 +316,11 @@ func statusOf(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.OutOfRange, "after_change: the changes after it were pruned; resume with after_change 0")
 	case errors.Is(err, queue.ErrClosed):
 		return status.Error(codes.Unavailable, "edge is shutting down")
+	case errors.Is(err, queue.ErrCountersStale), errors.Is(err, queue.ErrRetry):
+		// Nothing was written; a retry is safe and is what lets the store
+		// recover (each write reads the counters back first).
+		log.WarnContext(ctx, "refused: store recovering from a failed write", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
+		return status.Error(codes.Unavailable, "edge store is recovering from a failed write; retry")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "call canceled")
 	case errors.Is(err, context.DeadlineExceeded):

@@ -276,7 +276,11 @@ func (p *flight) add(r *submitReq) {
 // start hands p's Badger transaction to Badger; the caller holds wmu.
 func (q *Queue) start(p *flight) {
 	q.inflight = true
-	if err := p.g.w.seal(); err != nil {
+	err := q.checkFresh()
+	if err == nil {
+		err = p.g.w.seal()
+	}
+	if err != nil {
 		p.g.w.discard()
 		p.done <- err
 		return
@@ -338,9 +342,7 @@ func (q *Queue) settle(p *flight, err error) {
 		return
 	}
 	q.log.Error("append group failed", "err", err, "requests", len(p.group))
-	if rerr := q.reload(); rerr != nil {
-		q.log.Error("reload counters failed", "err", rerr)
-	}
+	q.refresh()
 	q.wgen++
 	for i := range p.resps {
 		p.resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}
@@ -361,7 +363,39 @@ func (q *Queue) answer(p *flight) {
 	}
 }
 
+// refresh reads the counters back from the store after a failed write, part
+// of which may be durable; the caller holds wmu. If they cannot be read,
+// the in-memory ones may be behind the store: a write built on them could
+// reuse the seq of a durable entry and overwrite it. So they are marked
+// stale, and every write is refused (checkFresh) until a read-back succeeds.
+func (q *Queue) refresh() {
+	if err := q.reload(); err != nil {
+		q.log.Error("reading the counters back failed; writes refused until they can be read", "err", err)
+		q.stale = err
+		return
+	}
+	q.stale = nil
+}
+
+// checkFresh is called, under wmu, before every Badger commit: it fails while
+// the counters are stale. It first tries to read them back; the write fails
+// even when that works, since it was built on the stale ones.
+func (q *Queue) checkFresh() error {
+	if q.stale == nil {
+		return nil
+	}
+	if q.refresh(); q.stale != nil {
+		return fmt.Errorf("%w: %v; writes refused until they can", ErrCountersStale, q.stale)
+	}
+	return ErrRetry
+}
+
 func (q *Queue) reload() error {
+	if hook := q.opts.readBack; hook != nil {
+		if err := hook(); err != nil {
+			return err
+		}
+	}
 	return q.db.View(func(txn *badger.Txn) error {
 		m, err := readMeta(txn)
 		if err == nil {
@@ -776,8 +810,13 @@ func (b *batch) commit() error {
 }
 
 // commitTxn commits the current Badger transaction, one part of the batch
-// (final: its last); tests stand in for it with Options.commitPart.
+// (final: its last), unless the counters are stale (the caller holds wmu);
+// tests stand in for the commit with Options.commitPart.
 func (b *batch) commitTxn(final bool) error {
+	if err := b.q.checkFresh(); err != nil {
+		b.txn.Discard()
+		return err
+	}
 	if hook := b.q.opts.commitPart; hook != nil {
 		return hook(b.txn, final)
 	}

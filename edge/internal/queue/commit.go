@@ -221,9 +221,7 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 		if err != nil {
 			// A part may be stored (a batch that outgrew one Badger
 			// transaction): take the counters from the store.
-			if rerr := q.reload(); rerr != nil {
-				q.log.Error("reload counters failed", "err", rerr)
-			}
+			q.refresh()
 		}
 	}()
 	at := res.CommittedAt

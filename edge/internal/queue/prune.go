@@ -85,9 +85,7 @@ func (q *Queue) pruneOne(cutoff time.Time) (int, bool, error) {
 	}
 	m.cumHead = cum
 	if err := b.commit(); err != nil {
-		if rerr := q.reload(); rerr != nil {
-			q.log.Error("reload counters failed", "err", rerr)
-		}
+		q.refresh()
 		return n, false, fmt.Errorf("queue: prune through %d: %w", through, err)
 	}
 	q.setMeta(m)

@@ -42,6 +42,16 @@ var (
 	// ErrInvalid: a request the queue cannot take as it is (the API
 	// validates before; this guards direct callers).
 	ErrInvalid = errors.New("queue: invalid request")
+	// ErrCountersStale: a write failed and the counters could not be read
+	// back from the store after it, so the in-memory ones may be behind
+	// what is durable (a group written in several Badger transactions
+	// fails half-way). Every write is refused, having changed nothing,
+	// until they can be read back; each write tries again. Transient.
+	ErrCountersStale = errors.New("queue: counters could not be read back after a failed write")
+	// ErrRetry: the write was built on stale counters, read back since,
+	// and changed nothing. Retrying it at once is safe (resubmitted
+	// transaction ids get their first answers).
+	ErrRetry = errors.New("queue: write built on stale counters, read back since; retry it")
 )
 
 // Badger memory and disk options, chosen for < 256 MiB RSS with a backlog of
@@ -159,6 +169,10 @@ type Options struct {
 	// batch's last. It must commit txn or discard it, and return the
 	// outcome. Tests fail a later part of a group with it.
 	commitPart func(txn *badger.Txn, final bool) error
+	// readBack, set by tests only, is consulted first whenever the
+	// counters are read back from the store (reload): an error it returns
+	// fails the read-back. Tests leave the counters stale with it.
+	readBack func() error
 }
 
 func (o *Options) setDefaults() {
@@ -245,6 +259,10 @@ type Queue struct {
 	wcond    sync.Cond // on wmu: the in-flight group landed
 	inflight bool      // guarded by wmu
 	wgen     uint64    // guarded by wmu
+	// stale, guarded by wmu, is why the counters could not be read back
+	// after a failed write (refresh): while set, m may be behind what is
+	// durable, and no Badger write may commit (checkFresh).
+	stale    error
 	groups   atomic.Uint64
 	accepted atomic.Uint64
 	mu       sync.Mutex // guards m and changed

@@ -465,9 +465,7 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 		}
 	}
 	if err := b.commit(); err != nil {
-		if rerr := q.reload(); rerr != nil {
-			q.log.Error("reload counters failed", "err", rerr)
-		}
+		q.refresh()
 		return acked, fmt.Errorf("queue: replayed: %w", err)
 	}
 	q.setMeta(m)
