@@ -343,6 +343,11 @@ func (q *Queue) settle(p *flight, err error) {
 	}
 	q.log.Error("append group failed", "err", err, "requests", len(p.group))
 	q.refresh()
+	if durable := q.snapshot().lastSeq; durable > p.base.lastSeq {
+		// Parts written before the failure are stored: their transactions
+		// were accepted (the callers' retries get them as duplicates).
+		q.accepted.Add(durable - p.base.lastSeq)
+	}
 	q.wgen++
 	for i := range p.resps {
 		p.resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}

@@ -201,6 +201,10 @@ func failedPart(t *testing.T, sizes []int, direct bool, fail func(n int, final b
 		}
 	}
 	checkStored(t, q, want)
+	st, err := q.Stats()
+	require.NoError(t, err)
+	require.Equal(t, uint64(len(want)), st.Accepted,
+		"accepted counts every transaction stored once: the failed group's durable part too, its retried duplicates not")
 
 	// After a restart (a plain queue on the same store).
 	require.NoError(t, q.Close())
