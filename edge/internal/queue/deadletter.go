@@ -85,7 +85,9 @@ func (q *Queue) GetDeadLetter(id string) (*edgev1.DeadLetter, error) {
 // transaction id: as it was, or replaced by edited (whose id must be the
 // same). The dead letter is removed in the same write.
 func (q *Queue) RetryDeadLetter(ctx context.Context, id string, edited *opsv1.Transaction) (*edgev1.SubmitResult, error) {
-	acks, err := q.do(ctx, &submitReq{retry: &retryOp{id: id, edited: edited}, done: make(chan submitResp, 1)})
+	r := &submitReq{retry: &retryOp{id: id, edited: edited}, done: make(chan submitResp, 1)}
+	r.estimate() // so the appender counts it when it cuts groups
+	acks, err := q.do(ctx, r)
 	if err != nil {
 		return nil, err
 	}
