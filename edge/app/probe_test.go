@@ -112,12 +112,16 @@ func TestCentralReachableWhileIdle(t *testing.T) {
 
 	m := waitMetric(t, a.HTTPAddr(), "chasqui_central_reachable", 1, "central up")
 	require.Positive(t, m["chasqui_central_last_reachable_timestamp_seconds"])
+	st := jsonStatus(t, a.HTTPAddr())
+	require.Equal(t, "reachable", st["central_link"], "`chasqui status` shows the link")
+	require.NotEmpty(t, st["central_last_answer_at"])
 
 	stopCentral()
 	m = waitMetric(t, a.HTTPAddr(), "chasqui_central_reachable", 0, "central stopped")
 	require.Equal(t, 1.0, m["chasqui_forwarder_up"], "idle still counts as up")
 	require.Zero(t, m["chasqui_queue_transactions"], "nothing waits: no commit could have noticed")
-	st := jsonStatus(t, a.HTTPAddr())
+	st = jsonStatus(t, a.HTTPAddr())
+	require.Equal(t, "unreachable", st["central_link"])
 	require.Equal(t, "idle", st["forwarder_state"])
 	require.Contains(t, st["forwarder_last_error"], "link probe (GetCursor) failed", "`chasqui status` names the failure")
 	require.Contains(t, logs.String(), `"level":"WARN","msg":"central unreachable: link probe failed"`)
@@ -125,6 +129,7 @@ func TestCentralReachableWhileIdle(t *testing.T) {
 	runCentralTLS(t, s, addr, dbURL)
 	waitMetric(t, a.HTTPAddr(), "chasqui_central_reachable", 1, "central back")
 	require.Contains(t, logs.String(), "central reachable again")
+	require.Equal(t, "reachable", jsonStatus(t, a.HTTPAddr())["central_link"])
 }
 
 // Reachable means served: an edge whose certificate names another edge is

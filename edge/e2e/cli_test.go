@@ -98,6 +98,7 @@ func TestDeadLettersViaCLI(t *testing.T) {
 	out, _, code = runCLI(t, s, "status")
 	require.Equal(t, 0, code)
 	require.Regexp(t, `dead letters\s+2`, out)
+	require.Regexp(t, `central link\s+reachable \(last answer 20`, out, "central answered its commits: the link shows")
 
 	out, errOut, code = runCLI(t, s, "deadletters", "show", p1)
 	require.Equal(t, 0, code, errOut)

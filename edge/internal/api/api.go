@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/chasqui/chasqui/edge/internal/forward"
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	"github.com/chasqui/chasqui/edge/internal/reads"
 	"github.com/chasqui/chasqui/edge/internal/replica"
@@ -55,6 +56,17 @@ type Forwarder interface {
 
 // commitRater is an optional Forwarder extension.
 type commitRater interface{ CommitRate() float64 }
+
+// linkProber is an optional Forwarder extension: the link probe's view of
+// central.
+type linkProber interface{ Reachability() forward.Reachability }
+
+// Central link states in GetStatusResponse.central_link.
+const (
+	CentralReachable   = "reachable"
+	CentralUnreachable = "unreachable"
+	CentralUnknown     = "unknown" // no answer yet, or probing off
+)
 
 // Reader answers the read calls (edge/internal/reads implements it).
 type Reader interface {
@@ -210,6 +222,20 @@ func Status(q Queue, fwd Forwarder, now time.Time, rep ...Replica) (*edgev1.GetS
 		r.CentralLsn = fwd.CentralLSN()
 		if cr, ok := fwd.(commitRater); ok {
 			r.CommitRateTxPerSecond = cr.CommitRate()
+		}
+		if lp, ok := fwd.(linkProber); ok {
+			rs := lp.Reachability()
+			switch {
+			case !rs.Known:
+				r.CentralLink = CentralUnknown
+			case rs.Reachable:
+				r.CentralLink = CentralReachable
+			default:
+				r.CentralLink = CentralUnreachable
+			}
+			if !rs.LastOK.IsZero() {
+				r.CentralLastAnswerAt = timestamppb.New(rs.LastOK)
+			}
 		}
 	}
 	r.ReplicaState = replica.StateDisabled

@@ -285,6 +285,7 @@ func (c *command) status(ctx context.Context) error {
 		{"oldest pending", fmt.Sprintf("%s (%.1f s ago)", ts(s.OldestPendingAcceptedAt), s.OldestPendingAgeSeconds)},
 		{"accepted / committed through", fmt.Sprintf("seq %d / seq %d", s.LastAcceptedSeq, s.CommittedThroughSeq)},
 		{"forwarder", s.ForwarderState + errSuffix(s.ForwarderLastError)},
+		{"central link", centralLink(s)},
 		{"last commit", ts(s.LastCommitAt)},
 		{"commit rate", fmt.Sprintf("%.1f tx/s", s.CommitRateTxPerSecond)},
 		{"dead letters", fmt.Sprint(s.DeadLetters)},
@@ -293,6 +294,15 @@ func (c *command) status(ctx context.Context) error {
 		{"disk free", fmt.Sprintf("%d bytes", s.DiskFreeBytes)},
 	}
 	return c.table("FIELD\tVALUE", rowsTab(rows))
+}
+
+// centralLink is the link probe's view of central, with central's last
+// answer.
+func centralLink(s *edgev1.GetStatusResponse) string {
+	if s.CentralLink == "" {
+		return "-"
+	}
+	return s.CentralLink + " (last answer " + ts(s.CentralLastAnswerAt) + ")"
 }
 
 func errSuffix(e string) string {

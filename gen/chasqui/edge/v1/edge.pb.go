@@ -1010,8 +1010,15 @@ type GetStatusResponse struct {
 	ReplicaLagSeconds       float64                `protobuf:"fixed64,18,opt,name=replica_lag_seconds,json=replicaLagSeconds,proto3" json:"replica_lag_seconds,omitempty"`
 	ReplicaState            string                 `protobuf:"bytes,19,opt,name=replica_state,json=replicaState,proto3" json:"replica_state,omitempty"`
 	DiskFreeBytes           uint64                 `protobuf:"varint,20,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// Central as the forwarder's link probe last saw it (GetCursor for this
+	// edge over the forwarder's own connection, while nothing was committed
+	// within --central-probe-interval): "reachable", "unreachable", or
+	// "unknown" (no answer yet, or probing off); empty without a forwarder.
+	CentralLink string `protobuf:"bytes,21,opt,name=central_link,json=centralLink,proto3" json:"central_link,omitempty"`
+	// When central last answered a probe or committed a batch; unset if never.
+	CentralLastAnswerAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=central_last_answer_at,json=centralLastAnswerAt,proto3" json:"central_last_answer_at,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
@@ -1182,6 +1189,20 @@ func (x *GetStatusResponse) GetDiskFreeBytes() uint64 {
 		return x.DiskFreeBytes
 	}
 	return 0
+}
+
+func (x *GetStatusResponse) GetCentralLink() string {
+	if x != nil {
+		return x.CentralLink
+	}
+	return ""
+}
+
+func (x *GetStatusResponse) GetCentralLastAnswerAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CentralLastAnswerAt
+	}
+	return nil
 }
 
 type DeadLetter struct {
@@ -1692,7 +1713,7 @@ const file_chasqui_edge_v1_edge_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n" +
 	"\vbuffer_only\x18\x03 \x01(\bR\n" +
 	"bufferOnly\"\x12\n" +
-	"\x10GetStatusRequest\"\x98\a\n" +
+	"\x10GetStatusRequest\"\x8c\b\n" +
 	"\x11GetStatusResponse\x12\x17\n" +
 	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x1f\n" +
@@ -1717,7 +1738,9 @@ const file_chasqui_edge_v1_edge_proto_rawDesc = "" +
 	"\x11replica_lag_bytes\x18\x11 \x01(\x04R\x0freplicaLagBytes\x12.\n" +
 	"\x13replica_lag_seconds\x18\x12 \x01(\x01R\x11replicaLagSeconds\x12#\n" +
 	"\rreplica_state\x18\x13 \x01(\tR\freplicaState\x12&\n" +
-	"\x0fdisk_free_bytes\x18\x14 \x01(\x04R\rdiskFreeBytes\"\xbc\x01\n" +
+	"\x0fdisk_free_bytes\x18\x14 \x01(\x04R\rdiskFreeBytes\x12!\n" +
+	"\fcentral_link\x18\x15 \x01(\tR\vcentralLink\x12O\n" +
+	"\x16central_last_answer_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x13centralLastAnswerAt\"\xbc\x01\n" +
 	"\n" +
 	"DeadLetter\x12=\n" +
 	"\vtransaction\x18\x01 \x01(\v2\x1b.chasqui.ops.v1.TransactionR\vtransaction\x12\x16\n" +
@@ -1839,37 +1862,38 @@ var file_chasqui_edge_v1_edge_proto_depIdxs = []int32{
 	10, // 18: chasqui.edge.v1.ListObservationsResponse.observations:type_name -> chasqui.edge.v1.ObservationView
 	27, // 19: chasqui.edge.v1.GetStatusResponse.oldest_pending_accepted_at:type_name -> google.protobuf.Timestamp
 	27, // 20: chasqui.edge.v1.GetStatusResponse.last_commit_at:type_name -> google.protobuf.Timestamp
-	26, // 21: chasqui.edge.v1.DeadLetter.transaction:type_name -> chasqui.ops.v1.Transaction
-	27, // 22: chasqui.edge.v1.DeadLetter.rejected_at:type_name -> google.protobuf.Timestamp
-	17, // 23: chasqui.edge.v1.ListDeadLettersResponse.dead_letters:type_name -> chasqui.edge.v1.DeadLetter
-	17, // 24: chasqui.edge.v1.GetDeadLetterResponse.dead_letter:type_name -> chasqui.edge.v1.DeadLetter
-	26, // 25: chasqui.edge.v1.RetryDeadLetterRequest.edited:type_name -> chasqui.ops.v1.Transaction
-	4,  // 26: chasqui.edge.v1.RetryDeadLetterResponse.result:type_name -> chasqui.edge.v1.SubmitResult
-	2,  // 27: chasqui.edge.v1.EdgeService.Submit:input_type -> chasqui.edge.v1.SubmitRequest
-	6,  // 28: chasqui.edge.v1.EdgeService.GetTransaction:input_type -> chasqui.edge.v1.GetTransactionRequest
-	8,  // 29: chasqui.edge.v1.EdgeService.WatchTransactions:input_type -> chasqui.edge.v1.WatchTransactionsRequest
-	11, // 30: chasqui.edge.v1.EdgeService.GetObservation:input_type -> chasqui.edge.v1.GetObservationRequest
-	13, // 31: chasqui.edge.v1.EdgeService.ListObservations:input_type -> chasqui.edge.v1.ListObservationsRequest
-	15, // 32: chasqui.edge.v1.AdminService.GetStatus:input_type -> chasqui.edge.v1.GetStatusRequest
-	18, // 33: chasqui.edge.v1.AdminService.ListDeadLetters:input_type -> chasqui.edge.v1.ListDeadLettersRequest
-	20, // 34: chasqui.edge.v1.AdminService.GetDeadLetter:input_type -> chasqui.edge.v1.GetDeadLetterRequest
-	22, // 35: chasqui.edge.v1.AdminService.RetryDeadLetter:input_type -> chasqui.edge.v1.RetryDeadLetterRequest
-	24, // 36: chasqui.edge.v1.AdminService.DiscardDeadLetter:input_type -> chasqui.edge.v1.DiscardDeadLetterRequest
-	3,  // 37: chasqui.edge.v1.EdgeService.Submit:output_type -> chasqui.edge.v1.SubmitResponse
-	7,  // 38: chasqui.edge.v1.EdgeService.GetTransaction:output_type -> chasqui.edge.v1.GetTransactionResponse
-	9,  // 39: chasqui.edge.v1.EdgeService.WatchTransactions:output_type -> chasqui.edge.v1.WatchTransactionsResponse
-	12, // 40: chasqui.edge.v1.EdgeService.GetObservation:output_type -> chasqui.edge.v1.GetObservationResponse
-	14, // 41: chasqui.edge.v1.EdgeService.ListObservations:output_type -> chasqui.edge.v1.ListObservationsResponse
-	16, // 42: chasqui.edge.v1.AdminService.GetStatus:output_type -> chasqui.edge.v1.GetStatusResponse
-	19, // 43: chasqui.edge.v1.AdminService.ListDeadLetters:output_type -> chasqui.edge.v1.ListDeadLettersResponse
-	21, // 44: chasqui.edge.v1.AdminService.GetDeadLetter:output_type -> chasqui.edge.v1.GetDeadLetterResponse
-	23, // 45: chasqui.edge.v1.AdminService.RetryDeadLetter:output_type -> chasqui.edge.v1.RetryDeadLetterResponse
-	25, // 46: chasqui.edge.v1.AdminService.DiscardDeadLetter:output_type -> chasqui.edge.v1.DiscardDeadLetterResponse
-	37, // [37:47] is the sub-list for method output_type
-	27, // [27:37] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	27, // 21: chasqui.edge.v1.GetStatusResponse.central_last_answer_at:type_name -> google.protobuf.Timestamp
+	26, // 22: chasqui.edge.v1.DeadLetter.transaction:type_name -> chasqui.ops.v1.Transaction
+	27, // 23: chasqui.edge.v1.DeadLetter.rejected_at:type_name -> google.protobuf.Timestamp
+	17, // 24: chasqui.edge.v1.ListDeadLettersResponse.dead_letters:type_name -> chasqui.edge.v1.DeadLetter
+	17, // 25: chasqui.edge.v1.GetDeadLetterResponse.dead_letter:type_name -> chasqui.edge.v1.DeadLetter
+	26, // 26: chasqui.edge.v1.RetryDeadLetterRequest.edited:type_name -> chasqui.ops.v1.Transaction
+	4,  // 27: chasqui.edge.v1.RetryDeadLetterResponse.result:type_name -> chasqui.edge.v1.SubmitResult
+	2,  // 28: chasqui.edge.v1.EdgeService.Submit:input_type -> chasqui.edge.v1.SubmitRequest
+	6,  // 29: chasqui.edge.v1.EdgeService.GetTransaction:input_type -> chasqui.edge.v1.GetTransactionRequest
+	8,  // 30: chasqui.edge.v1.EdgeService.WatchTransactions:input_type -> chasqui.edge.v1.WatchTransactionsRequest
+	11, // 31: chasqui.edge.v1.EdgeService.GetObservation:input_type -> chasqui.edge.v1.GetObservationRequest
+	13, // 32: chasqui.edge.v1.EdgeService.ListObservations:input_type -> chasqui.edge.v1.ListObservationsRequest
+	15, // 33: chasqui.edge.v1.AdminService.GetStatus:input_type -> chasqui.edge.v1.GetStatusRequest
+	18, // 34: chasqui.edge.v1.AdminService.ListDeadLetters:input_type -> chasqui.edge.v1.ListDeadLettersRequest
+	20, // 35: chasqui.edge.v1.AdminService.GetDeadLetter:input_type -> chasqui.edge.v1.GetDeadLetterRequest
+	22, // 36: chasqui.edge.v1.AdminService.RetryDeadLetter:input_type -> chasqui.edge.v1.RetryDeadLetterRequest
+	24, // 37: chasqui.edge.v1.AdminService.DiscardDeadLetter:input_type -> chasqui.edge.v1.DiscardDeadLetterRequest
+	3,  // 38: chasqui.edge.v1.EdgeService.Submit:output_type -> chasqui.edge.v1.SubmitResponse
+	7,  // 39: chasqui.edge.v1.EdgeService.GetTransaction:output_type -> chasqui.edge.v1.GetTransactionResponse
+	9,  // 40: chasqui.edge.v1.EdgeService.WatchTransactions:output_type -> chasqui.edge.v1.WatchTransactionsResponse
+	12, // 41: chasqui.edge.v1.EdgeService.GetObservation:output_type -> chasqui.edge.v1.GetObservationResponse
+	14, // 42: chasqui.edge.v1.EdgeService.ListObservations:output_type -> chasqui.edge.v1.ListObservationsResponse
+	16, // 43: chasqui.edge.v1.AdminService.GetStatus:output_type -> chasqui.edge.v1.GetStatusResponse
+	19, // 44: chasqui.edge.v1.AdminService.ListDeadLetters:output_type -> chasqui.edge.v1.ListDeadLettersResponse
+	21, // 45: chasqui.edge.v1.AdminService.GetDeadLetter:output_type -> chasqui.edge.v1.GetDeadLetterResponse
+	23, // 46: chasqui.edge.v1.AdminService.RetryDeadLetter:output_type -> chasqui.edge.v1.RetryDeadLetterResponse
+	25, // 47: chasqui.edge.v1.AdminService.DiscardDeadLetter:output_type -> chasqui.edge.v1.DiscardDeadLetterResponse
+	38, // [38:48] is the sub-list for method output_type
+	28, // [28:38] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_chasqui_edge_v1_edge_proto_init() }
