@@ -67,7 +67,6 @@ func run() error {
 	clients := flag.Int("clients", 64, "concurrent gRPC clients (one connection each)")
 	dir := flag.String("dir", "", "data directory (default: a new temp dir, removed after)")
 	workers := flag.Int("stream-workers", 0, "grpc.NumStreamWorkers of the server (0: a goroutine per stream)")
-	fake := flag.Bool("no-store", false, "diagnosis: every figure's Submit answers without storing (gRPC and validation cost only)")
 	rounds := flag.Int("rounds", 3, "alternating echo/submit rounds; the best of each is reported")
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
@@ -114,11 +113,7 @@ func run() error {
 	}
 	// Each accept-path figure gets a store of its own, so none is measured
 	// on what the figures before it left in Badger.
-	mode := storeDurable
-	if *fake {
-		mode = storeNone
-	}
-	e, err := startEdge(*dir+"/queue", *clients, so, mode, logger)
+	e, err := startEdge(*dir+"/queue", *clients, so, storeDurable, logger)
 	if err != nil {
 		return err
 	}
@@ -254,7 +249,7 @@ func run() error {
 			name string
 			mode storeMode
 			res  *result
-		}{{"", mode, &batchRes}, {"-nostore", storeNone, &batchNone}, {"-nofsync", storeNoSync, &batchNoSync}} {
+		}{{"", storeDurable, &batchRes}, {"-nostore", storeNone, &batchNone}, {"-nofsync", storeNoSync, &batchNoSync}} {
 			eb, err := startEdge(*dir+"/queue-batched"+f.name, *clients, so, f.mode, logger)
 			if err != nil {
 				return err
