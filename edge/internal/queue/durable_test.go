@@ -156,6 +156,21 @@ func obsTxn() *opsv1.Transaction {
 	}}}}
 }
 
+// submitEach submits n observations one Submit each into an empty queue
+// and returns their ids (ids[i] acknowledged under seq i+1).
+func submitEach(t *testing.T, q *Queue, n int) []string {
+	t.Helper()
+	var ids []string
+	for range n {
+		tx := obsTxn()
+		acks, err := q.Submit(context.Background(), []*opsv1.Transaction{tx})
+		require.NoError(t, err)
+		ids = append(ids, tx.GetId())
+		require.Equal(t, uint64(len(ids)), acks[0].GetSeq())
+	}
+	return ids
+}
+
 // handOver is Submit up to the hand-over to the appender: the request is in
 // the appender's queue when it returns, and its answer is left in r.done for
 // the test to look at.

@@ -104,14 +104,7 @@ func failedPart(t *testing.T, sizes []int, direct bool, fail func(n int, final b
 
 	// Acknowledged before the group (the pipelined path): the group's seqs
 	// start after them.
-	var want []string // want[i]: the id stored under seq i+1
-	for range 3 {
-		tx := obsTxn()
-		acks, err := q.Submit(ctx, []*opsv1.Transaction{tx})
-		require.NoError(t, err)
-		want = append(want, tx.GetId())
-		require.Equal(t, uint64(len(want)), acks[0].GetSeq())
-	}
+	want := submitEach(t, q, 3) // want[i]: the id stored under seq i+1
 	base := uint64(len(want))
 
 	// The group, and the same transactions as the callers will resend them

@@ -50,14 +50,7 @@ func TestStaleCountersRefuseWrites(t *testing.T) {
 	})
 
 	// Acknowledged before the failure.
-	var want []string // want[i]: the id stored under seq i+1
-	for range 3 {
-		tx := obsTxn()
-		acks, err := q.Submit(ctx, []*opsv1.Transaction{tx})
-		require.NoError(t, err)
-		want = append(want, tx.GetId())
-		require.Equal(t, uint64(len(want)), acks[0].GetSeq())
-	}
+	want := submitEach(t, q, 3) // want[i]: the id stored under seq i+1
 	acked := append([]string(nil), want...)
 	base := uint64(len(want))
 	es, err := q.Read(1, len(acked), 1<<20)
