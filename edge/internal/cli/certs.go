@@ -58,7 +58,7 @@ func (c *command) certsCmd(args []string) error {
 	default:
 		return usageError("certs: unknown subcommand %q (init, issue-edge, issue-central, issue-client)", sub)
 	}
-	fs.Usage = func() { fmt.Fprint(c.env.Stderr, certsUsage); config.Usage(fs, "Flags:")() }
+	fs.Usage = config.Usage(fs, strings.TrimSuffix(certsUsage, "\n"))
 	if err := config.Parse(fs, args[1:], c.env.LookupEnv); err != nil {
 		if err == flag.ErrHelp {
 			return nil

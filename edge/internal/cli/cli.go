@@ -92,7 +92,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 	fs.StringVar(&o.token, "instrument-token", "", "bearer token for the edge service, when the edge requires one (prefer the environment variable)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token for the admin service, when the edge requires one (prefer the environment variable)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = func() { fmt.Fprint(env.Stderr, usage); config.Usage(fs, "Flags:")() }
+	fs.Usage = config.Usage(fs, strings.TrimSuffix(usage, "\n"))
 	if err := config.Parse(fs, args, env.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK

@@ -69,3 +69,21 @@ func TestParseSubmissionFillsMissingTransactionID(t *testing.T) {
 	_, err = parseSubmission([]byte(`{"nonsense": 1}`))
 	require.Error(t, err)
 }
+
+// -h prints the usage once, then one flag section: no stray heading.
+func TestHelpHasOneFlagsHeading(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"-h"}, {"certs", "init", "-h"}} {
+		code, _, stderr := run(t, "", args...)
+		require.Equal(t, ExitOK, code, "args %q", args)
+		require.Contains(t, stderr, "Usage:", "args %q", args)
+		require.Contains(t, stderr, "\n  --", "args %q: flags listed", args)
+		var headings []string
+		for _, l := range strings.Split(stderr, "\n") {
+			if strings.HasPrefix(l, "Flags") {
+				headings = append(headings, l)
+			}
+		}
+		require.Equal(t, []string{"Flags (each also read from its environment variable):"}, headings, "args %q:\n%s", args, stderr)
+	}
+}
