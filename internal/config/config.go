@@ -16,8 +16,11 @@ const EnvPrefix = "CHASQUI_"
 
 // EnvName is the environment variable that backs a flag: upper case, dashes
 // to underscores, with EnvPrefix ("grpc-addr" -> "CHASQUI_GRPC_ADDR").
-func EnvName(flagName string) string {
-	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+func EnvName(flagName string) string { return PrefixedEnvName(EnvPrefix, flagName) }
+
+// PrefixedEnvName is EnvName with another prefix.
+func PrefixedEnvName(prefix, flagName string) string {
+	return prefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // Parse parses args into fs and then takes every flag that was not given on
@@ -25,6 +28,14 @@ func EnvName(flagName string) string {
 // lookupEnv is os.LookupEnv outside tests. An unusable value names both the
 // variable and the flag.
 func Parse(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) error {
+	return ParsePrefixed(fs, args, lookupEnv, EnvPrefix)
+}
+
+// ParsePrefixed is Parse with variables named prefix + FLAG. A tool run on
+// a service's host takes a prefix of its own: an operator who exports the
+// service's environment must not point the tool at the service's listen
+// addresses or make it present the service's certificate.
+func ParsePrefixed(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool), prefix string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,7 +46,7 @@ func Parse(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool
 		if given[f.Name] || firstErr != nil {
 			return
 		}
-		name := EnvName(f.Name)
+		name := PrefixedEnvName(prefix, f.Name)
 		v, ok := lookupEnv(name)
 		if !ok {
 			return
@@ -48,7 +59,10 @@ func Parse(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool
 }
 
 // Usage prints the flags with the environment variable of each, for -h.
-func Usage(fs *flag.FlagSet, summary string) func() {
+func Usage(fs *flag.FlagSet, summary string) func() { return UsagePrefixed(fs, EnvPrefix, summary) }
+
+// UsagePrefixed is Usage for ParsePrefixed.
+func UsagePrefixed(fs *flag.FlagSet, prefix, summary string) func() {
 	return func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "%s\n\nFlags (each also read from its environment variable):\n", summary)
@@ -57,7 +71,7 @@ func Usage(fs *flag.FlagSet, summary string) func() {
 			if f.DefValue != "" {
 				def = fmt.Sprintf(" (default %q)", f.DefValue)
 			}
-			fmt.Fprintf(w, "  --%s  [%s]%s\n      %s\n", f.Name, EnvName(f.Name), def, f.Usage)
+			fmt.Fprintf(w, "  --%s  [%s]%s\n      %s\n", f.Name, PrefixedEnvName(prefix, f.Name), def, f.Usage)
 		})
 	}
 }

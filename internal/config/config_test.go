@@ -50,3 +50,13 @@ func TestBadEnvValueNamesVariable(t *testing.T) {
 func TestEnvName(t *testing.T) {
 	require.Equal(t, "CHASQUI_DATA_DIR", EnvName("data-dir"))
 }
+
+func TestPrefixedReadsOnlyItsOwnNames(t *testing.T) {
+	fs, addr, _, _ := newSet()
+	err := ParsePrefixed(fs, nil, env(map[string]string{
+		"CHASQUI_GRPC_ADDR": ":2", "CHASQUI_TOOL_GAP_WAIT": "3s",
+	}), "CHASQUI_TOOL_")
+	require.NoError(t, err)
+	require.Equal(t, ":1", *addr, "the service's variable does not reach the tool")
+	require.Equal(t, "CHASQUI_TOOL_GRPC_ADDR", PrefixedEnvName("CHASQUI_TOOL_", "grpc-addr"))
+}

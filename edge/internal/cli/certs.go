@@ -58,8 +58,8 @@ func (c *command) certsCmd(args []string) error {
 	default:
 		return usageError("certs: unknown subcommand %q (init, issue-edge, issue-central, issue-client)", sub)
 	}
-	fs.Usage = config.Usage(fs, strings.TrimSuffix(certsUsage, "\n"))
-	if err := config.Parse(fs, args[1:], c.env.LookupEnv); err != nil {
+	fs.Usage = config.UsagePrefixed(fs, EnvPrefix, strings.TrimSuffix(certsUsage, "\n"))
+	if err := config.ParsePrefixed(fs, args[1:], c.env.LookupEnv, EnvPrefix); err != nil {
 		if err == flag.ErrHelp {
 			return nil
 		}

@@ -58,7 +58,17 @@ Usage:
   chasqui certs init|issue-edge|issue-central|issue-client [flags]   a site's CA and certificates ('chasqui certs -h')
 
 Exit codes: 0 done, 1 refused or failed, 2 usage, 3 edge unreachable, 4 not found.
+
+Environment: each flag is also read from CHASQUI_CLI_<FLAG> (--addr from
+CHASQUI_CLI_ADDR). The CLI ignores the edge's own CHASQUI_* settings, which
+name its listen addresses and its server certificate.
 `
+
+// EnvPrefix starts the names of the CLI's environment variables. It differs
+// from the services' config.EnvPrefix: on an edge host the operator's shell
+// often has the edge's environment exported, where CHASQUI_ADMIN_ADDR is a
+// listen address and CHASQUI_TLS_CERT the edge's server certificate.
+const EnvPrefix = "CHASQUI_CLI_"
 
 // Env is what the command reads from and writes to (os.* outside tests).
 type Env struct {
@@ -92,8 +102,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 	fs.StringVar(&o.token, "instrument-token", "", "bearer token for the edge service, when the edge requires one (prefer the environment variable)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token for the admin service, when the edge requires one (prefer the environment variable)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.Usage = config.Usage(fs, strings.TrimSuffix(usage, "\n"))
-	if err := config.Parse(fs, args, env.LookupEnv); err != nil {
+	fs.Usage = config.UsagePrefixed(fs, EnvPrefix, strings.TrimSuffix(usage, "\n"))
+	if err := config.ParsePrefixed(fs, args, env.LookupEnv, EnvPrefix); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
@@ -216,8 +226,8 @@ func (c *command) exit(err error) int {
 	}
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded:
-		fmt.Fprintf(c.env.Stderr, "chasqui: the edge at %s is unreachable (%s); is chasqui-edge running there? (--addr, CHASQUI_ADDR)\n",
-			c.o.addr, st.Message())
+		fmt.Fprintf(c.env.Stderr, "chasqui: the edge at %s is unreachable (%s); is chasqui-edge running there? (--addr, %s)\n",
+			c.o.addr, st.Message(), config.PrefixedEnvName(EnvPrefix, "addr"))
 		return ExitUnreachable
 	case codes.NotFound:
 		fmt.Fprintln(c.env.Stderr, "chasqui: not found:", st.Message())

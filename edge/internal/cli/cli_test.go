@@ -87,3 +87,32 @@ func TestHelpHasOneFlagsHeading(t *testing.T) {
 		require.Equal(t, []string{"Flags (each also read from its environment variable):"}, headings, "args %q:\n%s", args, stderr)
 	}
 }
+
+// An operator on the edge's host with the edge's environment exported: the
+// CLI reads only its own CHASQUI_CLI_* names, never the edge's listen
+// addresses or server certificate.
+func TestEdgeEnvironmentDoesNotSteerTheCLI(t *testing.T) {
+	t.Parallel()
+	mine, edges := closedAddr(t), closedAddr(t)
+	envs := map[string]string{
+		// The edge's own settings (deploy/systemd/edge.env.example names).
+		"CHASQUI_ADDR": edges, "CHASQUI_ADMIN_ADDR": edges, "CHASQUI_GRPC_ADDR": edges,
+		"CHASQUI_TLS_CA": "/nonexistent/ca.pem", "CHASQUI_TLS_CERT": "/nonexistent/edge.pem",
+		"CHASQUI_TLS_KEY": "/nonexistent/edge-key.pem", "CHASQUI_TIMEOUT": "nonsense",
+		// The CLI's.
+		"CHASQUI_CLI_ADDR": mine, "CHASQUI_CLI_TIMEOUT": "500ms",
+	}
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), []string{"status"}, Env{
+		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
+		LookupEnv: func(k string) (string, bool) { v, ok := envs[k]; return v, ok },
+	})
+	require.Equal(t, ExitUnreachable, code, errb.String())
+	require.Contains(t, errb.String(), "the edge at "+mine+" is unreachable", "CHASQUI_CLI_ADDR, with --admin-addr defaulting to it")
+	require.NotContains(t, errb.String(), edges)
+	require.Contains(t, errb.String(), "CHASQUI_CLI_ADDR", "the hint names the CLI's variable")
+
+	_, _, help := run(t, "", "-h")
+	require.Contains(t, help, "--addr  [CHASQUI_CLI_ADDR]")
+	require.Contains(t, help, "--admin-addr  [CHASQUI_CLI_ADMIN_ADDR]")
+}
