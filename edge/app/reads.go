@@ -16,7 +16,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 )
 
-// This file wires the read side (DESIGN.md guarantees 7 and 8): the site
+// This file wires the read side (docs/design.md, "Guarantees" 7 and 8): the site
 // replica's watcher, which turns COMMITTED transactions VISIBLE from the
 // replay LSN, and the reads of EdgeService, which merge the replica (or
 // central's ReadService over the forwarder's link when there is no replica

@@ -44,7 +44,7 @@ func TestWriteCommittedWithLSN(t *testing.T) {
 	s.Check(h)
 }
 
-// The edge compresses the link with gzip by default (issue 4); central must
+// The edge compresses the link with gzip by default; central must
 // accept it.
 func TestLinkGzip(t *testing.T) {
 	t.Parallel()

@@ -11,7 +11,7 @@ import (
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 )
 
-// The fault suite (issue 5): each test runs sustained concurrent writes
+// The fault suite: each test runs sustained concurrent writes
 // through the edge, injects one real fault, lets everything drain and runs
 // the history check. Long faults run only with CHASQUI_FAULTS=long
 // (`make test-faults`), so `go test ./...` stays within the CI budget.

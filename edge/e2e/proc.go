@@ -1,4 +1,4 @@
-// Package e2e proves Chasqui's guarantees (DESIGN.md section 1) end to end:
+// Package e2e proves Chasqui's guarantees (docs/design.md, "Guarantees") end to end:
 // the real chasqui-central and chasqui-edge binaries run as child processes
 // against a real PostgreSQL, with a TCP fault proxy (toxiproxy, in process)
 // on the WAN link between them. Faults are real: kill -9 of processes,

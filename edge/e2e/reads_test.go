@@ -14,7 +14,8 @@ import (
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
-// Issue 6 (DESIGN.md guarantees 7 and 8) against a real primary and a
+// Read-your-writes and precise visibility (docs/design.md, "Guarantees" 7
+// and 8) against a real primary and a
 // streaming site replica, central and the edge as processes.
 
 const (

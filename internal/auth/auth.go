@@ -1,4 +1,4 @@
-// Package auth owns who may call what (DESIGN guarantee 11): the identity
+// Package auth owns who may call what (docs/design.md, "Guarantees" 11): the identity
 // interceptors for the unary and the stream chains of a gRPC server.
 //
 // Edge identity (central): the TLS layer verifies a client certificate

@@ -15,8 +15,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// exportedMetrics are the series the services export (names fixed by the
-// lead for issue 7) plus Prometheus' own `up`. An alert on any other name
+// exportedMetrics are the series the services export (their names are
+// a contract with the dashboards) plus Prometheus' own `up`. An alert on any other name
 // would never fire.
 var exportedMetrics = map[string]bool{
 	"up": true,
@@ -42,7 +42,7 @@ var exportedMetrics = map[string]bool{
 	"chasqui_central_rejected_transactions_total":  true,
 }
 
-// requiredAlerts are the conditions issue 7 asks for, each with the alert
+// requiredAlerts are the conditions operators must be told of, each with the alert
 // that covers it.
 var requiredAlerts = map[string]string{
 	"queue older than 5 minutes":      "ChasquiQueueOldestPendingTooOld",

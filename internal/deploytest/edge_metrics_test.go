@@ -29,7 +29,7 @@ import (
 	"github.com/prometheus/prometheus/util/teststorage"
 )
 
-// The queue-age alert on a real edge (issue 7): chasqui-edge runs as a
+// The queue-age alert on a real edge: chasqui-edge runs as a
 // child process with central down, transactions are submitted through the
 // chasqui CLI, /metrics is scraped over HTTP and parsed with Prometheus' own
 // text parser, and the rule from alerts.yml is evaluated by Prometheus'

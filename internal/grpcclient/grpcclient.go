@@ -1,4 +1,4 @@
-// Package grpcclient holds the client side of DESIGN.md section 5: every
+// Package grpcclient holds the client side of docs/design.md, "Retries": every
 // unary client (instrument -> edge, edge -> central, CLI) dials through
 // Options so that the retry policy is the same everywhere.
 //

@@ -31,7 +31,7 @@ var ErrPermissionDenied = errors.New("permission denied")
 
 // Authorizer decides whether the caller of ctx (its mTLS identity or token)
 // may act as edgeID; it returns an error wrapping ErrPermissionDenied when
-// not. This is the hook for per-edge authentication (DESIGN guarantee 11).
+// not. This is the hook for per-edge authentication (docs/design.md, "Guarantees" 11).
 type Authorizer func(ctx context.Context, edgeID string) error
 
 // Service implements centralv1.IngestServiceServer.

@@ -2,7 +2,7 @@
 // order, cuts Commit batches by count, bytes and a short linger, keeps a few
 // of them in flight to central (pipelining over a long round trip), hands
 // central's answers back to the queue strictly in sequence order, and rides
-// out whatever the link and central do (DESIGN.md sections 3 to 5): the
+// out whatever the link and central do (docs/design.md, "Wire contract" and "Retries"): the
 // per-call retries are the retry interceptor's, the per-link backoff, batch
 // splitting on timeouts and sequence-gap resends are this package's. It
 // never drops a transaction: the queue only moves on central's answers.

@@ -18,7 +18,7 @@ import (
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 )
 
-// Tests of DESIGN.md guarantee 1 on the pipelined append path: a caller is
+// Tests of "Accept never waits for the WAN" (docs/design.md) on the pipelined append path: a caller is
 // acknowledged only once its group's Badger commit (fsync'd: SyncWrites)
 // has succeeded, never before and never after a failed one.
 

@@ -1,4 +1,4 @@
-// Package queue owns the edge's durable store (DESIGN.md section 4): the
+// Package queue owns the edge's durable store (docs/design.md, "Edge internals"): the
 // queue of accepted transactions in accept order, the state of every
 // transaction by id (the first answer, for idempotent resubmits), the
 // dead-letter store, the quarantine of corrupt entries and the counters,
@@ -334,7 +334,7 @@ func (q *Queue) load() error {
 		edge, err := getString(txn, keyEdgeID)
 		switch {
 		case errors.Is(err, badger.ErrKeyNotFound):
-			// A new store: a new epoch (DESIGN.md section 2).
+			// A new store: a new epoch (docs/design.md, "Central").
 			ep, err := uuid.NewRandom()
 			if err != nil {
 				return err

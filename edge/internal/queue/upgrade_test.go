@@ -1,6 +1,6 @@
 package queue_test
 
-// Upgrade guarantee (issue 7, item 7): a store written by the previous
+// Upgrade guarantee: a store written by the previous
 // release opens with the new binary, every queued transaction reads back, the
 // sequence continues gap-free and the backlog drains.
 //

@@ -13,7 +13,7 @@ import (
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 )
 
-// Read-your-writes and visibility (DESIGN.md guarantees 7 and 8).
+// Read-your-writes and visibility (docs/design.md, "Guarantees" 7 and 8).
 //
 //   - Pending overlays: every mutation of an accepted transaction is also
 //     written, in the same Badger transaction as its entry (no extra fsync),

@@ -1,5 +1,5 @@
-// Package reads answers the edge's read-your-writes calls (DESIGN.md
-// guarantee 8): observations as committed — from the site replica, or from
+// Package reads answers the edge's read-your-writes calls (docs/design.md,
+// "Guarantees" 8): observations as committed — from the site replica, or from
 // central's ReadService when the replica is not there or down — merged with
 // the writes still in the edge's buffer (a pending overlay per observation,
 // applied in sequence order), so a caller always sees its own latest write,

@@ -1,5 +1,5 @@
 // Package replica watches the site's read replica of central's database
-// (DESIGN.md guarantee 7): it polls pg_last_wal_replay_lsn() and
+// (docs/design.md, "Guarantees" 7): it polls pg_last_wal_replay_lsn() and
 // pg_last_xact_replay_timestamp(), tells the store how far the replica has
 // replayed (every committed transaction whose commit LSN is at or below it
 // is visible there), and keeps the replica's state and lag for the status.
