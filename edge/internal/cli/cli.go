@@ -93,7 +93,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 	fs.SetOutput(env.Stderr)
 	var o options
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:7444", "edge gRPC address")
-	fs.StringVar(&o.adminAddr, "admin-addr", "", "edge admin gRPC address (default: --addr)")
+	fs.StringVar(&o.adminAddr, "admin-addr", "", "edge admin gRPC address: chasqui-edge's --admin-addr, when it has one (default: --addr)")
 	fs.BoolVar(&o.json, "json", false, "print protobuf JSON instead of tables")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up on the edge after this long")
 	fs.StringVar(&o.tls.CA, "tls-ca", "", "CA that signs the edge's certificate (TLS when set)")
@@ -233,12 +233,34 @@ func (c *command) exit(err error) int {
 		fmt.Fprintln(c.env.Stderr, "chasqui: not found:", st.Message())
 		return ExitNotFound
 	case codes.Unimplemented:
+		if hint := c.wrongAddress(st.Message()); hint != "" {
+			fmt.Fprintln(c.env.Stderr, "chasqui:", hint)
+			return ExitUsage
+		}
 		fmt.Fprintln(c.env.Stderr, "chasqui: this edge does not offer that yet:", st.Message())
 		return ExitFailed
 	default:
 		fmt.Fprintf(c.env.Stderr, "chasqui: %s: %s\n", st.Code(), st.Message())
 		return ExitFailed
 	}
+}
+
+// wrongAddress explains an "unknown service" answer: a whole service
+// missing is an address meant for the other one, not an older edge. An
+// edge started with --admin-addr serves AdminService there only, and
+// EdgeService only on its --grpc-addr.
+func (c *command) wrongAddress(msg string) string {
+	const unknown = "unknown service "
+	switch {
+	case strings.Contains(msg, unknown+edgev1.AdminService_ServiceDesc.ServiceName):
+		return fmt.Sprintf("%s does not serve the edge's admin service (status, dead letters). "+
+			"An edge started with --admin-addr serves it on that address only: pass the same address "+
+			"to chasqui with --admin-addr (%s)", c.o.adminAddr, config.PrefixedEnvName(EnvPrefix, "admin-addr"))
+	case strings.Contains(msg, unknown+edgev1.EdgeService_ServiceDesc.ServiceName):
+		return fmt.Sprintf("%s does not serve the edge service (get, watch, submit); is it the edge's --admin-addr? "+
+			"Pass the edge's --grpc-addr to chasqui with --addr (%s)", c.o.addr, config.PrefixedEnvName(EnvPrefix, "addr"))
+	}
+	return ""
 }
 
 func (c *command) printJSON(m proto.Message) error {
