@@ -95,6 +95,20 @@ type Config struct {
 	Registry *prometheus.Registry
 }
 
+// Defaults of Config (chasqui-central's flags use them too).
+const (
+	// DefaultGRPCAddr is Config.GRPCAddr.
+	DefaultGRPCAddr = ":7443"
+	// DefaultHTTPAddr is Config.HTTPAddr.
+	DefaultHTTPAddr = ":7480"
+	// DefaultGapWait is Config.GapWait.
+	DefaultGapWait = 2 * time.Second
+	// DefaultRetention is Config.Retention: outcomes are kept 30 days.
+	DefaultRetention = 30 * 24 * time.Hour
+	// DefaultShutdownTimeout is Config.ShutdownTimeout.
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
 func (c *Config) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -102,16 +116,16 @@ func (c *Config) setDefaults() {
 		}
 	}
 	if c.GRPCAddr == "" {
-		c.GRPCAddr = ":7443"
+		c.GRPCAddr = DefaultGRPCAddr
 	}
 	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":7480"
+		c.HTTPAddr = DefaultHTTPAddr
 	}
-	def(&c.GapWait, 2*time.Second)
-	def(&c.Retention, 30*24*time.Hour)
+	def(&c.GapWait, DefaultGapWait)
+	def(&c.Retention, DefaultRetention)
 	def(&c.PruneInterval, time.Hour)
 	def(&c.HealthInterval, time.Second)
-	def(&c.ShutdownTimeout, 10*time.Second)
+	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	if c.MaxConns == 0 {
 		c.MaxConns = 16
 	}

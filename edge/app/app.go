@@ -120,30 +120,45 @@ type Config struct {
 	StatFS func(dir string) (uint64, error)
 }
 
+// Defaults of Config that belong to the edge as a whole (the queue's and
+// the forwarder's are their packages' Default… constants).
+const (
+	// DefaultGRPCAddr is Config.GRPCAddr.
+	DefaultGRPCAddr = ":7444"
+	// DefaultHTTPAddr is Config.HTTPAddr.
+	DefaultHTTPAddr = ":7481"
+	// DefaultShutdownTimeout is Config.ShutdownTimeout.
+	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultMemoryLimit is the Go soft memory limit chasqui-edge sets
+	// (192 MiB): with a 1M backlog the edge's anonymous memory stays under
+	// 256 MiB (docs/performance.md).
+	DefaultMemoryLimit = 192 << 20
+)
+
 func (c *Config) setDefaults() {
 	if c.GRPCAddr == "" {
-		c.GRPCAddr = ":7444"
+		c.GRPCAddr = DefaultGRPCAddr
 	}
 	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":7481"
+		c.HTTPAddr = DefaultHTTPAddr
 	}
 	if c.QueueMaxBytes == 0 {
-		c.QueueMaxBytes = 1 << 30
+		c.QueueMaxBytes = queue.DefaultMaxQueueBytes
 	}
 	if c.DiskReserveBytes == 0 {
 		c.DiskReserveBytes = queue.DefaultDiskReserve
 	}
 	if c.TxRetention == 0 {
-		c.TxRetention = 7 * 24 * time.Hour
+		c.TxRetention = queue.DefaultTxRetention
 	}
 	if c.PayloadRetention == 0 {
-		c.PayloadRetention = 24 * time.Hour
+		c.PayloadRetention = queue.DefaultPayloadRetention
 	}
 	if c.Compression == "" {
 		c.Compression = forward.CompressionGzip
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/chasqui/chasqui/central/server"
 	"github.com/chasqui/chasqui/internal/config"
@@ -31,16 +30,16 @@ func main() {
 func realMain(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chasqui-central", flag.ContinueOnError)
 	var cfg server.Config
-	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":7443", "gRPC listen address")
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":7480", "HTTP listen address for /healthz, /readyz, /status, /metrics (\"-\" disables)")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", server.DefaultGRPCAddr, "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", server.DefaultHTTPAddr, "HTTP listen address for /healthz, /readyz, /status, /metrics (\"-\" disables)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL, postgres://user:password@host:port/db (required)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "server certificate (PEM; re-read when it changes)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "server key (PEM; re-read when it changes)")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "site CA that signs the edges' client certificates (mutual TLS, required unless --insecure)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve plaintext gRPC without authentication (loopback --grpc-addr only)")
 	fs.BoolVar(&cfg.AllowInsecureRemote, "allow-insecure-remote", false, "allow --insecure on a non-loopback --grpc-addr (trusted networks only)")
-	fs.DurationVar(&cfg.GapWait, "gap-wait", 2*time.Second, "how long a batch ahead of its predecessors waits before ABORTED")
-	fs.DurationVar(&cfg.Retention, "retention", 30*24*time.Hour, "how long applied-transaction outcomes are kept")
+	fs.DurationVar(&cfg.GapWait, "gap-wait", server.DefaultGapWait, "how long a batch ahead of its predecessors waits before ABORTED")
+	fs.DurationVar(&cfg.Retention, "retention", server.DefaultRetention, "how long applied-transaction outcomes are kept")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = config.Usage(fs, "chasqui-central commits the edges' batches to PostgreSQL exactly once, in order.")

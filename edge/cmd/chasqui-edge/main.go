@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
@@ -38,19 +37,19 @@ func realMain(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chasqui-edge", flag.ContinueOnError)
 	var cfg app.Config
 	fs.StringVar(&cfg.EdgeID, "edge-id", "", "this edge's id (required)")
-	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":7444", "gRPC listen address")
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":7481", "HTTP listen address for /healthz, /readyz, /status, /metrics (\"-\" disables)")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", app.DefaultGRPCAddr, "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", app.DefaultHTTPAddr, "HTTP listen address for /healthz, /readyz, /status, /metrics (\"-\" disables)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "queue data directory (required)")
 	fs.StringVar(&cfg.CentralAddr, "central-addr", "", "central's gRPC address (required)")
 	fs.StringVar(&cfg.ReplicaURL, "replica-url", "", "site replica of central's database (PostgreSQL URL): VISIBLE states, replication lag, reads (empty: reads go through to central)")
-	fs.Int64Var(&cfg.QueueMaxBytes, "queue-max-bytes", 1<<30, "most payload bytes waiting for central")
+	fs.Int64Var(&cfg.QueueMaxBytes, "queue-max-bytes", queue.DefaultMaxQueueBytes, "most payload bytes waiting for central")
 	fs.Uint64Var(&cfg.DiskReserveBytes, "disk-reserve", queue.DefaultDiskReserve, "free disk bytes under which writes are refused")
-	fs.DurationVar(&cfg.TxRetention, "tx-retention", 7*24*time.Hour, "how long a settled transaction's first answer is kept")
-	fs.DurationVar(&cfg.PayloadRetention, "payload-retention", 24*time.Hour, "how long committed payloads are kept for resends")
-	fs.IntVar(&cfg.BatchMaxCount, "batch-max-count", 4000, "most transactions per Commit batch (at most 5000, central's limit; --batch-max-bytes bounds a batch on a slow link)")
-	fs.IntVar(&cfg.BatchMaxBytes, "batch-max-bytes", 1<<20, "most bytes per Commit batch")
-	fs.DurationVar(&cfg.BatchLinger, "batch-linger", 5*time.Millisecond, "how long a batch that is not full waits for more")
-	fs.IntVar(&cfg.Window, "window", 4, "batches in flight to central")
+	fs.DurationVar(&cfg.TxRetention, "tx-retention", queue.DefaultTxRetention, "how long a settled transaction's first answer is kept")
+	fs.DurationVar(&cfg.PayloadRetention, "payload-retention", queue.DefaultPayloadRetention, "how long committed payloads are kept for resends")
+	fs.IntVar(&cfg.BatchMaxCount, "batch-max-count", forward.DefaultMaxCount, "most transactions per Commit batch (at most 5000, central's limit; --batch-max-bytes bounds a batch on a slow link)")
+	fs.IntVar(&cfg.BatchMaxBytes, "batch-max-bytes", forward.DefaultMaxBytes, "most bytes per Commit batch")
+	fs.DurationVar(&cfg.BatchLinger, "batch-linger", forward.DefaultLinger, "how long a batch that is not full waits for more")
+	fs.IntVar(&cfg.Window, "window", forward.DefaultWindow, "batches in flight to central")
 	fs.Int64Var(&cfg.BandwidthBytesPerSec, "bandwidth", 0, "link cap in bytes/s (0: none)")
 	fs.StringVar(&cfg.Compression, "compression", "gzip", "link compression: gzip or none")
 	fs.DurationVar(&cfg.CentralProbeInterval, "central-probe-interval", forward.DefaultProbeInterval,
@@ -64,8 +63,8 @@ func realMain(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token AdminService calls must carry (secret: prefer the environment variable)")
 	fs.StringVar(&cfg.InstrumentToken, "instrument-token", "", "bearer token EdgeService calls must carry (secret: prefer the environment variable)")
 	fs.BoolVar(&cfg.InstrumentClientCert, "instrument-client-cert", false, "require instrument client certificates signed by --tls-ca")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "graceful stop bound")
-	memLimit := fs.Int64("memory-limit", 192<<20, "Go soft memory limit in bytes (GC works harder near it; 0: GOMEMLIMIT or none)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "graceful stop bound")
+	memLimit := fs.Int64("memory-limit", app.DefaultMemoryLimit, "Go soft memory limit in bytes (GC works harder near it; 0: GOMEMLIMIT or none)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = config.Usage(fs, "chasqui-edge accepts the site's writes durably (fsync before ack) and forwards them to central.")

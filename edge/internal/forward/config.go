@@ -79,8 +79,19 @@ type Config struct {
 	Rand func() float64
 }
 
-// DefaultProbeInterval is the link probe's default interval (Config.ProbeInterval).
-const DefaultProbeInterval = 15 * time.Second
+// Defaults of Config (the edge's flags use them too).
+const (
+	// DefaultMaxCount is Config.MaxCount.
+	DefaultMaxCount = 4000
+	// DefaultMaxBytes is Config.MaxBytes (1 MiB).
+	DefaultMaxBytes = 1 << 20
+	// DefaultLinger is Config.Linger.
+	DefaultLinger = 5 * time.Millisecond
+	// DefaultWindow is Config.Window.
+	DefaultWindow = 4
+	// DefaultProbeInterval is the link probe's default interval (Config.ProbeInterval).
+	DefaultProbeInterval = 15 * time.Second
+)
 
 // Clock is the forwarder's view of time (injectable for tests).
 type Clock interface {
@@ -101,16 +112,16 @@ func (realClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 
 func (c *Config) setDefaults() {
 	if c.MaxCount == 0 {
-		c.MaxCount = 4000
+		c.MaxCount = DefaultMaxCount
 	}
 	if c.MaxBytes == 0 {
-		c.MaxBytes = 1 << 20
+		c.MaxBytes = DefaultMaxBytes
 	}
 	if c.Linger == 0 {
-		c.Linger = 5 * time.Millisecond
+		c.Linger = DefaultLinger
 	}
 	if c.Window == 0 {
-		c.Window = 4
+		c.Window = DefaultWindow
 	}
 	if c.Compression == "" {
 		c.Compression = CompressionGzip

@@ -107,6 +107,17 @@ const (
 // the next one whole, through mmap) and compaction headroom of a value-log
 // file. Badger writes through mmap: on a really full disk it dies of SIGBUS
 // rather than seeing ENOSPC, so it must never get there.
+// Defaults of Options (the edge's flags use them too).
+const (
+	// DefaultMaxQueueBytes is Options.MaxQueueBytes: 1 GiB waiting for central.
+	DefaultMaxQueueBytes = 1 << 30
+	// DefaultTxRetention is Options.TxRetention: a settled transaction's
+	// first answer is kept a week for resubmits.
+	DefaultTxRetention = 7 * 24 * time.Hour
+	// DefaultPayloadRetention is Options.PayloadRetention.
+	DefaultPayloadRetention = 24 * time.Hour
+)
+
 const DefaultDiskReserve = 2*memTableSize + valueLogFileSize + 64<<20
 
 // Options configure Open. The zero value of each field means its default.
@@ -177,16 +188,16 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.MaxQueueBytes == 0 {
-		o.MaxQueueBytes = 1 << 30
+		o.MaxQueueBytes = DefaultMaxQueueBytes
 	}
 	if o.DiskReserve == 0 {
 		o.DiskReserve = DefaultDiskReserve
 	}
 	if o.TxRetention == 0 {
-		o.TxRetention = 7 * 24 * time.Hour
+		o.TxRetention = DefaultTxRetention
 	}
 	if o.PayloadRetention == 0 {
-		o.PayloadRetention = 24 * time.Hour
+		o.PayloadRetention = DefaultPayloadRetention
 	}
 	if o.OverlayRetention == 0 {
 		o.OverlayRetention = 24 * time.Hour
