@@ -40,17 +40,16 @@ func realMain(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.AllowInsecureRemote, "allow-insecure-remote", false, "allow --insecure on a non-loopback --grpc-addr (trusted networks only)")
 	fs.DurationVar(&cfg.GapWait, "gap-wait", server.DefaultGapWait, "how long a batch ahead of its predecessors waits before ABORTED")
 	fs.DurationVar(&cfg.Retention, "retention", server.DefaultRetention, "how long applied-transaction outcomes are kept")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	common := config.AddCommon(fs)
 	fs.Usage = config.Usage(fs, "chasqui-central commits the edges' batches to PostgreSQL exactly once, in order.")
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
 		return err
 	}
-	if *showVersion {
+	if common.Version {
 		fmt.Println("chasqui-central", version.String())
 		return nil
 	}
-	logger, err := logging.New(os.Stderr, *logLevel)
+	logger, err := logging.New(os.Stderr, common.LogLevel)
 	if err != nil {
 		return err
 	}

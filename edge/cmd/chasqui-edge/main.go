@@ -65,13 +65,12 @@ func realMain(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.InstrumentClientCert, "instrument-client-cert", false, "require instrument client certificates signed by --tls-ca")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "graceful stop bound")
 	memLimit := fs.Int64("memory-limit", app.DefaultMemoryLimit, "Go soft memory limit in bytes (GC works harder near it; 0: GOMEMLIMIT or none)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	common := config.AddCommon(fs)
 	fs.Usage = config.Usage(fs, "chasqui-edge accepts the site's writes durably (fsync before ack) and forwards them to central.")
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
 		return err
 	}
-	if *showVersion {
+	if common.Version {
 		fmt.Println("chasqui-edge", version.String())
 		return nil
 	}
@@ -81,7 +80,7 @@ func realMain(ctx context.Context, args []string) error {
 	if cfg.CentralProbeInterval == 0 {
 		cfg.CentralProbeInterval = -1 // the flag's 0 is app.Config's "disabled"
 	}
-	logger, err := logging.New(os.Stderr, *logLevel)
+	logger, err := logging.New(os.Stderr, common.LogLevel)
 	if err != nil {
 		return err
 	}

@@ -59,21 +59,18 @@ func realMain(ctx context.Context, args []string) error {
 	files := fs.Int("files", 3, "raw data files per observation")
 	instruments := fs.String("instruments", "CHAI,PrimeCam,Mod-Cam", "comma-separated instrument names")
 	count := fs.Int("count", 0, "stop after this many observations (0: run until interrupted)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
 	var tlsFiles tlsconfig.Files
-	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "CA that signs the edge's certificate (TLS when set; plaintext otherwise)")
-	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "client certificate, when the edge requires one")
-	fs.StringVar(&tlsFiles.Key, "tls-key", "", "client key")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	config.AddClientTLS(fs, &tlsFiles, "CA that signs the edge's certificate (TLS when set; plaintext otherwise)")
+	common := config.AddCommon(fs)
 	fs.Usage = config.Usage(fs, "chasqui-sim: writes a realistic stream of operations records to an edge")
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
 		return err
 	}
-	if *showVersion {
+	if common.Version {
 		fmt.Println("chasqui-sim", version.String())
 		return nil
 	}
-	log, err := logging.New(os.Stderr, *level)
+	log, err := logging.New(os.Stderr, common.LogLevel)
 	if err != nil {
 		return err
 	}

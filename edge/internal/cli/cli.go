@@ -96,12 +96,11 @@ func Run(ctx context.Context, args []string, env Env) int {
 	fs.StringVar(&o.adminAddr, "admin-addr", "", "edge admin gRPC address: chasqui-edge's --admin-addr, when it has one (default: --addr)")
 	fs.BoolVar(&o.json, "json", false, "print protobuf JSON instead of tables")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "give up on the edge after this long")
-	fs.StringVar(&o.tls.CA, "tls-ca", "", "CA that signs the edge's certificate (TLS when set)")
-	fs.StringVar(&o.tls.Cert, "tls-cert", "", "client certificate")
-	fs.StringVar(&o.tls.Key, "tls-key", "", "client key")
+	config.AddClientTLS(fs, &o.tls, "CA that signs the edge's certificate (TLS when set)")
 	fs.StringVar(&o.token, "instrument-token", "", "bearer token for the edge service, when the edge requires one (prefer the environment variable)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer token for the admin service, when the edge requires one (prefer the environment variable)")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	var showVersion bool
+	config.AddVersion(fs, &showVersion)
 	fs.Usage = config.UsagePrefixed(fs, EnvPrefix, strings.TrimSuffix(usage, "\n"))
 	if err := config.ParsePrefixed(fs, args, env.LookupEnv, EnvPrefix); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -110,7 +109,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintln(env.Stderr, "chasqui:", err)
 		return ExitUsage
 	}
-	if *showVersion {
+	if showVersion {
 		fmt.Fprintln(env.Stdout, "chasqui", version.String())
 		return ExitOK
 	}
