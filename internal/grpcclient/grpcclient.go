@@ -3,9 +3,13 @@
 // Options so that the retry policy is the same everywhere.
 //
 // The chain, outermost first: request id (one per logical call) -> retry
-// (go-grpc-middleware v2; a client-wide retry budget decides whether a
-// failed attempt may be retried) -> logging (inside retry, so each attempt
-// is logged with its number) -> the wire. Connection settings matter as much:
+// (go-grpc-middleware v2) -> budget gate (every attempt after the first
+// takes a token of the client-wide retry budget or is not sent) -> logging
+// (inside retry, so each attempt is logged with its number) -> the wire.
+// The gate sits inside the retry interceptor rather than in its retriable
+// predicate because the interceptor retries an attempt that hit its
+// per-attempt timeout without asking the predicate: a stalled server would
+// otherwise get MaxAttempts attempts from every caller. Connection settings matter as much:
 // wait-for-ready (calls wait for the link instead of failing fast, bounded by
 // the per-attempt timeout, so a dead link sends nothing), a reconnect backoff
 // of 100 ms base and 5 s max (gRPC's 1 s base makes a 1 s outage fail), and
@@ -15,6 +19,7 @@
 package grpcclient
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -67,7 +72,7 @@ type Options struct {
 	BackoffMax  time.Duration
 	// RetryCodes are the codes retried. Default: UNAVAILABLE. (DEADLINE_EXCEEDED
 	// of an attempt is always retried when PerAttemptTimeout is set: that is
-	// how the interceptor works.)
+	// how the interceptor works. Such retries draw on the budget too.)
 	RetryCodes []codes.Code
 	// RetryBudget is the client-wide retry budget in retries per second, shared
 	// by all calls of this connection, with a burst of RetryBurst. When it is
@@ -146,7 +151,7 @@ func (o Options) Validate() error {
 }
 
 // Budget is the client-wide retry budget: a token bucket that every retry
-// (not first attempts) draws from.
+// (not first attempts) draws from, whatever its cause.
 type Budget struct{ lim *rate.Limiter }
 
 // NewBudget allows perSecond retries per second with the given burst.
@@ -157,6 +162,36 @@ func NewBudget(perSecond float64, burst int) *Budget {
 // Allow takes one retry token when there is one.
 func (b *Budget) Allow() bool { return b.lim.Allow() }
 
+// errBudgetSpent stops the retry interceptor: it is no status error, so the
+// interceptor neither takes it for a per-attempt timeout nor (the retriable
+// predicate refuses it) retries it. The caller never sees it.
+var errBudgetSpent = errors.New("grpcclient: retry budget spent")
+
+// budgeted wraps the retry interceptor so that every attempt after the first
+// of a call draws a token from b, whatever ended the attempt before it; with
+// none left the attempt is not sent and the call fails with the error of its
+// last attempt. Attempts of one unary call run one after another, so the
+// count and the last error need no lock.
+func budgeted(retrying grpc.UnaryClientInterceptor, b *Budget) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		attempts := 0
+		var last error
+		gate := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+			attempts++
+			if attempts > 1 && !b.Allow() {
+				return errBudgetSpent
+			}
+			last = invoker(ctx, method, req, reply, cc, opts...)
+			return last
+		}
+		err := retrying(ctx, method, req, reply, cc, gate, opts...)
+		if errors.Is(err, errBudgetSpent) {
+			return last
+		}
+		return err
+	}
+}
+
 // DialOptions returns the dial options of the policy (credentials included).
 func DialOptions(o Options) ([]grpc.DialOption, error) {
 	o.setDefaults()
@@ -165,7 +200,7 @@ func DialOptions(o Options) ([]grpc.DialOption, error) {
 	}
 	budget := NewBudget(o.RetryBudget, o.RetryBurst)
 	retryable := func(err error) bool {
-		return slices.Contains(o.RetryCodes, status.Code(err)) && budget.Allow()
+		return !errors.Is(err, errBudgetSpent) && slices.Contains(o.RetryCodes, status.Code(err))
 	}
 	retryOpts := []retry.CallOption{
 		retry.WithMax(o.MaxAttempts),
@@ -180,7 +215,7 @@ func DialOptions(o Options) ([]grpc.DialOption, error) {
 	}
 	unary := []grpc.UnaryClientInterceptor{
 		rpcmeta.UnaryClientRequestID(),
-		retry.UnaryClientInterceptor(retryOpts...),
+		budgeted(retry.UnaryClientInterceptor(retryOpts...), budget),
 		logging.UnaryClientInterceptor(logger, logOpts...),
 	}
 	unary = append(unary, o.Unary...)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -171,4 +172,65 @@ func TestInvalidArgumentNotRetried(t *testing.T) {
 	_, err := c.Check(context.Background(), &healthpb.HealthCheckRequest{})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	require.Equal(t, int64(1), h.calls.Load())
+}
+
+// stalled accepts every health check and never answers it, counting the
+// attempts that reached it: a server that hangs, as a wedged process does.
+type stalled struct {
+	healthpb.UnimplementedHealthServer
+	calls atomic.Int64
+}
+
+func (s *stalled) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	s.calls.Add(1)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// Attempts that end in their per-attempt timeout are retries like any other:
+// the retry interceptor retries them without asking the retriable predicate,
+// and they must still draw on the shared budget. 64 callers against a server
+// that accepts and hangs reach it at most 64 times plus the budget's burst
+// and rate (without the gate: 64*5=320).
+func TestRetryBudgetBoundsTimedOutAttempts(t *testing.T) {
+	t.Parallel()
+	h := &stalled{}
+	addr, stop := serve(t, "127.0.0.1:0", h)
+	defer stop()
+	conn, err := grpcclient.Dial(addr, grpcclient.Options{
+		Logger:      slog.New(slog.DiscardHandler),
+		MaxAttempts: 5, PerAttemptTimeout: 200 * time.Millisecond,
+		BackoffBase: time.Millisecond, BackoffMax: 2 * time.Millisecond,
+		RetryBudget: 1, RetryBurst: 5,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	// Connected first, so that attempts time out at the server and not
+	// while waiting for the link: the count below sees every attempt sent.
+	conn.Connect()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for s := conn.GetState(); s != connectivity.Ready; s = conn.GetState() {
+		require.True(t, conn.WaitForStateChange(ctx, s), "no connection to the test server")
+	}
+	c := healthpb.NewHealthClient(conn)
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	var timedOut atomic.Int64
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Check(context.Background(), &healthpb.HealthCheckRequest{})
+			if status.Code(err) == codes.DeadlineExceeded {
+				timedOut.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	require.Equal(t, int64(64), timedOut.Load(), "every call ends with its last attempt's DEADLINE_EXCEEDED")
+	allowed := 64 + 5 + int64(elapsed*1) + 1
+	require.LessOrEqual(t, h.calls.Load(), allowed, "timed-out attempts retried beyond the budget")
 }
