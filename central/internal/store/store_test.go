@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -515,4 +516,48 @@ func TestDatabaseDownIsUnavailableAndNothingHalfApplied(t *testing.T) {
 	}
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM chasqui.observations`).Scan(&obs))
 	require.Equal(t, int64(2000), obs)
+}
+
+// Central's own sessions run with synchronous_commit on whatever the server,
+// database or role says: an acknowledged commit must be on disk before the
+// answer. The database here defaults to off (as an operator tuning for bulk
+// loads might set it), so the test cannot pass on the harness's server-wide
+// setting alone.
+func TestSessionsSynchronousCommitOn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t, Template)
+	plain, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	var db string
+	require.NoError(t, plain.QueryRow(ctx, "SELECT current_database()").Scan(&db))
+	_, err = plain.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" SET synchronous_commit = off")
+	require.NoError(t, err)
+	require.NoError(t, plain.Close(ctx))
+
+	// A session without central's settings sees the database's default.
+	other, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	var setting string
+	require.NoError(t, other.QueryRow(ctx, "SHOW synchronous_commit").Scan(&setting))
+	require.NoError(t, other.Close(ctx))
+	require.Equal(t, "off", setting, "the database default did not take: the check below would prove nothing")
+
+	// Central's pool, configured as the server configures it.
+	cfg, err := store.PoolConfig(url)
+	require.NoError(t, err)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	// Several sessions of the pool, each a connection of its own.
+	conns := make([]*pgxpool.Conn, 3)
+	for i := range conns {
+		conns[i], err = pool.Acquire(ctx)
+		require.NoError(t, err)
+		defer conns[i].Release() // before pool.Close, which waits for them
+	}
+	for _, c := range conns {
+		require.NoError(t, c.QueryRow(ctx, "SHOW synchronous_commit").Scan(&setting))
+		require.Equal(t, "on", setting, "a session of central's pool commits without waiting for the disk")
+	}
 }
