@@ -26,7 +26,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/retry"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
@@ -37,6 +36,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/chasqui/chasqui/internal/calllog"
 	"github.com/chasqui/chasqui/internal/grpcserver"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 )
@@ -208,20 +208,15 @@ func DialOptions(o Options) ([]grpc.DialOption, error) {
 		retry.WithBackoff(retry.BackoffExponentialWithJitterBounded(o.BackoffBase, 0.2, o.BackoffMax)),
 		retry.WithRetriable(retryable),
 	}
-	logger := rpcmeta.SlogLogger(o.Logger)
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		rpcmeta.LogFields(false),
-	}
 	unary := []grpc.UnaryClientInterceptor{
 		rpcmeta.UnaryClientRequestID(),
 		budgeted(retry.UnaryClientInterceptor(retryOpts...), budget),
-		logging.UnaryClientInterceptor(logger, logOpts...),
+		calllog.UnaryClientInterceptor(o.Logger),
 	}
 	unary = append(unary, o.Unary...)
 	stream := []grpc.StreamClientInterceptor{
 		rpcmeta.StreamClientRequestID(),
-		logging.StreamClientInterceptor(logger, logOpts...),
+		calllog.StreamClientInterceptor(o.Logger),
 	}
 
 	creds := insecure.NewCredentials()

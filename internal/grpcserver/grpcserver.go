@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
@@ -29,6 +28,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/chasqui/chasqui/internal/calllog"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 )
 
@@ -68,15 +68,13 @@ type Server struct {
 
 // New builds the server. The interceptor chain, outermost first:
 // request id -> logging (health checks left out) -> opts.Unary... -> recovery.
+// Logging writes one line per finished call (calllog): successful calls at
+// DEBUG, retries at INFO, failures at WARN or ERROR.
 func New(opts Options) *Server {
 	if opts.MaxRecvMsgSize == 0 {
 		opts.MaxRecvMsgSize = 16 << 20
 	}
 	logger := opts.Logger
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		rpcmeta.LogFields(true),
-	}
 	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 		return c.Service != healthpb.Health_ServiceDesc.ServiceName
 	})
@@ -88,13 +86,13 @@ func New(opts Options) *Server {
 
 	unary := []grpc.UnaryServerInterceptor{
 		rpcmeta.UnaryServerRequestID(),
-		selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(rpcmeta.SlogLogger(logger), logOpts...), notHealth),
+		selector.UnaryServerInterceptor(calllog.UnaryServerInterceptor(logger), notHealth),
 	}
 	unary = append(unary, opts.Unary...)
 	unary = append(unary, recovery.UnaryServerInterceptor(rec))
 	stream := []grpc.StreamServerInterceptor{
 		rpcmeta.StreamServerRequestID(),
-		selector.StreamServerInterceptor(logging.StreamServerInterceptor(rpcmeta.SlogLogger(logger), logOpts...), notHealth),
+		selector.StreamServerInterceptor(calllog.StreamServerInterceptor(logger), notHealth),
 	}
 	stream = append(stream, opts.Stream...)
 	stream = append(stream, recovery.StreamServerInterceptor(rec))

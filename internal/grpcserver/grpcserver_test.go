@@ -4,10 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/retry"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/chasqui/chasqui/internal/grpcserver"
+	"github.com/chasqui/chasqui/internal/logging/logtest"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 )
 
@@ -96,5 +99,87 @@ func TestHealthReflectionAndGracefulStop(t *testing.T) {
 		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after its context ended")
+	}
+}
+
+// echo is a unary service whose Check fails with UNAVAILABLE when asked
+// for service "fail", and succeeds otherwise.
+var echoDesc = grpc.ServiceDesc{
+	ServiceName: "test.Echo", HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{MethodName: "Check", Handler: func(_ any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
+		req := &healthpb.HealthCheckRequest{}
+		if err := dec(req); err != nil {
+			return nil, err
+		}
+		h := func(_ context.Context, r any) (any, error) {
+			if r.(*healthpb.HealthCheckRequest).GetService() == "fail" {
+				return nil, status.Error(codes.Unavailable, "store closed")
+			}
+			return &healthpb.HealthCheckResponse{}, nil
+		}
+		return in(ctx, req, &grpc.UnaryServerInfo{FullMethod: "/test.Echo/Check"}, h)
+	}}},
+}
+
+// call is one Check: the service name it asks for and its attempt.
+type call struct {
+	service string
+	attempt int
+}
+
+// callLines serves echo with a logger at level, makes the calls (service
+// name of each, and its attempt header when > 1) and returns the call lines.
+func callLines(t *testing.T, level slog.Level, calls ...call) []map[string]any {
+	t.Helper()
+	var logs logtest.Buffer
+	s := grpcserver.New(grpcserver.Options{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level}))})
+	s.RegisterService(&echoDesc, struct{}{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, lis, 2*time.Second) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	for _, c := range calls {
+		cctx := context.Background()
+		if c.attempt > 1 {
+			cctx = metadata.AppendToOutgoingContext(cctx, retry.AttemptMetadataKey, strconv.Itoa(c.attempt-1))
+		}
+		_ = conn.Invoke(cctx, "/test.Echo/Check", &healthpb.HealthCheckRequest{Service: c.service}, &healthpb.HealthCheckResponse{})
+	}
+	require.NoError(t, conn.Close())
+	cancel()
+	require.NoError(t, <-done)
+	all, err := logs.JSONLines()
+	require.NoError(t, err)
+	var lines []map[string]any
+	for _, l := range all {
+		if l["grpc.method"] == "Check" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// At the default level a successful call writes no line; a failure and a
+// retry do, with their attempt number. At DEBUG every call has its line.
+func TestCallLinesByLevel(t *testing.T) {
+	t.Parallel()
+	lines := callLines(t, slog.LevelInfo, call{"ok", 1}, call{"ok", 1}, call{"fail", 1}, call{"ok", 3})
+	require.Len(t, lines, 2, "only the failure and the retry: %v", lines)
+	require.Equal(t, "WARN", lines[0]["level"])
+	require.Equal(t, "Unavailable", lines[0]["grpc.code"])
+	require.Equal(t, 1.0, lines[0]["attempt"])
+	require.Equal(t, "INFO", lines[1]["level"])
+	require.Equal(t, "OK", lines[1]["grpc.code"])
+	require.Equal(t, 3.0, lines[1]["attempt"], "the retry is logged with its attempt number")
+
+	lines = callLines(t, slog.LevelDebug, call{"ok", 1}, call{"ok", 1})
+	require.Len(t, lines, 2, "at DEBUG each call has its line")
+	for _, l := range lines {
+		require.Equal(t, "DEBUG", l["level"])
+		require.Equal(t, "OK", l["grpc.code"])
+		require.NotEmpty(t, l["request_id"])
 	}
 }

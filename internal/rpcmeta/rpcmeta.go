@@ -1,17 +1,15 @@
 // Package rpcmeta owns what travels beside every gRPC call: the request id
 // (x-request-id, set once per logical call so all its retry attempts share
-// it), the attempt number (x-retry-attempt, set by the retry interceptor from
-// the second attempt on), and the slog adapter the logging interceptors use
-// to put both in every line.
+// it) and the attempt number (x-retry-attempt, set by the retry interceptor
+// from the second attempt on). internal/calllog puts both in every call's
+// log line.
 package rpcmeta
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
 
 	"github.com/google/uuid"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/retry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -40,28 +38,13 @@ func RequestID(ctx context.Context, incoming bool) string {
 	return ""
 }
 
-// values reads one key. On the server it avoids FromIncomingContext, which
-// copies all metadata: this runs several times per call on the accept path.
+// values reads one key without From*Context, which copy all metadata: this
+// runs several times per call on the accept path and in the call logger.
 func values(ctx context.Context, incoming bool, key string) []string {
 	if incoming {
 		return metadata.ValueFromIncomingContext(ctx, key)
 	}
-	md, _ := metadata.FromOutgoingContext(ctx)
-	return md.Get(key)
-}
-
-// LogFields gives the logging interceptor the request id and attempt.
-func LogFields(incoming bool) logging.Option {
-	return logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
-		return logging.Fields{"request_id", RequestID(ctx, incoming), "attempt", Attempt(ctx, incoming)}
-	})
-}
-
-// SlogLogger adapts a *slog.Logger to the logging interceptor.
-func SlogLogger(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
+	return metadata.ValueFromOutgoingContext(ctx, key)
 }
 
 // UnaryClientRequestID gives every outgoing call a request id unless the
