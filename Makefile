@@ -31,16 +31,19 @@ $(TOOLS)/protoc-gen-go-grpc:
 .PHONY: tools
 tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## install buf and the protoc plugins (pinned) into bin/tools
 
+PY_GEN       := clients/python/chasqui
+
 .PHONY: generate
-generate: tools ## regenerate gen/ from proto/
+generate: tools ## regenerate gen/ (Go) and the Python client's stubs from proto/
 	find gen -name '*.pb.go' -delete
 	buf generate
 	cd gen && go mod tidy
+	./scripts/gen-python.sh
 
 .PHONY: verify-generated
-verify-generated: generate ## fail when gen/ is stale
-	@git diff --exit-code --stat -- gen || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ has untracked files: run 'make generate' and commit"; exit 1; }
+verify-generated: generate ## fail when gen/ or the Python stubs are stale
+	@git diff --exit-code --stat -- gen $(PY_GEN) || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- gen $(PY_GEN))" || { git status --porcelain -- gen $(PY_GEN); echo "generated code has untracked files: run 'make generate' and commit"; exit 1; }
 
 .PHONY: build
 build: ## build chasqui-central, chasqui-edge and chasqui into bin/
@@ -63,10 +66,17 @@ verify-modules: ## each module builds on its own (GOWORK=off)
 	for m in $(ALL_MODULES); do (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...); done
 
 .PHONY: test
-test: ## run all tests against a throwaway PostgreSQL (started by the tests), fault suite short form included
+test: ## run all tests against a throwaway PostgreSQL (started by the tests), fault suite short form and Python client included
 	./scripts/check-postgres.sh
+	./scripts/check-python.sh
 	for m in $(MODULES); do (cd $$m && go test $(GO_TEST_FLAGS) ./...); done
 	$(MAKE) test-deploy
+
+.PHONY: test-python
+test-python: ## the Python client's tests (pytest against a real edge, central and PostgreSQL, driven by edge/e2e)
+	./scripts/check-postgres.sh
+	./scripts/check-python.sh
+	cd edge && go test -count=1 -timeout 15m -run '^TestPythonClient$$' -v ./e2e/
 
 .PHONY: test-deploy
 test-deploy: ## check docker-compose.yml, alert rules, systemd units and env examples against the real binaries
