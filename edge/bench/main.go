@@ -8,6 +8,8 @@
 //	BENCH queue_submit_tx_per_s    the same callers on the queue directly (no gRPC)
 //	BENCH submit_batched_tx_per_s  the same clients, 100 transactions per Submit
 //	BENCH badger_sync_writes_per_s raw Badger, one key per transaction, one fsync each, one writer
+//	BENCH go_client_submit_tx_per_s  the Go client (edge/client), 16 goroutines on one client, one transaction per call
+//	BENCH python_submit_tx_per_s     the Python client (clients/python), one process, 16 threads on one client, the same
 //
 // Two diagnosis lines per accept-path figure split its cost, measured in
 // the same rounds: _nostore (the same server answering without storing:
@@ -70,7 +72,7 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "alternating echo/submit rounds; the best of each is reported")
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
-	only := flag.String("only", "", "run only this figure: echo, submit, queue, batched, badger, drain, redis or rss (profiling)")
+	only := flag.String("only", "", "run only this figure: echo, submit, queue, batched, badger, clients, drain, redis or rss (profiling)")
 	drainN := flag.Int("drain", 100_000, "backlog size of the drain figure (forwarded to a real central)")
 	rssN := flag.Int("rss-backlog", 1_000_000, "backlog size of the edge_rss_mib figure (0: skip); measured in a child process")
 	memLimit := flag.Int64("memory-limit", 192<<20, "with -backlog: Go soft memory limit, as chasqui-edge --memory-limit (0: GOMEMLIMIT or none)")
@@ -269,6 +271,13 @@ func run() error {
 		}
 	}
 
+	var cl clientsResult
+	if *only == "" || *only == "clients" {
+		if cl, err = clientsBench(*dir+"/clients", *duration, logger); err != nil {
+			return fmt.Errorf("clients: %w", err)
+		}
+	}
+
 	var drain drainResult
 	if *only == "" || *only == "drain" {
 		if drain, err = drainBench(*dir+"/drain", *drainN, logger); err != nil {
@@ -336,6 +345,9 @@ func run() error {
 	}
 	if run("badger") {
 		fmt.Printf("BENCH badger_sync_writes_per_s %.0f writes/s\n", syncRate)
+	}
+	if run("clients") {
+		cl.print()
 	}
 	if run("redis") {
 		if redisErr != nil {
@@ -664,6 +676,7 @@ func openQueueMode(dir string, mode storeMode, logger *slog.Logger) (*queue.Queu
 // with the production interceptor chain and EdgeService, and one client
 // connection per caller.
 type edgeUnderTest struct {
+	addr  string
 	q     *queue.Queue
 	conns []*grpc.ClientConn
 	close func()
@@ -689,7 +702,7 @@ func startEdge(dir string, clients int, so []grpc.ServerOption, mode storeMode, 
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, lis, time.Second) }()
-	e := &edgeUnderTest{q: q, conns: make([]*grpc.ClientConn, clients)}
+	e := &edgeUnderTest{addr: lis.Addr().String(), q: q, conns: make([]*grpc.ClientConn, clients)}
 	e.close = func() {
 		for _, c := range e.conns {
 			if c != nil {
