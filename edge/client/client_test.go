@@ -21,6 +21,7 @@ import (
 	"github.com/chasqui/chasqui/edge/client"
 	"github.com/chasqui/chasqui/edge/internal/api"
 	"github.com/chasqui/chasqui/edge/internal/queue"
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/grpcserver"
@@ -230,6 +231,10 @@ func TestRetriesFullQueue(t *testing.T) {
 	es, err := e.q.Read(1, 1000, 1<<20)
 	require.NoError(t, err)
 	res := queue.CommitResult{ThroughSeq: full, CommittedAt: time.Now().Add(-48 * time.Hour)}
+	for _, e := range es {
+		res.Results = append(res.Results, &centralv1.TransactionResult{
+			TransactionId: e.Tx.GetId(), Seq: e.Seq, Outcome: centralv1.Outcome_OUTCOME_APPLIED})
+	}
 	require.NoError(t, e.q.ApplyCommit(res))
 	_, err = e.q.Prune(ctx)
 	require.NoError(t, err)

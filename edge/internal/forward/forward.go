@@ -44,7 +44,10 @@ type Store interface {
 	// EdgeID and Epoch identify the edge and its store to central.
 	EdgeID() string
 	Epoch() string
-	// CommittedThrough is the highest seq central acknowledged (persisted).
+	// CommittedThrough is the highest seq through which the store holds
+	// every outcome (persisted): where sending resumes after a restart. It
+	// must not follow central's committed_through_seq past the outcomes
+	// recorded, or a seq skipped there is never answered.
 	CommittedThrough() uint64
 	// LastSeq is the highest seq accepted.
 	LastSeq() uint64

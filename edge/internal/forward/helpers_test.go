@@ -130,9 +130,14 @@ func (s *memStore) ApplyCommit(res queue.CommitResult) error {
 		return errors.New("injected: disk write failed")
 	}
 	s.commits = append(s.commits, res)
+	// Like the real queue, the mark moves only over the seqs right after
+	// it whose outcome is recorded, never to ThroughSeq alone.
 	for _, r := range res.Results {
 		s.appliedSeq = append(s.appliedSeq, r.GetSeq())
-		s.committed = max(s.committed, r.GetSeq())
+		recorded := r.GetOutcome() == centralv1.Outcome_OUTCOME_APPLIED || r.GetOutcome() == centralv1.Outcome_OUTCOME_REJECTED
+		if recorded && r.GetSeq() == s.committed+1 {
+			s.committed++
+		}
 	}
 	return nil
 }
@@ -379,11 +384,14 @@ func fastClient(logger *slog.Logger) grpcclient.Options {
 }
 
 // start dials addr with internal/grpcclient and runs a forwarder over store.
-func start(t *testing.T, addr string, cfg forward.Config, store forward.Store) *bundle {
+// unary interceptors run inside the retry interceptor: once per attempt.
+func start(t *testing.T, addr string, cfg forward.Config, store forward.Store, unary ...grpc.UnaryClientInterceptor) *bundle {
 	t.Helper()
 	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	conn, err := grpcclient.Dial(addr, fastClient(logger))
+	opts := fastClient(logger)
+	opts.Unary = unary
+	conn, err := grpcclient.Dial(addr, opts)
 	require.NoError(t, err)
 	cfg.CentralAddr = addr
 	fwd, err := forward.New(cfg, store, conn, logger)

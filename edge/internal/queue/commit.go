@@ -208,9 +208,15 @@ var keyApplyHigh = []byte("m/apply_high")
 // ApplyCommit durably records central's answer: each applied transaction
 // becomes COMMITTED with the LSN (its state then kept for TxRetention), each
 // rejected one REJECTED with the reason and copied into the dead-letter
-// store; CommittedThrough becomes max(old, ThroughSeq). Idempotent: a
-// result for a state already recorded, or for a seq the transaction no
-// longer holds (retried from the dead letters), changes nothing.
+// store. CommittedThrough moves only over the seqs right after it whose
+// outcome is recorded, never to ThroughSeq alone: central answers a resent
+// batch with its cursor, which may lie past the batch, and a seq the edge
+// skipped there would stay ACCEPTED for good (no LSN; a rejection never a
+// dead letter, its payload pruned). The seqs not covered stay above the
+// mark, so the forwarder sends them again after a restart and central
+// answers them from its stored outcomes. Idempotent: a result for a state
+// already recorded, or for a seq the transaction no longer holds (retried
+// from the dead letters), changes nothing.
 func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 	q.lockWrite()
 	defer q.unlockWrite()
@@ -252,41 +258,42 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 	if len(entries) != len(res.Results) {
 		entries = nil
 	}
+	if res.ThroughSeq > m.lastSeq {
+		q.log.Warn("central acknowledged seqs this store never accepted", "through", res.ThroughSeq, "last_seq", m.lastSeq)
+	}
+	through := m.committed
 	for i, r := range res.Results {
 		var fresh *Entry
 		if entries != nil && r.GetSeq() > untouched {
 			fresh = &entries[i]
 		}
-		if err := q.applyResult(b, &m, r, res, at, fresh); err != nil {
+		recorded, err := q.applyResult(b, &m, r, res, at, fresh)
+		if err != nil {
 			return err
 		}
-	}
-	if res.ThroughSeq > m.committed {
-		through := res.ThroughSeq
-		if through > m.lastSeq {
-			q.log.Warn("central acknowledged seqs this store never accepted", "through", through, "last_seq", m.lastSeq)
-			through = m.lastSeq
+		if recorded && r.GetSeq() == through+1 && r.GetSeq() <= m.lastSeq {
+			through++
 		}
-		if through > m.committed {
-			cum := m.cumCommitted
-			h, err := readHeader(b.txn, through)
-			switch {
-			case err == nil:
-				cum = h.cum
-			case errors.Is(err, errCorrupt):
-				q.log.Error("corrupt entry header; byte counters may drift", "seq", through, "err", err)
-			default:
-				return fmt.Errorf("queue: apply commit: entry %d: %w", through, err)
-			}
-			m.committed, m.cumCommitted = through, cum
-			mv := binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
-			mark := badger.NewEntry(seqKey(prefixMark, through), binary.BigEndian.AppendUint64(mv, cum))
-			if err := b.reserve(mark); err != nil {
-				return err
-			}
-			if err := b.txn.SetEntry(mark); err != nil {
-				return err
-			}
+	}
+	if through > m.committed {
+		cum := m.cumCommitted
+		h, err := readHeader(b.txn, through)
+		switch {
+		case err == nil:
+			cum = h.cum
+		case errors.Is(err, errCorrupt):
+			q.log.Error("corrupt entry header; byte counters may drift", "seq", through, "err", err)
+		default:
+			return fmt.Errorf("queue: apply commit: entry %d: %w", through, err)
+		}
+		m.committed, m.cumCommitted = through, cum
+		mv := binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
+		mark := badger.NewEntry(seqKey(prefixMark, through), binary.BigEndian.AppendUint64(mv, cum))
+		if err := b.reserve(mark); err != nil {
+			return err
+		}
+		if err := b.txn.SetEntry(mark); err != nil {
+			return err
 		}
 	}
 	if err := b.commit(); err != nil {
@@ -352,10 +359,13 @@ func recordID(mu *opsv1.Mutation) string {
 	return ""
 }
 
-// applyResult records one transaction's outcome. fresh, when set, is the
-// entry of a seq never answered before: an applied transaction's state is
-// then rebuilt from it instead of read back.
-func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, res CommitResult, at time.Time, fresh *Entry) error {
+// applyResult records one transaction's outcome and reports whether the
+// edge now holds an outcome for r's seq (it may move its commit mark over
+// it): recorded now or before, or the transaction is no longer held there
+// (retried from the dead letters under a new seq, or settled and expired).
+// fresh, when set, is the entry of a seq never answered before: an applied
+// transaction's state is then rebuilt from it instead of read back.
+func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, res CommitResult, at time.Time, fresh *Entry) (bool, error) {
 	id := r.GetTransactionId()
 	var (
 		st    txState
@@ -367,39 +377,39 @@ func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, r
 	if !found {
 		var err error
 		if st, found, err = getState(b.txn, id); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if !found || st.Seq != r.GetSeq() {
 		q.log.Warn("commit result for a transaction not held at that seq; ignored",
 			"tx", id, "seq", r.GetSeq(), "found", found, "held_seq", st.Seq)
-		return nil
+		return true, nil
 	}
 	accepted := int32(edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED)
 	switch r.GetOutcome() {
 	case centralv1.Outcome_OUTCOME_APPLIED:
 		if st.State != accepted {
-			return nil
+			return true, nil
 		}
 		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
 		st.CommittedAt, st.LSN, st.LSNText = at.UnixNano(), res.LSN, res.LSNText
 		e, err := stateEntry(id, st, q.opts.TxRetention)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := b.reserve(e); err != nil {
-			return err
+			return false, err
 		}
 		if err := b.txn.SetEntry(e); err != nil {
-			return err
+			return false, err
 		}
 		if err := q.markCommitted(b, m, id, st, at); err != nil {
-			return err
+			return false, err
 		}
-		return q.logChange(b, m, id, st)
+		return true, q.logChange(b, m, id, st)
 	case centralv1.Outcome_OUTCOME_REJECTED:
 		if st.State != accepted {
-			return nil
+			return true, nil
 		}
 		var tx *opsv1.Transaction
 		item, err := b.txn.Get(seqKey(prefixQueue, st.Seq))
@@ -415,7 +425,7 @@ func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, r
 			})
 		}
 		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
+			return false, err
 		}
 		dl := &edgev1.DeadLetter{
 			Transaction: tx,
@@ -425,38 +435,38 @@ func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, r
 		}
 		dv, err := proto.Marshal(dl)
 		if err != nil {
-			return err
+			return false, err
 		}
 		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_REJECTED)
 		st.CommittedAt, st.Reason, st.SQLState = at.UnixNano(), r.GetReason(), r.GetSqlstate()
 		se, err := stateEntry(id, st, 0) // kept while the dead letter is
 		if err != nil {
-			return err
+			return false, err
 		}
 		de := badger.NewEntry(idKey(prefixDead, id), dv)
 		if err := b.reserve(se, de); err != nil {
-			return err
+			return false, err
 		}
 		if err := b.txn.SetEntry(se); err != nil {
-			return err
+			return false, err
 		}
 		if err := b.txn.SetEntry(de); err != nil {
-			return err
+			return false, err
 		}
 		m.dead++
 		// A rejected write never becomes visible: reads stop showing it.
 		if err := q.dropOverlays(b, st.Seq); err != nil {
-			return err
+			return false, err
 		}
 		if err := q.logChange(b, m, id, st); err != nil {
-			return err
+			return false, err
 		}
 		q.log.Warn("transaction rejected by central; moved to dead letters",
 			"tx", id, "seq", st.Seq, "reason", r.GetReason(), "sqlstate", r.GetSqlstate())
-		return nil
+		return true, nil
 	default:
 		q.log.Warn("commit result without outcome; ignored", "tx", id, "seq", r.GetSeq())
-		return nil
+		return false, nil
 	}
 }
 

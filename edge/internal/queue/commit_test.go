@@ -106,8 +106,9 @@ func TestApplyCommitFromEntriesKeepsTheAcceptedState(t *testing.T) {
 }
 
 // TestApplyCommitAgainAfterAPartialApply: results recorded once without the
-// committed counter moving (an ApplyCommit that outgrew one Badger
-// transaction and failed after its first part) are not recorded again
+// committed counter moving over them (an ApplyCommit that outgrew one
+// Badger transaction and failed after its first part; here, results whose
+// first seq is missing, so the mark cannot move) are not recorded again
 // when the forwarder resends them with its entries: no second COMMITTED
 // change, and a state that became VISIBLE meanwhile stays VISIBLE.
 func TestApplyCommitAgainAfterAPartialApply(t *testing.T) {
@@ -115,24 +116,50 @@ func TestApplyCommitAgainAfterAPartialApply(t *testing.T) {
 	q := openCommitTest(t)
 	es := mixedTxs(t, q)
 	accepted := q.LastChange()
+	last := es[len(es)-1].Seq
 
 	// The first part: states recorded, committed counter not moved.
-	require.NoError(t, q.ApplyCommit(appliedResult(es, 0, 10)))
-	require.Equal(t, uint64(0), q.CommittedThrough())
-	require.Equal(t, accepted+uint64(len(es)), q.LastChange())
+	require.NoError(t, q.ApplyCommit(appliedResult(es[1:], last, 10)))
+	require.Equal(t, uint64(0), q.CommittedThrough(), "seq 1 has no outcome yet: the mark stays before it")
+	require.Equal(t, accepted+uint64(len(es)-1), q.LastChange())
 	_, err := q.Replayed(10)
 	require.NoError(t, err)
 	changes := q.LastChange()
 
 	// The resend, answered by central as duplicates with a later LSN.
-	last := es[len(es)-1].Seq
 	require.NoError(t, q.ApplyCommit(appliedResult(es, last, 20)))
 	require.Equal(t, last, q.CommittedThrough())
-	require.Equal(t, changes, q.LastChange(), "no state change recorded twice")
-	for _, st := range states(t, q, es) {
+	require.Equal(t, changes+1, q.LastChange(), "only seq 1's COMMITTED is new: no state change recorded twice")
+	got := states(t, q, es)
+	require.Equal(t, int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED), got[0].State)
+	require.Equal(t, uint64(20), got[0].LSN)
+	for _, st := range got[1:] {
 		require.Equal(t, int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE), st.State)
 		require.Equal(t, uint64(10), st.LSN)
 	}
+}
+
+// TestApplyCommitMovesTheMarkOnlyOverRecordedOutcomes: central answers a
+// resent batch with its cursor, which may lie past the batch; the mark
+// moves over the batch's seqs only, so the seqs after it are sent again
+// (after a restart too) and get their own outcomes.
+func TestApplyCommitMovesTheMarkOnlyOverRecordedOutcomes(t *testing.T) {
+	t.Parallel()
+	q := openCommitTest(t)
+	es := mixedTxs(t, q)
+	last := es[len(es)-1].Seq
+
+	require.NoError(t, q.ApplyCommit(appliedResult(es[:2], last, 10)))
+	require.Equal(t, es[1].Seq, q.CommittedThrough(), "through seq %d is information, not permission to skip", last)
+
+	// A result without an outcome records nothing: the mark stays before it.
+	res := appliedResult(es[2:], last, 20)
+	res.Results[0].Outcome = centralv1.Outcome_OUTCOME_UNSPECIFIED
+	require.NoError(t, q.ApplyCommit(res))
+	require.Equal(t, es[1].Seq, q.CommittedThrough())
+
+	require.NoError(t, q.ApplyCommit(appliedResult(es[2:], last, 30)))
+	require.Equal(t, last, q.CommittedThrough())
 }
 
 // TestStateJSONAsEncodingJSON: the hand-written encoding of a state is

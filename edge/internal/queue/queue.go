@@ -243,7 +243,7 @@ func (o Options) Validate() error {
 type meta struct {
 	lastSeq      uint64 // highest seq written (and, once the group is answered, durable)
 	cumLast      uint64 // payload bytes accepted through lastSeq (cumulative)
-	committed    uint64 // central's committed_through_seq
+	committed    uint64 // every seq through it has its outcome recorded (not central's committed_through_seq: see ApplyCommit)
 	cumCommitted uint64 // cumulative bytes through committed
 	head         uint64 // lowest retained seq (1 when nothing was pruned)
 	cumHead      uint64 // cumulative bytes through head-1
