@@ -1,6 +1,8 @@
 // Package server runs central: it connects to PostgreSQL, migrates the
 // schema, and serves IngestService over gRPC (with health and reflection)
-// and health and status over HTTP, until its context ends. It is public so
+// and health and status over HTTP, until its context ends. PostgreSQL
+// being down at start is an outage like any other, not a reason to exit:
+// central serves NOT_SERVING and keeps trying. It is public so
 // that other modules' tests (the edge's) can run central in-process.
 package server
 
@@ -13,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,7 +23,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 
@@ -79,6 +85,11 @@ type Config struct {
 	// HealthInterval is how often PostgreSQL is pinged for gRPC health and
 	// /readyz. Default 1s.
 	HealthInterval time.Duration
+	// DatabaseRetryMax caps the wait between attempts to connect to
+	// PostgreSQL and migrate the schema while it has not answered since
+	// start; the wait starts at DefaultDatabaseRetryBase and doubles.
+	// Default DefaultDatabaseRetryMax (10s).
+	DatabaseRetryMax time.Duration
 	// ShutdownTimeout bounds the graceful stop; calls still running after it
 	// are cut off. Default 10s.
 	ShutdownTimeout time.Duration
@@ -107,6 +118,17 @@ const (
 	DefaultRetention = 30 * 24 * time.Hour
 	// DefaultShutdownTimeout is Config.ShutdownTimeout.
 	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultDatabaseRetryBase is the first wait before connecting to
+	// PostgreSQL again after it did not answer at start.
+	DefaultDatabaseRetryBase = 250 * time.Millisecond
+	// DefaultDatabaseRetryMax is Config.DatabaseRetryMax: short enough that
+	// central serves within seconds of PostgreSQL coming up, long enough
+	// that a long outage logs a line per 10 s, not a flood.
+	DefaultDatabaseRetryMax = 10 * time.Second
+	// DefaultDatabaseConnectTimeout bounds one attempt to connect when the
+	// database URL sets no connect_timeout, so that an unreachable host
+	// (packets dropped, not refused) does not hold an attempt for minutes.
+	DefaultDatabaseConnectTimeout = 10 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -126,6 +148,7 @@ func (c *Config) setDefaults() {
 	def(&c.PruneInterval, time.Hour)
 	def(&c.HealthInterval, time.Second)
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	def(&c.DatabaseRetryMax, DefaultDatabaseRetryMax)
 	if c.MaxConns == 0 {
 		c.MaxConns = 16
 	}
@@ -149,8 +172,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: GapWait (--gap-wait) must not be negative, got %s", c.GapWait)
 	case c.Retention < time.Minute:
 		return fmt.Errorf("config: Retention (--retention) must be at least 1m, got %s", c.Retention)
-	case c.PruneInterval < 0, c.HealthInterval < 0, c.ShutdownTimeout < 0:
-		return errors.New("config: PruneInterval, HealthInterval and ShutdownTimeout must not be negative")
+	case c.PruneInterval < 0, c.HealthInterval < 0, c.ShutdownTimeout < 0, c.DatabaseRetryMax < 0:
+		return errors.New("config: PruneInterval, HealthInterval, ShutdownTimeout and DatabaseRetryMax must not be negative")
 	case c.MaxConns < 2:
 		return fmt.Errorf("config: MaxConns must be at least 2, got %d", c.MaxConns)
 	}
@@ -169,10 +192,17 @@ type Server struct {
 	ready   atomic.Bool
 	started time.Time
 	metrics *centralMetrics
+	// connCfg connects to migrate; migrated is closed once the schema is
+	// current, and until then IngestService and ReadService answer
+	// UNAVAILABLE.
+	connCfg  *pgx.ConnConfig
+	migrated chan struct{}
 }
 
-// New connects to PostgreSQL, migrates the schema and binds the listeners.
-// The caller must Run or Close it.
+// New binds the listeners and tries once to connect to PostgreSQL and
+// migrate the schema. If PostgreSQL does not answer, New still succeeds:
+// Run keeps trying, and central answers NOT_SERVING and UNAVAILABLE until
+// then. The caller must Run or Close it.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -192,7 +222,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	if cfg.Registry == nil {
 		cfg.Registry = metrics.NewRegistry()
 	}
-	s := &Server{cfg: cfg, logger: logger, started: time.Now()}
+	s := &Server{cfg: cfg, logger: logger, started: time.Now(), migrated: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -204,9 +234,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 		return nil, err
 	}
 	poolCfg.MaxConns = cfg.MaxConns
-	if err := migrate(ctx, poolCfg.ConnConfig); err != nil {
-		return nil, err
+	if poolCfg.ConnConfig.ConnectTimeout == 0 {
+		poolCfg.ConnConfig.ConnectTimeout = DefaultDatabaseConnectTimeout
 	}
+	s.connCfg = poolCfg.ConnConfig
+	// The pool connects on first use, so it can exist before PostgreSQL
+	// answers.
 	if s.pool, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
 		return nil, fmt.Errorf("database pool: %w", err)
 	}
@@ -237,13 +270,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 			}
 		}
 	}
-	gopts.Unary = append(gopts.Unary, s.metrics.countOutcomes)
+	gopts.Unary = append(gopts.Unary, s.refuseUntilMigrated, s.metrics.countOutcomes)
 	s.grpc = grpcserver.New(gopts)
 	centralv1.RegisterIngestServiceServer(s.grpc.Server, api.New(s.store, authz, logger))
 	rpcMetrics.InitializeMetrics(s.grpc.Server)
 	centralv1.RegisterReadServiceServer(s.grpc.Server, read.New(s.pool, logger))
-	s.ready.Store(true)
-	s.setServing(true)
+	s.setServing(false)
 
 	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
@@ -253,9 +285,78 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 		}
 	}
-	logger.Info("central ready", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr(),
+	logger.Info("central listening", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr(),
 		"tls", !cfg.Insecure, "mtls", cfg.TLSCA != "", "database", redact(poolCfg.ConnConfig))
+	if err := s.connect(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		logger.Warn("PostgreSQL not ready at start; serving NOT_SERVING and retrying",
+			"error", err, "retry_in", DefaultDatabaseRetryBase)
+	}
 	return s, nil
+}
+
+// connect migrates the schema and, once it is current, lets calls through
+// and reports SERVING.
+func (s *Server) connect(ctx context.Context) error {
+	if err := migrate(ctx, s.connCfg); err != nil {
+		return err
+	}
+	close(s.migrated)
+	s.ready.Store(true)
+	s.setServing(true)
+	s.logger.Info("central ready: PostgreSQL connected, schema current", "database", redact(s.connCfg))
+	return nil
+}
+
+// awaitDatabase retries connect, waiting DefaultDatabaseRetryBase doubling
+// up to DatabaseRetryMax between attempts, until it succeeds (true) or ctx
+// ends (false). Each failure is logged: it is an outage the operator must
+// see.
+func (s *Server) awaitDatabase(ctx context.Context) bool {
+	wait := min(DefaultDatabaseRetryBase, s.cfg.DatabaseRetryMax)
+	for attempt := 2; ; attempt++ {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		err := s.connect(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		wait = min(wait*2, s.cfg.DatabaseRetryMax)
+		s.logger.Warn("PostgreSQL still not ready; serving NOT_SERVING and retrying",
+			"error", err, "attempt", attempt, "retry_in", wait)
+	}
+}
+
+// isMigrated tells whether the schema is current.
+func (s *Server) isMigrated() bool {
+	select {
+	case <-s.migrated:
+		return true
+	default:
+		return false
+	}
+}
+
+// refuseUntilMigrated answers UNAVAILABLE for central's own services until
+// the schema is current: before, every query would fail or, on a database
+// not yet migrated, reach tables that do not exist. Health and reflection
+// pass.
+func (s *Server) refuseUntilMigrated(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !s.isMigrated() && (strings.HasPrefix(info.FullMethod, "/"+centralv1.IngestService_ServiceDesc.ServiceName+"/") ||
+		strings.HasPrefix(info.FullMethod, "/"+centralv1.ReadService_ServiceDesc.ServiceName+"/")) {
+		return nil, status.Error(codes.Unavailable, "central has not connected to PostgreSQL yet; retry")
+	}
+	return handler(ctx, req)
 }
 
 func migrate(ctx context.Context, cc *pgx.ConnConfig) error {
@@ -310,8 +411,21 @@ func (s *Server) Run(ctx context.Context) error {
 			return hs.Shutdown(sctx)
 		})
 	}
-	g.Go(func() error { s.watchDatabase(ctx); return nil })
-	g.Go(func() error { return s.store.RunPruner(ctx, s.cfg.PruneInterval, s.cfg.Retention) })
+	g.Go(func() error {
+		if !s.isMigrated() && !s.awaitDatabase(ctx) {
+			return nil
+		}
+		s.watchDatabase(ctx)
+		return nil
+	})
+	g.Go(func() error {
+		select {
+		case <-s.migrated:
+		case <-ctx.Done():
+			return nil
+		}
+		return s.store.RunPruner(ctx, s.cfg.PruneInterval, s.cfg.Retention)
+	})
 	err := g.Wait()
 	s.logger.Info("central stopped")
 	return err

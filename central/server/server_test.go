@@ -223,6 +223,77 @@ func TestDatabaseDownIsUnavailableAndHealthFollows(t *testing.T) {
 	require.Equal(t, 10, b.count(t, "observations"))
 }
 
+// PostgreSQL down when central starts is an outage like any other: central
+// starts, reports NOT_SERVING and answers UNAVAILABLE, and once PostgreSQL
+// answers it migrates the schema and serves, without a restart.
+func TestStartsWhilePostgresDown(t *testing.T) {
+	t.Parallel()
+	// A database name of its own: while ours is stopped, another test
+	// binary's cluster may take the freed port, and must not look like ours.
+	c := pgtest.StartCluster(t, pgtest.Options{Name: "central_server_late"})
+	ctx := context.Background()
+	require.NoError(t, c.CreateDatabase(ctx, "central_server_late"))
+	require.NoError(t, c.Stop())
+
+	b := start(t, c.URL("central_server_late"), func(cfg *server.Config) { cfg.DatabaseRetryMax = 200 * time.Millisecond })
+	for _, svc := range []string{"", centralv1.IngestService_ServiceDesc.ServiceName} {
+		hc, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		require.NoError(t, err)
+		require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, hc.GetStatus(), "service %q", svc)
+	}
+	resp, err := http.Get("http://" + b.srv.HTTPAddr() + "/readyz")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	txs := fixture.ObservationTxs(5)
+	// Refused before the store is asked (which would try PostgreSQL for
+	// every call), with an answer that says why.
+	_, err = b.client.Commit(ctx, fixture.Request("site-1", "e1", 1, txs...))
+	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	require.Contains(t, status.Convert(err).Message(), "not connected to PostgreSQL yet")
+	_, err = b.client.GetCursor(ctx, &centralv1.GetCursorRequest{EdgeId: "e1"})
+	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	require.Contains(t, status.Convert(err).Message(), "not connected to PostgreSQL yet")
+
+	require.NoError(t, c.Start())
+	require.Eventually(t, func() bool {
+		hc, err := b.health.Check(ctx, &healthpb.HealthCheckRequest{Service: centralv1.IngestService_ServiceDesc.ServiceName})
+		return err == nil && hc.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	}, 60*time.Second, 20*time.Millisecond)
+	res, err := b.client.Commit(ctx, fixture.Request("site-1", "e1", 1, txs...))
+	require.NoError(t, err)
+	require.Equal(t, uint64(5), res.GetCommittedThroughSeq())
+	require.Equal(t, 5, b.count(t, "observations"))
+	resp, err = http.Get("http://" + b.srv.HTTPAddr() + "/readyz")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// Waiting for PostgreSQL does not hold up a shutdown.
+func TestStopsWhileWaitingForPostgres(t *testing.T) {
+	t.Parallel()
+	c := pgtest.StartCluster(t, pgtest.Options{Name: "central_server_never"})
+	url := c.URL("postgres")
+	require.NoError(t, c.Stop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := server.New(ctx, server.Config{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DatabaseURL: url, Insecure: true,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second): // far beyond a prompt stop; only a wedged Run gets here
+		t.Fatal("Run did not return after its context ended while waiting for PostgreSQL")
+	}
+}
+
 func TestConfigValidateNamesTheField(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
