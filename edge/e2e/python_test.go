@@ -38,8 +38,12 @@ func TestPythonClient(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, pythonBin, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-q",
-		"clients/python/tests")
+	args := []string{"-m", "pytest", "-p", "no:cacheprovider", "-rA", "-q"}
+	// CHASQUI_PYTEST_K selects tests by pytest -k expression (while developing).
+	if k := os.Getenv("CHASQUI_PYTEST_K"); k != "" {
+		args = append(args, "-k", k)
+	}
+	cmd := exec.CommandContext(ctx, pythonBin, append(args, "clients/python/tests")...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(),
 		"CHASQUI_EDGE_ADDR="+s.Edge.Addr(),

@@ -114,7 +114,11 @@ class Attempts:
                 extra=dict(f, retry_in_ms=round(wait * 1000, 1)),
             )
             return wait
-        self.logger.warning(
+        # A definite answer on the first attempt (NOT_FOUND, INVALID_ARGUMENT,
+        # ...) is the caller's to handle, not a sign of trouble: INFO.
+        level = logging.INFO if reason == "not retryable" and self.number == 1 else logging.WARNING
+        self.logger.log(
+            level,
             "chasqui: %s attempt %d/%d failed: %s: %s; giving up (%s) (request %s)",
             self.method, self.number, self.policy.max_attempts, name, detail, reason, self.request_id,
             extra=dict(f, give_up=reason),
