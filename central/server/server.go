@@ -39,6 +39,7 @@ import (
 	"github.com/chasqui/chasqui/internal/metrics"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
 	"github.com/chasqui/chasqui/internal/tracing"
+	"github.com/chasqui/chasqui/internal/validate"
 )
 
 // Config configures central. The zero value of each field means its default.
@@ -247,7 +248,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 
 	rpcMetrics := metrics.ServerRPC(cfg.Registry)
 	s.metrics = newCentralMetrics(cfg.Registry, s.ready.Load)
-	gopts := grpcserver.Options{Logger: logger, TLS: tlsCfg, ServerOptions: tracing.ServerOptions()}
+	// The receive limit is named here, not left to the default: the edge
+	// sizes its transactions (validate.MaxTransactionBytes) below it.
+	gopts := grpcserver.Options{Logger: logger, TLS: tlsCfg, ServerOptions: tracing.ServerOptions(),
+		MaxRecvMsgSize: validate.DefaultMaxMessageBytes}
 	// Chain (after request id and logging): RPC metrics -> auth -> outcome
 	// counters -> recovery. Metrics sit outside auth so refusals are counted.
 	mu, ms := metrics.ServerInterceptors(rpcMetrics)

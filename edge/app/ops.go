@@ -23,6 +23,7 @@ import (
 	"github.com/chasqui/chasqui/internal/metrics"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
 	"github.com/chasqui/chasqui/internal/tracing"
+	"github.com/chasqui/chasqui/internal/validate"
 )
 
 // This file holds the edge's security and observability wiring: TLS,
@@ -90,6 +91,9 @@ func (a *App) dialCentral(clientTLS credentials.TransportCredentials) (*grpc.Cli
 		Logger: a.log.With("component", "central-client"),
 		Creds:  clientTLS,
 		Unary:  []grpc.UnaryClientInterceptor{rpc.UnaryClientInterceptor()},
+		// Central's receive limit: a larger batch is refused before it is
+		// sent, and the forwarder splits it.
+		MaxCallSendMsgSize: validate.DefaultMaxMessageBytes,
 	}, extra...)
 }
 

@@ -39,6 +39,7 @@ import (
 	"github.com/chasqui/chasqui/internal/calllog"
 	"github.com/chasqui/chasqui/internal/grpcserver"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
+	"github.com/chasqui/chasqui/internal/validate"
 )
 
 // The retry budget's defaults. The burst covers the calls one connection has
@@ -88,7 +89,8 @@ type Options struct {
 	// KeepaliveTime is the ping interval on an idle link. Default 30 s; never
 	// below grpcserver.MinPingInterval.
 	KeepaliveTime time.Duration
-	// MaxCallSendMsgSize and MaxCallRecvMsgSize bound messages. Defaults 16 MiB.
+	// MaxCallSendMsgSize and MaxCallRecvMsgSize bound messages. Defaults
+	// validate.DefaultMaxMessageBytes (16 MiB), the servers' receive limit.
 	MaxCallSendMsgSize int
 	MaxCallRecvMsgSize int
 	// Unary are extra interceptors placed inside the logging interceptor.
@@ -130,10 +132,10 @@ func (o *Options) setDefaults() {
 		o.KeepaliveTime = grpcserver.MinPingInterval
 	}
 	if o.MaxCallSendMsgSize == 0 {
-		o.MaxCallSendMsgSize = 16 << 20
+		o.MaxCallSendMsgSize = validate.DefaultMaxMessageBytes
 	}
 	if o.MaxCallRecvMsgSize == 0 {
-		o.MaxCallRecvMsgSize = 16 << 20
+		o.MaxCallRecvMsgSize = validate.DefaultMaxMessageBytes
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 
 	"github.com/chasqui/chasqui/internal/calllog"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
+	"github.com/chasqui/chasqui/internal/validate"
 )
 
 // Keepalive enforcement. Clients (internal/grpcclient) ping every
@@ -52,7 +53,9 @@ type Options struct {
 	// logging and before recovery, in the order given.
 	Unary  []grpc.UnaryServerInterceptor
 	Stream []grpc.StreamServerInterceptor
-	// MaxRecvMsgSize bounds one request. Default: 16 MiB.
+	// MaxRecvMsgSize bounds one request. Default:
+	// validate.DefaultMaxMessageBytes (16 MiB), which the edge's limit per
+	// transaction (validate.MaxTransactionBytes) stays below.
 	MaxRecvMsgSize int
 	// ServerOptions are appended as they are (stats handlers, say).
 	ServerOptions []grpc.ServerOption
@@ -72,7 +75,7 @@ type Server struct {
 // DEBUG, retries at INFO, failures at WARN or ERROR.
 func New(opts Options) *Server {
 	if opts.MaxRecvMsgSize == 0 {
-		opts.MaxRecvMsgSize = 16 << 20
+		opts.MaxRecvMsgSize = validate.DefaultMaxMessageBytes
 	}
 	logger := opts.Logger
 	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {

@@ -44,8 +44,25 @@ const (
 	MaxStructDepth = 32
 	// MaxTraceContextEntries bounds a transaction's trace context.
 	MaxTraceContextEntries = 8
+	// MaxWithdrawReasonLen bounds a Commit's withdraw_reason, in bytes.
+	MaxWithdrawReasonLen = 1024
 	// maxViolations keeps an error (and its BadRequest detail) small.
 	maxViolations = 20
+)
+
+// Message size limits, kept together because one is derived from the other.
+const (
+	// DefaultMaxMessageBytes is the largest gRPC message a service receives
+	// and a client sends or receives (internal/grpcserver and
+	// internal/grpcclient default to it; central's receive limit is the
+	// one that matters: a Commit batch larger than it never arrives).
+	DefaultMaxMessageBytes = 16 << 20
+	// MaxTransactionBytes is the largest marshalled transaction the edge
+	// accepts. The margin below DefaultMaxMessageBytes covers what the edge
+	// adds before forwarding (edge_id, epoch, seq, accepted_at: a few
+	// hundred bytes) and the Commit request's own fields, so a transaction
+	// accepted at the edge always fits a Commit batch of one.
+	MaxTransactionBytes = DefaultMaxMessageBytes - 1<<20
 )
 
 // Violation is one bad field.
@@ -150,6 +167,9 @@ func ValidateSubmit(req *edgev1.SubmitRequest) error {
 		}
 		checkTransaction(c, p, tx, false)
 		checkDuplicateID(c, p, tx.GetId(), i, seen)
+		if n := proto.Size(tx); n > MaxTransactionBytes {
+			c.add(p, "%d bytes marshalled, at most %d (MaxTransactionBytes) allowed per transaction", n, MaxTransactionBytes)
+		}
 	}
 	return c.err()
 }
@@ -168,6 +188,15 @@ func ValidateCommit(req *centralv1.CommitRequest) error {
 		c.add("first_seq", "too large: sequence numbers must stay below 2^63")
 	}
 	checkCount(c, "transactions", len(txs))
+	withdraw := req.GetWithdrawReason() != ""
+	if withdraw {
+		if len(txs) != 1 {
+			c.add("withdraw_reason", "a withdrawal carries exactly one transaction, got %d", len(txs))
+		}
+		if n := len(req.GetWithdrawReason()); n > MaxWithdrawReasonLen {
+			c.add("withdraw_reason", "%d bytes, at most %d allowed", n, MaxWithdrawReasonLen)
+		}
+	}
 	seen := make(map[string]int, len(txs))
 	for i, tx := range txs {
 		if c.full() {
@@ -188,7 +217,13 @@ func ValidateCommit(req *centralv1.CommitRequest) error {
 		} else {
 			checkTime(c, at(p, ".accepted_at"), tx.GetAcceptedAt())
 		}
-		checkTransaction(c, p, tx, true)
+		if withdraw {
+			// Withdrawn: only its id and seq matter; its mutations are
+			// what central refused, and are not applied.
+			checkID(c, at(p, ".id"), tx.GetId(), true)
+		} else {
+			checkTransaction(c, p, tx, true)
+		}
 		checkDuplicateID(c, p, tx.GetId(), i, seen)
 	}
 	return c.err()

@@ -414,6 +414,10 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 		if why, ok := appliedElsewhere[ids[i]]; ok {
 			p.outcome, p.reason = "duplicate", why
 			res.Txs[i] = TxResult{TxID: t.GetId(), Seq: seq, Outcome: OutcomeApplied, Duplicate: true}
+		} else if why := req.GetWithdrawReason(); why != "" {
+			// Refused alone earlier (too large, invalid, not permitted):
+			// recorded as rejected so the seq is consumed in order.
+			p.outcome, p.reason = "rejected", "withdrawn by the edge: "+why
 		}
 		plan = append(plan, p)
 	}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/chasqui/chasqui/edge/internal/api"
@@ -24,6 +28,7 @@ import (
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/grpcserver"
+	"github.com/chasqui/chasqui/internal/validate"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -266,3 +271,59 @@ func TestAdminStatusAndDeadLetters(t *testing.T) {
 }
 
 func nowTS() *timestamppb.Timestamp { return timestamppb.Now() }
+
+// sizedTx is an observation transaction of exactly n marshalled bytes
+// (n well above a few hundred KiB), built of attributes each central
+// accepts.
+func sizedTx(t *testing.T, n int) *opsv1.Transaction {
+	t.Helper()
+	tx := obsTx(newID())
+	blob := func(k int) *structpb.Struct {
+		s, err := structpb.NewStruct(map[string]any{"blob": strings.Repeat("x", k)})
+		require.NoError(t, err)
+		return s
+	}
+	const step = 60 << 10
+	for proto.Size(tx)+step+2048 < n {
+		m := obsTx("").GetMutations()[0]
+		m.GetObservation().Attributes = blob(step)
+		tx.Mutations = append(tx.Mutations, m)
+	}
+	last := obsTx("").GetMutations()[0]
+	tx.Mutations = append(tx.Mutations, last)
+	for k := max(0, n-proto.Size(tx)-64); ; k++ {
+		last.GetObservation().Attributes = blob(k)
+		if size := proto.Size(tx); size >= n {
+			require.Equal(t, n, size, "cannot build a transaction of exactly %d bytes", n)
+			return tx
+		}
+	}
+}
+
+// A transaction above validate.MaxTransactionBytes is refused at Submit
+// with INVALID_ARGUMENT naming the limit, and nothing is stored; one at the
+// limit is accepted and, stamped by the edge, still fits a Commit batch of
+// one under central's receive limit.
+func TestSubmitOversizedTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := context.Background()
+
+	_, err := b.edge.Submit(ctx, &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{
+		obsTx(newID()), sizedTx(t, validate.MaxTransactionBytes+1)}})
+	requireField(t, err, "transactions[1]")
+	require.Contains(t, status.Convert(err).Message(), "MaxTransactionBytes")
+	require.Contains(t, status.Convert(err).Message(), strconv.Itoa(validate.MaxTransactionBytes))
+	require.Zero(t, b.q.LastSeq(), "nothing stored")
+
+	_, err = b.edge.Submit(ctx, &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{sizedTx(t, validate.MaxTransactionBytes)}})
+	require.NoError(t, err)
+	entries, err := b.q.Read(1, 1, 1)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	req := &centralv1.CommitRequest{
+		EdgeId: b.q.EdgeID(), Epoch: b.q.Epoch(), FirstSeq: 1<<63 - 2,
+		Transactions: []*opsv1.Transaction{entries[0].Tx},
+	}
+	require.Less(t, proto.Size(req), validate.DefaultMaxMessageBytes)
+}

@@ -255,8 +255,10 @@ func TestCursorConflict(t *testing.T) {
 	require.Zero(t, store.CommittedThrough())
 }
 
-// INVALID_ARGUMENT is not retried by the interceptor; the forwarder
-// reports "refused" and waits the maximum backoff, dropping nothing.
+// INVALID_ARGUMENT is not retried by the interceptor. Refused for every
+// batch, the withdrawal of a lone transaction included, it is the link's
+// refusal: the forwarder reports "refused" and waits the maximum backoff,
+// dropping nothing.
 func TestRefused(t *testing.T) {
 	t.Parallel()
 	central := newFakeCentral()
@@ -268,8 +270,9 @@ func TestRefused(t *testing.T) {
 	b := start(t, serveCentral(t, central), forward.Config{BackoffMax: time.Hour}, store)
 	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateRefused }, "refused")
 	require.Contains(t, b.fwd.LastError(), "transactions[0].id")
-	require.Equal(t, int64(1), central.calls.Load(), "not retried")
+	require.Contains(t, b.fwd.LastError(), "central refused withdrawing seq 1 too")
 	require.Zero(t, store.CommittedThrough())
+	require.Empty(t, store.applied())
 }
 
 // A batch too big for the per-attempt timeout is split until it fits.

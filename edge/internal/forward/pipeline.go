@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/validate"
 )
 
 // growAfter is how many successful batches at a reduced (split) size it
@@ -34,6 +36,16 @@ type runner struct {
 	// linkAttempt counts link-level failures since the last success.
 	linkAttempt int
 	gapStreak   int
+	// withdraw, when set, is a transaction central refused alone for good:
+	// it is sent next as a withdrawal (CommitRequest.withdraw_reason), which
+	// central records as rejected and the queue moves to the dead letters.
+	withdraw *withdrawal
+}
+
+// withdrawal is a seq to withdraw and why.
+type withdrawal struct {
+	seq    uint64
+	reason string
 }
 
 // call is one Commit in flight.
@@ -42,6 +54,8 @@ type call struct {
 	n, bytes    int
 	txIDs       []string
 	entries     []queue.Entry // handed back to ApplyCommit with the answer
+	// withdraw is the reason of a withdrawal ("" for a plain batch).
+	withdraw string
 	// predInFlight: a batch before it was in flight when it was sent, so a
 	// gap answer may only mean that the predecessor was late.
 	predInFlight bool
@@ -98,7 +112,17 @@ func (r *runner) pipeline(ctx context.Context) (fail failure) {
 				appended = ch
 				break
 			}
-			entries, err := f.store.Read(send, r.limCount, r.limBytes)
+			count, withdraw := r.limCount, ""
+			if w := r.withdraw; w != nil && send <= w.seq {
+				// The refused transaction goes alone, as a withdrawal;
+				// the batch before it stops short of it.
+				if send == w.seq {
+					count, withdraw = 1, w.reason
+				} else {
+					count = min(count, int(w.seq-send))
+				}
+			}
+			entries, err := f.store.Read(send, count, r.limBytes)
 			if err == nil {
 				err = checkEntries(entries, send)
 			}
@@ -122,7 +146,7 @@ func (r *runner) pipeline(ctx context.Context) (fail failure) {
 				bytes += e.Size
 			}
 			last := entries[len(entries)-1].Seq
-			full := len(entries) >= r.limCount || bytes >= r.limBytes || last < f.store.LastSeq()
+			full := len(entries) >= count || bytes >= r.limBytes || last < f.store.LastSeq()
 			if !full && f.cfg.Linger > 0 && !lingerExpired {
 				if lingerC == nil {
 					lingerC, stopLinger = f.cfg.Clock.NewTimer(f.cfg.Linger)
@@ -136,7 +160,7 @@ func (r *runner) pipeline(ctx context.Context) (fail failure) {
 				r.next = resume()
 				return failure{err: err}
 			}
-			inflight = append(inflight, r.launch(pctx, &wg, entries, bytes, len(inflight) > 0))
+			inflight = append(inflight, r.launch(pctx, &wg, entries, bytes, len(inflight) > 0, withdraw))
 			send = last + 1
 		}
 		if r.linkAttempt == 0 {
@@ -194,7 +218,7 @@ func (r *runner) throttle(ctx context.Context, bytes int) error {
 	return nil
 }
 
-func (r *runner) launch(ctx context.Context, wg *sync.WaitGroup, entries []queue.Entry, bytes int, pred bool) *call {
+func (r *runner) launch(ctx context.Context, wg *sync.WaitGroup, entries []queue.Entry, bytes int, pred bool, withdraw string) *call {
 	f := r.f
 	txs := make([]*opsv1.Transaction, len(entries))
 	ids := make([]string, len(entries))
@@ -210,6 +234,7 @@ func (r *runner) launch(ctx context.Context, wg *sync.WaitGroup, entries []queue
 		txIDs:        ids,
 		entries:      entries,
 		predInFlight: pred,
+		withdraw:     withdraw,
 		done:         make(chan callResult, 1),
 	}
 	req := &centralv1.CommitRequest{
@@ -217,6 +242,16 @@ func (r *runner) launch(ctx context.Context, wg *sync.WaitGroup, entries []queue
 		Epoch:        f.store.Epoch(),
 		FirstSeq:     c.first,
 		Transactions: txs,
+	}
+	if withdraw != "" {
+		// Only what names the transaction: its content is what central
+		// refused (too large, say); the dead letter keeps it whole.
+		req.WithdrawReason = withdraw
+		for i, tx := range txs {
+			txs[i] = &opsv1.Transaction{Id: tx.GetId(), EdgeId: tx.GetEdgeId(), Epoch: tx.GetEpoch(),
+				Seq: tx.GetSeq(), AcceptedAt: tx.GetAcceptedAt()}
+		}
+		bytes = 0
 	}
 	wg.Add(1)
 	go func() {
@@ -246,6 +281,13 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 			return false, f.fail(StateBackoff, slog.LevelError, r.backoff(), err)
 		}
 		f.recordCommit(result, c.n)
+		if c.withdraw != "" {
+			f.log.Warn("transaction refused alone by central withdrawn; it is a dead letter now",
+				"seq", c.first, "tx", c.txIDs[0], "reason", c.withdraw)
+		}
+		if w := r.withdraw; w != nil && c.last >= w.seq {
+			r.withdraw = nil
+		}
 		r.next = c.last + 1
 		r.linkAttempt, r.gapStreak, r.probing = 0, 0, false
 		if r.limCount < f.cfg.MaxCount || r.limBytes < f.cfg.MaxBytes {
@@ -287,10 +329,12 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 		f.recordError("", err)
 		return false, failure{err: err}
 
-	case codes.DeadlineExceeded, codes.ResourceExhausted:
+	case codes.InvalidArgument, codes.PermissionDenied, codes.ResourceExhausted:
+		return false, r.refused(c, st, err)
+
+	case codes.DeadlineExceeded:
 		// A timeout: the batch may not fit the link within the per-attempt
-		// timeout. RESOURCE_EXHAUSTED from central is gRPC's message-size
-		// limit. Either way a smaller batch can pass.
+		// timeout. A smaller batch can pass.
 		if c.n > 1 {
 			r.limCount = max(1, c.n/2)
 			r.limBytes = max(1, c.bytes/2)
@@ -311,12 +355,49 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 		}
 		return false, f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
 
-	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
+	case codes.Unauthenticated:
 		return false, f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
 
 	default:
 		return false, f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
 	}
+}
+
+// refused handles central refusing a batch for good (INVALID_ARGUMENT,
+// PERMISSION_DENIED, RESOURCE_EXHAUSTED: gRPC's message-size limit, on
+// either side). A single transaction must never hold the queue, the whole
+// link may: a batch of several is split until the refused transaction
+// stands alone, which is then withdrawn (central records it rejected and
+// the queue moves it to the dead letters with the reason). When central
+// refuses the withdrawal too, the refusal is the link's (identity, a
+// batch-level field): the queue holds, in state refused, and the
+// transaction is tried again normally after the backoff.
+func (r *runner) refused(c *call, st *status.Status, err error) failure {
+	f := r.f
+	switch {
+	case c.withdraw != "":
+		r.withdraw = nil
+		return f.fail(StateRefused, slog.LevelError, r.maxBackoff(),
+			fmt.Errorf("central refused withdrawing seq %d too: the link is refused: %w", c.first, err))
+	case c.n > 1:
+		r.limCount = max(1, c.n/2)
+		r.limBytes = max(1, c.bytes/2)
+		r.okStreak = 0
+		f.log.Warn("central refused a batch; splitting it to find the transaction it refuses",
+			"code", st.Code().String(), "first_seq", c.first, "count", c.n, "bytes", c.bytes,
+			"new_max_count", r.limCount, "new_max_bytes", r.limBytes)
+		f.recordError("", err)
+		return failure{err: err}
+	}
+	reason := st.Code().String() + ": " + st.Message()
+	if len(reason) > validate.MaxWithdrawReasonLen {
+		reason = strings.ToValidUTF8(reason[:validate.MaxWithdrawReasonLen-3], "") + "..."
+	}
+	r.withdraw = &withdrawal{seq: c.first, reason: reason}
+	f.log.Warn("central refused a transaction alone; withdrawing it into the dead letters",
+		"seq", c.first, "tx", c.txIDs[0], "bytes", c.bytes, "reason", reason)
+	f.recordError("", err)
+	return failure{err: err}
 }
 
 // result checks central's answer against the batch and converts it.

@@ -83,10 +83,18 @@ type CommitRequest struct {
 	// Epoch of the edge's store (random id created with its data directory).
 	Epoch string `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// Sequence number of transactions[0]; the rest follow without gaps.
-	FirstSeq      uint64            `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
-	Transactions  []*v1.Transaction `protobuf:"bytes,4,rep,name=transactions,proto3" json:"transactions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FirstSeq     uint64            `protobuf:"varint,3,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	Transactions []*v1.Transaction `protobuf:"bytes,4,rep,name=transactions,proto3" json:"transactions,omitempty"`
+	// When set, the edge withdraws the batch's one transaction, which central
+	// refused alone for good (too large, invalid, not permitted): central
+	// records it REJECTED with this reason, without applying or checking its
+	// mutations, so that its seq is consumed and the ones behind it flow on.
+	// The transaction then carries only its id, seq, edge_id, epoch and
+	// accepted_at (the edge keeps it in its dead letters). A seq central
+	// already holds is answered with its stored outcome, as always.
+	WithdrawReason string `protobuf:"bytes,5,opt,name=withdraw_reason,json=withdrawReason,proto3" json:"withdraw_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CommitRequest) Reset() {
@@ -145,6 +153,13 @@ func (x *CommitRequest) GetTransactions() []*v1.Transaction {
 		return x.Transactions
 	}
 	return nil
+}
+
+func (x *CommitRequest) GetWithdrawReason() string {
+	if x != nil {
+		return x.WithdrawReason
+	}
+	return ""
 }
 
 type TransactionResult struct {
@@ -541,12 +556,13 @@ var File_chasqui_central_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_chasqui_central_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x1fchasqui/central/v1/ingest.proto\x12\x12chasqui.central.v1\x1a\x18chasqui/ops/v1/ops.proto\"\x9c\x01\n" +
+	"\x1fchasqui/central/v1/ingest.proto\x12\x12chasqui.central.v1\x1a\x18chasqui/ops/v1/ops.proto\"\xc5\x01\n" +
 	"\rCommitRequest\x12\x17\n" +
 	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x1b\n" +
 	"\tfirst_seq\x18\x03 \x01(\x04R\bfirstSeq\x12?\n" +
-	"\ftransactions\x18\x04 \x03(\v2\x1b.chasqui.ops.v1.TransactionR\ftransactions\"\xd5\x01\n" +
+	"\ftransactions\x18\x04 \x03(\v2\x1b.chasqui.ops.v1.TransactionR\ftransactions\x12'\n" +
+	"\x0fwithdraw_reason\x18\x05 \x01(\tR\x0ewithdrawReason\"\xd5\x01\n" +
 	"\x11TransactionResult\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x125\n" +

@@ -11,16 +11,18 @@ OUTCOME_REJECTED: Outcome
 OUTCOME_UNSPECIFIED: Outcome
 
 class CommitRequest(_message.Message):
-    __slots__ = ["edge_id", "epoch", "first_seq", "transactions"]
+    __slots__ = ["edge_id", "epoch", "first_seq", "transactions", "withdraw_reason"]
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
     TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAW_REASON_FIELD_NUMBER: _ClassVar[int]
     edge_id: str
     epoch: str
     first_seq: int
     transactions: _containers.RepeatedCompositeFieldContainer[_ops_pb2.Transaction]
-    def __init__(self, edge_id: _Optional[str] = ..., epoch: _Optional[str] = ..., first_seq: _Optional[int] = ..., transactions: _Optional[_Iterable[_Union[_ops_pb2.Transaction, _Mapping]]] = ...) -> None: ...
+    withdraw_reason: str
+    def __init__(self, edge_id: _Optional[str] = ..., epoch: _Optional[str] = ..., first_seq: _Optional[int] = ..., transactions: _Optional[_Iterable[_Union[_ops_pb2.Transaction, _Mapping]]] = ..., withdraw_reason: _Optional[str] = ...) -> None: ...
 
 class CommitResponse(_message.Message):
     __slots__ = ["commit_lsn", "commit_lsn_value", "committed_through_seq", "results"]
