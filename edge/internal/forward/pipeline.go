@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/chasqui/chasqui/edge/internal/queue"
@@ -65,6 +67,10 @@ type call struct {
 type callResult struct {
 	resp *centralv1.CommitResponse
 	err  error
+	// sent: an attempt got a connection and sent the request (gRPC set
+	// its peer). A wait-for-ready attempt that timed out waiting for the
+	// link never did.
+	sent bool
 }
 
 func (r *runner) window() int {
@@ -258,8 +264,9 @@ func (r *runner) launch(ctx context.Context, wg *sync.WaitGroup, entries []queue
 		defer wg.Done()
 		cctx, cancel := context.WithTimeout(ctx, f.callTimeout(bytes))
 		defer cancel()
-		resp, err := f.client.Commit(cctx, req, f.callOptions(bytes)...)
-		c.done <- callResult{resp: resp, err: err}
+		var p peer.Peer
+		resp, err := f.client.Commit(cctx, req, append(f.callOptions(bytes), grpc.Peer(&p))...)
+		c.done <- callResult{resp: resp, err: err, sent: p.Addr != nil}
 	}()
 	return c
 }
@@ -333,13 +340,15 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 		return false, r.refused(c, st, err)
 
 	case codes.DeadlineExceeded:
-		// A timeout: the batch may not fit the link within the per-attempt
-		// timeout. A smaller batch can pass.
-		if c.n > 1 {
+		// A timeout of a call that was sent: the batch may not fit the link
+		// within the per-attempt timeout, and a smaller batch can pass. One
+		// that only waited for a link that was down says nothing about the
+		// batch's size: splitting it would leave batches of one behind.
+		if c.n > 1 && res.sent {
 			r.limCount = max(1, c.n/2)
 			r.limBytes = max(1, c.bytes/2)
 			r.okStreak = 0
-			f.log.Warn("batch timed out or too large; splitting it", "code", st.Code().String(), "first_seq", c.first, "count", c.n,
+			f.log.Warn("batch sent but timed out; splitting it", "code", st.Code().String(), "first_seq", c.first, "count", c.n,
 				"bytes", c.bytes, "new_max_count", r.limCount, "new_max_bytes", r.limBytes)
 			f.recordError("", err)
 			return false, failure{err: err}
