@@ -34,6 +34,7 @@ var template = pgtest.Template{Name: "central_server", Migrate: migrations.Migra
 type bundle struct {
 	srv    *server.Server
 	client centralv1.IngestServiceClient
+	read   centralv1.ReadServiceClient
 	health healthpb.HealthClient
 	dbURL  string
 }
@@ -62,7 +63,10 @@ func start(t *testing.T, dbURL string, mod func(*server.Config)) *bundle {
 	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return &bundle{srv: srv, client: centralv1.NewIngestServiceClient(conn), health: healthpb.NewHealthClient(conn), dbURL: dbURL}
+	return &bundle{
+		srv: srv, client: centralv1.NewIngestServiceClient(conn), read: centralv1.NewReadServiceClient(conn),
+		health: healthpb.NewHealthClient(conn), dbURL: dbURL,
+	}
 }
 
 func (b *bundle) count(t *testing.T, table string) int {
@@ -210,6 +214,12 @@ func TestDatabaseDownIsUnavailableAndHealthFollows(t *testing.T) {
 	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
 	require.NotContains(t, status.Convert(err).Message(), "SQLSTATE")
 	require.Eventually(t, servingIs(healthpb.HealthCheckResponse_NOT_SERVING), 10*time.Second, 10*time.Millisecond)
+	// Reads too: the pool's dead connections, then refused ones, are an
+	// outage, never INTERNAL.
+	for range 3 {
+		_, err = b.read.ListObservations(ctx, &centralv1.ListObservationsRequest{})
+		require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	}
 	resp, err := http.Get("http://" + b.srv.HTTPAddr() + "/readyz")
 	require.NoError(t, err)
 	_ = resp.Body.Close()

@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 
+	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/internal/records"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 	"github.com/chasqui/chasqui/internal/validate"
@@ -86,12 +86,10 @@ func Record(r *records.Record) *centralv1.ObservationRecord {
 }
 
 // toStatus is the one place errors become gRPC statuses; driver errors go
-// to the log, never to the client.
+// to the log, never to the client. An error it does not know is INTERNAL,
+// as in IngestService: answering UNAVAILABLE would have clients retry a bug.
 func (s *Service) toStatus(ctx context.Context, err error) error {
-	var (
-		ve  *validate.Error
-		pge *pgconn.PgError
-	)
+	var ve *validate.Error
 	switch {
 	case errors.As(err, &ve):
 		return validate.Status(ve).Err()
@@ -101,13 +99,12 @@ func (s *Service) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "canceled")
-	case errors.As(err, &pge):
-		// A server-side error of a read is a bug (schema mismatch), not a
-		// transient condition.
-		s.logger.ErrorContext(ctx, "read failed", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
-		return status.Error(codes.Internal, "internal error")
+	case store.Unreachable(err):
+		s.logger.WarnContext(ctx, "database unavailable", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
+		return status.Error(codes.Unavailable, "database unavailable; retry")
 	}
-	// Connection-level failures: PostgreSQL unreachable, restarting.
-	s.logger.WarnContext(ctx, "database unavailable", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
-	return status.Error(codes.Unavailable, "database unavailable; retry")
+	// Anything else, a query PostgreSQL refused (a schema mismatch) or an
+	// error of our own, is a bug: IngestService answers the same.
+	s.logger.ErrorContext(ctx, "unexpected error", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
+	return status.Error(codes.Internal, "internal error")
 }

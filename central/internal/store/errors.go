@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -101,6 +103,28 @@ func classify(err error) (errClass, *pgconn.PgError) {
 		return classData, pgErr
 	}
 	return classUnavailable, pgErr
+}
+
+// Unreachable tells whether err means PostgreSQL is out of reach rather
+// than that it refused a query: no connection (refused, timed out), a
+// connection lost or closed mid-call, or the server shutting down, out of
+// resources or failing (SQLSTATE classes 08, 53, 57, 58). A retry may
+// succeed. Services that read without the store's translation use it to
+// tell UNAVAILABLE from a bug.
+func Unreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:min(2, len(pgErr.Code))] {
+		case "08", "53", "57", "58":
+			return true
+		}
+		return false
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		pgconn.SafeToRetry(err) // nothing was sent: e.g. "conn closed"
 }
 
 // translate turns an error from pgx into a domain error for op: callers of
