@@ -16,7 +16,7 @@ import (
 // Badger transaction as the deletions, so the head is always found in its
 // own key (never by scanning over deleted entries).
 func (q *Queue) Prune(ctx context.Context) (int, error) {
-	if err := q.pruneVisibility(q.opts.Now().Add(-q.opts.OverlayRetention)); err != nil {
+	if err := q.pruneVisibility(ctx, q.opts.Now().Add(-q.opts.OverlayRetention)); err != nil {
 		return 0, err
 	}
 	cutoff := q.opts.Now().Add(-q.opts.PayloadRetention)

@@ -116,6 +116,9 @@ const (
 	DefaultTxRetention = 7 * 24 * time.Hour
 	// DefaultPayloadRetention is Options.PayloadRetention.
 	DefaultPayloadRetention = 24 * time.Hour
+	// DefaultOverlayRetention is Options.OverlayRetention: a committed
+	// transaction's overlays and unseen record wait a day for the replica.
+	DefaultOverlayRetention = 24 * time.Hour
 )
 
 const DefaultDiskReserve = 2*memTableSize + valueLogFileSize + 64<<20
@@ -200,7 +203,7 @@ func (o *Options) setDefaults() {
 		o.PayloadRetention = DefaultPayloadRetention
 	}
 	if o.OverlayRetention == 0 {
-		o.OverlayRetention = 24 * time.Hour
+		o.OverlayRetention = DefaultOverlayRetention
 	}
 	if o.MaxChanges == 0 {
 		o.MaxChanges = 1_000_000
