@@ -347,6 +347,12 @@ func statusOf(ctx context.Context, log *slog.Logger, err error) error {
 		// recover (each write reads the counters back first).
 		log.WarnContext(ctx, "refused: store recovering from a failed write", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
 		return status.Error(codes.Unavailable, "edge store is recovering from a failed write; retry")
+	case errors.Is(err, queue.ErrSyncFailed):
+		// Not acknowledged: the write may not be on disk. The edge must be
+		// restarted; a retry after that is safe (duplicates get their
+		// first answers).
+		log.ErrorContext(ctx, "refused: store fsync failed", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
+		return status.Error(codes.Unavailable, "edge store could not sync to disk; writes refused until the edge restarts")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "call canceled")
 	case errors.Is(err, context.DeadlineExceeded):

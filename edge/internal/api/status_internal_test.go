@@ -29,3 +29,15 @@ func TestStaleCountersAreUnavailable(t *testing.T) {
 		require.NotContains(t, st.Message(), "disk I/O error", "the store's error reaches the client")
 	}
 }
+
+// A write whose value-log fsync failed is not acknowledged: UNAVAILABLE,
+// naming the restart the edge needs, without the store's error.
+func TestSyncFailedIsUnavailable(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	err := fmt.Errorf("queue: write: %w (Error while curlf sync: input/output error)", queue.ErrSyncFailed)
+	st := status.Convert(statusOf(context.Background(), log, err))
+	require.Equal(t, codes.Unavailable, st.Code())
+	require.Contains(t, st.Message(), "restart")
+	require.NotContains(t, st.Message(), "input/output error", "the store's error reaches the client")
+}

@@ -337,6 +337,21 @@ func (q *Queue) writeGroup(group []*submitReq) {
 func (q *Queue) settle(p *flight, err error) {
 	q.groups.Add(1)
 	if err == nil {
+		err = q.syncFailed.err()
+	}
+	if errors.Is(err, ErrSyncFailed) {
+		// Not acknowledged, and the counters stay where the last durable
+		// write left them, so the forwarder never reads the group (central
+		// must not hold a seq the edge could lose). Nothing is written
+		// again until the store is reopened.
+		q.log.Error("append group not acknowledged: value-log fsync failed", "err", err, "requests", len(p.group))
+		q.wgen++
+		for i := range p.resps {
+			p.resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}
+		}
+		return
+	}
+	if err == nil {
 		q.setMeta(*p.g.m)
 		q.accepted.Add(p.g.m.lastSeq - p.base.lastSeq)
 		return
@@ -374,6 +389,9 @@ func (q *Queue) answer(p *flight) {
 // reuse the seq of a durable entry and overwrite it. So they are marked
 // stale, and every write is refused (checkFresh) until a read-back succeeds.
 func (q *Queue) refresh() {
+	if q.syncFailed.err() != nil {
+		return // the store may hold writes that are not durable; see settle
+	}
 	if err := q.reload(); err != nil {
 		q.log.Error("reading the counters back failed; writes refused until they can be read", "err", err)
 		q.stale = err
@@ -386,6 +404,9 @@ func (q *Queue) refresh() {
 // the counters are stale. It first tries to read them back; the write fails
 // even when that works, since it was built on the stale ones.
 func (q *Queue) checkFresh() error {
+	if err := q.syncFailed.err(); err != nil {
+		return err
+	}
 	if q.stale == nil {
 		return nil
 	}
@@ -816,16 +837,23 @@ func (b *batch) commit() error {
 
 // commitTxn commits the current Badger transaction, one part of the batch
 // (final: its last), unless the counters are stale (the caller holds wmu);
-// tests stand in for the commit with Options.commitPart.
+// tests stand in for the commit with Options.commitPart. A commit during
+// which Badger logged a failed value-log fsync fails with ErrSyncFailed.
 func (b *batch) commitTxn(final bool) error {
 	if err := b.q.checkFresh(); err != nil {
 		b.txn.Discard()
 		return err
 	}
+	var err error
 	if hook := b.q.opts.commitPart; hook != nil {
-		return hook(b.txn, final)
+		err = hook(b.txn, final)
+	} else {
+		err = b.txn.Commit()
 	}
-	return b.txn.Commit()
+	if err == nil {
+		err = b.q.syncFailed.err() // written, but perhaps not durable
+	}
+	return err
 }
 
 func (b *batch) discard() {

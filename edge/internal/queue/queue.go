@@ -52,6 +52,14 @@ var (
 	// and changed nothing. Retrying it at once is safe (resubmitted
 	// transaction ids get their first answers).
 	ErrRetry = errors.New("queue: write built on stale counters, read back since; retry it")
+	// ErrSyncFailed: Badger could not fsync its value log after a write.
+	// Badger only logs that (value.go, valueLog.write) and reports the
+	// write done, so what was written since the last good fsync may not be
+	// on disk, and after a failed fsync the kernel may have dropped the
+	// dirty pages: no later fsync can prove it is. Every write is refused,
+	// and none acknowledged, until the store is reopened (the edge
+	// restarted), which reads back what is really on disk.
+	ErrSyncFailed = errors.New("queue: an fsync of the value log failed; writes refused until the edge restarts")
 )
 
 // Badger memory and disk options, chosen for < 256 MiB RSS with a backlog of
@@ -82,7 +90,14 @@ var (
 //     group, so this is one fsync per group. (SyncWrites=false plus db.Sync
 //     was rejected: db.Sync syncs only the current value-log file and the
 //     active memtable's WAL, so writes that landed in a file that rotated in
-//     between would not be forced to disk.)
+//     between would not be forced to disk.) Badger returns a failed fsync
+//     of the memtable WAL, but only logs one of the value log after a
+//     write (ValueThreshold sends every value of 256 B or more there:
+//     payloads, dead letters, change-log records); its logger catches that
+//     and the queue refuses every write until reopened (ErrSyncFailed).
+//     Keeping all values in the LSM instead would need ValueThreshold above
+//     the largest transaction, past Badger's 1 MiB limit, and memtables
+//     full of payloads.
 //   - DetectConflicts off: writers are serialized by the queue itself.
 //
 // Measured (go run ./bench -backlog 1000000: 1M single-observation
@@ -276,12 +291,15 @@ type Queue struct {
 	// stale, guarded by wmu, is why the counters could not be read back
 	// after a failed write (refresh): while set, m may be behind what is
 	// durable, and no Badger write may commit (checkFresh).
-	stale    error
-	groups   atomic.Uint64
-	accepted atomic.Uint64
-	mu       sync.Mutex // guards m and changed
-	m        meta
-	changed  chan struct{} // closed at the next change (ChangeNotify)
+	stale error
+	// syncFailed is set by Badger's logger (badgerLogger) when Badger
+	// logs a failed value-log fsync; see ErrSyncFailed.
+	syncFailed *syncFailure
+	groups     atomic.Uint64
+	accepted   atomic.Uint64
+	mu         sync.Mutex // guards m and changed
+	m          meta
+	changed    chan struct{} // closed at the next change (ChangeNotify)
 
 	reqs     chan *submitReq
 	appended chan struct{}
@@ -301,8 +319,9 @@ func Open(opts Options) (*Queue, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	sf := &syncFailure{}
 	bo := badger.DefaultOptions(opts.Dir).
-		WithLogger(badgerLogger{opts.Logger.With("component", "badger")}).
+		WithLogger(badgerLogger{l: opts.Logger.With("component", "badger"), sync: sf}).
 		WithSyncWrites(!opts.UnsafeNoSync).
 		WithDetectConflicts(false).
 		WithMemTableSize(memTableSize).
@@ -319,13 +338,14 @@ func Open(opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: open badger in %s: %w", opts.Dir, err)
 	}
 	q := &Queue{
-		opts:     opts,
-		db:       db,
-		log:      opts.Logger.With("component", "queue"),
-		reqs:     make(chan *submitReq, 1024),
-		appended: make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		stopped:  make(chan struct{}),
+		opts:       opts,
+		db:         db,
+		syncFailed: sf,
+		log:        opts.Logger.With("component", "queue"),
+		reqs:       make(chan *submitReq, 1024),
+		appended:   make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	q.wcond.L = &q.wmu
 	q.runCtx, q.stopRun = context.WithCancel(context.Background())
@@ -650,10 +670,43 @@ func getString(txn *badger.Txn, key []byte) (string, error) {
 	return string(v), err
 }
 
-// badgerLogger sends Badger's log to slog; its chatty info goes to debug.
-type badgerLogger struct{ l *slog.Logger }
+// badgerVlogSyncError is how Badger v4 (value.go, valueLog.write) logs a
+// failed fsync of the value log after a write it still reports done. A
+// test checks that Badger's source still says so.
+const badgerVlogSyncError = "Error while curlf sync:"
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(msg(f, a)) }
+// syncFailure holds the first failed value-log fsync Badger logged.
+type syncFailure struct{ msg atomic.Pointer[string] }
+
+func (s *syncFailure) set(msg string) { s.msg.CompareAndSwap(nil, &msg) }
+
+// err is ErrSyncFailed with Badger's message once an fsync failed.
+func (s *syncFailure) err() error {
+	if m := s.msg.Load(); m != nil {
+		return fmt.Errorf("%w (%s)", ErrSyncFailed, *m)
+	}
+	return nil
+}
+
+// badgerLogger sends Badger's log to slog; its chatty info goes to debug.
+// It also watches for the one error Badger logs instead of returning: a
+// failed value-log fsync (ErrSyncFailed). Badger logs it from its write
+// goroutine before it reports the write done, so the write that hit it
+// sees it set when its commit returns.
+type badgerLogger struct {
+	l    *slog.Logger
+	sync *syncFailure
+}
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	m := msg(f, a)
+	if strings.HasPrefix(f, badgerVlogSyncError) {
+		b.sync.set(m)
+		b.l.Error("value-log fsync failed; the queue refuses every write until the edge restarts", "err", m)
+		return
+	}
+	b.l.Error(m)
+}
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(msg(f, a)) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(msg(f, a)) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(msg(f, a)) }
