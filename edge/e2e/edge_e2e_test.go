@@ -111,12 +111,13 @@ func TestCentralDownEdgeKeepsAccepting(t *testing.T) {
 
 // kill -9 of the edge during sustained concurrent writes, several times,
 // with a backlog buffered: every acknowledged transaction arrives exactly
-// once and in order (guarantees 2-4).
+// once and in order, every poison one ends dead-lettered (guarantees 2-4, 6).
 func TestEdgeKill9MidBacklog(t *testing.T) {
 	s := NewStack(t, StackOptions{})
 	h := NewHistory()
 	load := StartLoad(context.Background(), s.Client, h, LoadConfig{
 		Writers: 4, EdgeID: s.EdgeID, SubmitTimeout: 20 * time.Second, Duration: 3 * time.Minute,
+		PoisonEvery: faultPoisonEvery,
 	})
 	t.Cleanup(func() { load.Stop() })
 	waitAcks := func(n int) {
@@ -144,7 +145,7 @@ func TestEdgeKill9MidBacklog(t *testing.T) {
 	stats := load.Drain()
 	t.Logf("load: %s", stats)
 	s.WaitApplied(h, drainTimeout)
-	s.Check(h)
+	require.Positive(t, s.Check(h).Poison, "poison transactions crossed the kills")
 }
 
 // The same transaction id submitted twice, also across an edge restart and

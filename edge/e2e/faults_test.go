@@ -31,15 +31,19 @@ type faultRun struct {
 	load *Load
 }
 
+// faultPoisonEvery: one transaction in this many of the fault loads is
+// poison, so rejections cross every fault as commits do.
+const faultPoisonEvery = 40
+
 // startFaultRun starts a stack and a paced load (4 writers, about 150 tx/s
-// each at most) and waits until writes flow end to end.
+// each at most, poison among them) and waits until writes flow end to end.
 func startFaultRun(t *testing.T, opts StackOptions) *faultRun {
 	t.Helper()
 	s := NewStack(t, opts)
 	f := &faultRun{t: t, s: s, h: NewHistory()}
 	f.load = StartLoad(context.Background(), s.Client, f.h, LoadConfig{
 		Writers: 4, EdgeID: s.EdgeID, Pause: 5 * time.Millisecond,
-		SubmitTimeout: 20 * time.Second, Duration: 10 * time.Minute,
+		SubmitTimeout: 20 * time.Second, Duration: 10 * time.Minute, PoisonEvery: faultPoisonEvery,
 	})
 	t.Cleanup(func() { f.load.Stop() })
 	f.waitAcks(200)
@@ -63,14 +67,17 @@ func (f *faultRun) window(name string, fault func()) (d Snapshot, connPerSec, re
 	return d, connPerSec, reqPerSec
 }
 
-// finish stops the load, waits for the drain and checks the history.
+// finish stops the load, waits for the drain and checks the history, in
+// PostgreSQL and at the edge; poison transactions crossed the fault.
 func (f *faultRun) finish() (LoadStats, Report) {
 	f.t.Helper()
 	f.waitAcks(100) // the system still accepts and the load still flows after the fault
 	stats := f.load.Drain()
 	f.t.Logf("load: %s", stats)
 	f.s.WaitApplied(f.h, drainTimeout)
-	return stats, f.s.Check(f.h)
+	r := f.s.Check(f.h)
+	require.Positive(f.t, r.Poison, "poison transactions were acknowledged (else the rejection path went untested)")
+	return stats, r
 }
 
 // Guarantee 9: a link outage of 1 s causes no error in any client, and

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
@@ -124,7 +125,7 @@ func TestHistoryChecker(t *testing.T) {
 	db := migratedDB(t)
 	ctx := context.Background()
 	h := NewHistory()
-	ids := make([]string, 7)
+	ids := make([]string, 11)
 	for i := range ids {
 		ids[i] = uuid.Must(uuid.NewV7()).String()
 	}
@@ -149,15 +150,100 @@ func TestHistoryChecker(t *testing.T) {
 	insert(ids[5], 6, "applied", 1)
 	insert(ids[4], 5, "applied", 1)
 	insert(ids[6], 7, "applied", 1)
+	// Poison: 7 rejected as it must be; 8 applied; 9 without an outcome;
+	// 10 never acknowledged, applied.
+	for i := 7; i <= 9; i++ {
+		h.Poison(ids[i])
+		h.Acked(Ack{TxID: ids[i], EdgeID: "e1", Seq: uint64(i + 1)})
+	}
+	h.Poison(ids[10])
+	insert(ids[7], 8, "rejected", 0)
+	insert(ids[8], 9, "applied", 0)
+	insert(ids[10], 11, "applied", 0)
 
 	r, err := CheckHistory(ctx, db, h)
 	require.NoError(t, err)
 	t.Log(r)
-	require.Equal(t, 6, r.Acknowledged)
-	require.Equal(t, 1, r.Lost)
+	require.Equal(t, 9, r.Acknowledged)
+	require.Equal(t, 3, r.Poison)
+	require.Equal(t, 2, r.Lost, "valid tx 2 not applied, poison tx 9 without an outcome")
 	require.Equal(t, 1, r.Duplicated)
 	require.Equal(t, 1, r.OrderViolations, "seq 5 committed after seq 6")
 	require.Equal(t, 2, r.Invented, "an applied row and an observation row of an unknown tx")
+	require.Equal(t, 2, r.PoisonApplied, "acknowledged poison 8 and unacknowledged poison 10")
+	require.Zero(t, r.Rejected, "a poison rejection is expected")
+	require.False(t, r.OK())
+}
+
+// The edge-view checker counts stuck, missing, wrongly rejected or
+// committed transactions, bad LSNs and stray dead letters.
+func TestEdgeViewChecker(t *testing.T) {
+	t.Parallel()
+	const (
+		committed = edgev1.TransactionState_TRANSACTION_STATE_COMMITTED
+		visible   = edgev1.TransactionState_TRANSACTION_STATE_VISIBLE
+		accepted  = edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED
+		rejected  = edgev1.TransactionState_TRANSACTION_STATE_REJECTED
+	)
+	h := NewHistory()
+	v := EdgeView{
+		States: map[string]*edgev1.TransactionStatus{}, DeadLetters: map[string]*edgev1.DeadLetter{},
+		WALEnd: 10_000, CommitEnd: map[string]uint64{},
+	}
+	var seq uint64
+	// tx adds an acknowledged transaction the edge holds in state with lsn,
+	// applied by a commit ending at commitEnd (0: none found).
+	tx := func(poison bool, state edgev1.TransactionState, lsn, commitEnd uint64, dead bool) string {
+		id := uuid.Must(uuid.NewV7()).String()
+		seq++
+		if poison {
+			h.Poison(id)
+		}
+		h.Acked(Ack{TxID: id, EdgeID: "e1", Seq: seq})
+		if state != edgev1.TransactionState_TRANSACTION_STATE_UNSPECIFIED {
+			v.States[id] = &edgev1.TransactionStatus{TransactionId: id, Seq: seq, State: state, CommitLsnValue: lsn}
+		}
+		if commitEnd > 0 {
+			v.CommitEnd[id] = commitEnd
+		}
+		if dead {
+			v.DeadLetters[id] = &edgev1.DeadLetter{Reason: "no_data_found"}
+		}
+		return id
+	}
+	tx(false, committed, 500, 500, false)                                         // fine
+	tx(false, visible, 900, 400, false)                                           // fine: an LSN past the commit
+	tx(true, rejected, 0, 0, true)                                                // fine: poison dead-lettered
+	tx(false, accepted, 0, 0, false)                                              // stuck
+	tx(true, accepted, 0, 0, false)                                               // stuck poison
+	tx(false, edgev1.TransactionState_TRANSACTION_STATE_UNSPECIFIED, 0, 0, false) // unknown to the edge
+	tx(false, committed, 0, 500, false)                                           // no LSN
+	tx(false, committed, 499, 500, false)                                         // before its commit
+	tx(false, committed, 20_000, 500, false)                                      // past the WAL
+	tx(false, committed, 600, 0, false)                                           // no commit record applied it
+	tx(false, rejected, 0, 0, true)                                               // valid, dead-lettered
+	tx(false, committed, 700, 700, true)                                          // committed and a dead letter
+	tx(true, rejected, 0, 0, false)                                               // poison rejected without a dead letter
+	tx(true, committed, 800, 800, false)                                          // poison applied
+	validDead := uuid.Must(uuid.NewV7()).String()
+	h.Written(validDead)
+	v.DeadLetters[validDead] = &edgev1.DeadLetter{}
+	v.DeadLetters[uuid.Must(uuid.NewV7()).String()] = &edgev1.DeadLetter{} // nobody wrote it
+	wrongSeq := tx(false, committed, 500, 500, false)
+	v.States[wrongSeq].Seq = 99
+
+	var r Report
+	CheckEdgeView(h, v, &r)
+	t.Log(r)
+	require.True(t, r.EdgeChecked)
+	require.Equal(t, 3, r.Committed, "two valid and the one under a wrong seq")
+	require.Equal(t, 1, r.DeadLettered)
+	require.Equal(t, 2, r.Stuck)
+	require.Equal(t, 1, r.EdgeMissing)
+	require.Equal(t, 4, r.BadLSN)
+	require.Equal(t, 5, r.WrongState)
+	require.Equal(t, 1, r.Invented)
+	require.Equal(t, 1, r.SeqMismatches)
 	require.False(t, r.OK())
 }
 

@@ -16,10 +16,14 @@ import (
 // History records what clients were told: every transaction written, the
 // ones acknowledged (with the edge's sequence number from the Submit
 // answer) and the ones whose every attempt ended in an error or timeout
-// (uncertain: they may or may not have been stored). Safe for concurrent use.
+// (uncertain: they may or may not have been stored). It also knows which
+// transactions are poison: valid for the edge, refused by PostgreSQL for
+// their data, so they must end dead-lettered and never applied. Safe for
+// concurrent use.
 type History struct {
 	mu      sync.Mutex
 	written map[string]bool
+	poison  map[string]bool
 	acks    map[string]Ack
 	errs    map[string]string // last error per tx id, for uncertain ones
 	nErrors int               // failed Submit calls, all attempts counted
@@ -37,7 +41,16 @@ type Ack struct {
 
 // NewHistory returns an empty history.
 func NewHistory() *History {
-	return &History{written: map[string]bool{}, acks: map[string]Ack{}, errs: map[string]string{}}
+	return &History{written: map[string]bool{}, poison: map[string]bool{}, acks: map[string]Ack{}, errs: map[string]string{}}
+}
+
+// Poison records that txID is about to be submitted and that PostgreSQL
+// will reject it for its data.
+func (h *History) Poison(txID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.written[txID] = true
+	h.poison[txID] = true
 }
 
 // Written records that txID is about to be submitted.
@@ -112,13 +125,24 @@ type Report struct {
 	UncertainInDB   int // ... of which PostgreSQL holds anyway (stored, ack lost)
 	AppliedRows     int // chasqui.applied_transactions rows with outcome applied
 	DuplicateRows   int // rows with outcome duplicate (a tx id central saw under a second seq)
-	Lost            int // acknowledged, not applied
+	Lost            int // acknowledged, neither applied nor (poison) rejected by central
 	Duplicated      int // applied more than once (rows per tx id beyond the expected)
-	Rejected        int // acknowledged, rejected by central (the load is valid data)
+	Rejected        int // acknowledged valid transactions central rejected (the load's valid data)
 	OrderViolations int // per-edge commit order differs from seq order
 	SeqMismatches   int // applied under another seq than the Submit answer gave
 	Invented        int // rows no client wrote
-	Problems        []string
+	Poison          int // acknowledged poison transactions
+	PoisonApplied   int // poison transactions PostgreSQL holds as applied (acknowledged or not)
+
+	// The edge's own view, filled by CheckEdgeView.
+	EdgeChecked  bool
+	Committed    int // acknowledged valid transactions COMMITTED or VISIBLE at the edge with a good LSN
+	DeadLettered int // acknowledged poison REJECTED at the edge and in its dead letters
+	Stuck        int // acknowledged, still ACCEPTED at the edge after the drain settled
+	EdgeMissing  int // acknowledged, unknown to the edge
+	BadLSN       int // commit LSN zero, past the end of the WAL or before the commit that applied it
+	WrongState   int // valid transactions rejected or dead-lettered, poison committed, stray dead letters
+	Problems     []string
 }
 
 func (r *Report) problem(format string, args ...any) {
@@ -130,14 +154,22 @@ func (r *Report) problem(format string, args ...any) {
 // OK reports whether every guarantee checked holds.
 func (r Report) OK() bool {
 	return r.Lost == 0 && r.Duplicated == 0 && r.Rejected == 0 && r.OrderViolations == 0 &&
-		r.SeqMismatches == 0 && r.Invented == 0 && len(r.Problems) == 0
+		r.SeqMismatches == 0 && r.Invented == 0 && r.PoisonApplied == 0 &&
+		r.Stuck == 0 && r.EdgeMissing == 0 && r.BadLSN == 0 && r.WrongState == 0 && len(r.Problems) == 0
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("written=%d acknowledged=%d failed_calls=%d uncertain=%d (in_db=%d) applied_rows=%d "+
-		"lost=%d duplicated=%d rejected=%d order_violations=%d seq_mismatches=%d invented=%d duplicate_outcome_rows=%d",
+	s := fmt.Sprintf("written=%d acknowledged=%d failed_calls=%d uncertain=%d (in_db=%d) applied_rows=%d "+
+		"poison=%d lost=%d duplicated=%d rejected=%d order_violations=%d seq_mismatches=%d invented=%d "+
+		"poison_applied=%d duplicate_outcome_rows=%d",
 		r.Written, r.Acknowledged, r.FailedCalls, r.Uncertain, r.UncertainInDB, r.AppliedRows,
-		r.Lost, r.Duplicated, r.Rejected, r.OrderViolations, r.SeqMismatches, r.Invented, r.DuplicateRows)
+		r.Poison, r.Lost, r.Duplicated, r.Rejected, r.OrderViolations, r.SeqMismatches, r.Invented,
+		r.PoisonApplied, r.DuplicateRows)
+	if r.EdgeChecked {
+		s += fmt.Sprintf("; edge: committed=%d dead_lettered=%d stuck_accepted=%d missing=%d bad_lsn=%d wrong_state=%d",
+			r.Committed, r.DeadLettered, r.Stuck, r.EdgeMissing, r.BadLSN, r.WrongState)
+	}
+	return s
 }
 
 // Assert logs the figures and fails t unless every guarantee holds.
@@ -167,6 +199,10 @@ func CheckHistory(ctx context.Context, db *pgxpool.Pool, h *History) (Report, er
 	acks := make(map[string]Ack, len(h.acks))
 	for k, v := range h.acks {
 		acks[k] = v
+	}
+	poison := make(map[string]bool, len(h.poison))
+	for k := range h.poison {
+		poison[k] = true
 	}
 	var r Report
 	r.FailedCalls = h.nErrors
@@ -245,6 +281,11 @@ func CheckHistory(ctx context.Context, db *pgxpool.Pool, h *History) (Report, er
 	}
 	for id, a := range acks {
 		got := appliedByTx[id]
+		if poison[id] {
+			r.Poison++
+			checkPoison(&r, a, got, applied)
+			continue
+		}
 		switch {
 		case len(got) == 0:
 			if rejectedIn(applied, id) {
@@ -273,6 +314,10 @@ func CheckHistory(ctx context.Context, db *pgxpool.Pool, h *History) (Report, er
 		}
 	}
 	for id := range written {
+		if _, ok := acks[id]; !ok && poison[id] && len(appliedByTx[id]) > 0 {
+			r.PoisonApplied++
+			r.problem("unacknowledged poison tx %s applied", id)
+		}
 		if _, ok := acks[id]; !ok && len(appliedByTx[id]) > 0 {
 			r.UncertainInDB++
 			if len(appliedByTx[id]) > 1 {
@@ -282,6 +327,26 @@ func CheckHistory(ctx context.Context, db *pgxpool.Pool, h *History) (Report, er
 		}
 	}
 	return r, nil
+}
+
+// checkPoison: an acknowledged poison transaction is never applied and
+// central recorded its rejection under the seq its Submit answer gave.
+func checkPoison(r *Report, a Ack, got, applied []appliedRow) {
+	if len(got) > 0 {
+		r.PoisonApplied++
+		r.problem("poison tx %s (seq %d) applied %d time(s)", a.TxID, a.Seq, len(got))
+		return
+	}
+	i := slices.IndexFunc(applied, func(row appliedRow) bool { return row.txID == a.TxID && row.outcome == "rejected" })
+	if i < 0 {
+		r.Lost++
+		r.problem("poison tx %s (seq %d) acknowledged but central has no outcome for it", a.TxID, a.Seq)
+		return
+	}
+	if row := applied[i]; row.seq != int64(a.Seq) || (a.EdgeID != "" && row.edgeID != a.EdgeID) {
+		r.SeqMismatches++
+		r.problem("poison tx %s acknowledged as %s/%d, rejected as %s/%d", a.TxID, a.EdgeID, a.Seq, row.edgeID, row.seq)
+	}
 }
 
 func rejectedIn(applied []appliedRow, id string) bool {

@@ -37,6 +37,10 @@ type LoadConfig struct {
 	EdgeID string
 	// Instrument names the observations. Default "E2E".
 	Instrument string
+	// PoisonEvery makes every PoisonEvery-th transaction of each writer a
+	// poison one (NewPoisonTx), recorded as such in the history, so the
+	// rejection path runs under the faults too. 0: none.
+	PoisonEvery int
 }
 
 // LoadStats are a load run's figures.
@@ -151,13 +155,21 @@ func (l *Load) statsLocked() LoadStats {
 }
 
 func (l *Load) writer(ctx context.Context, w int) {
+	n := 0 // transactions this writer started
 	for ctx.Err() == nil && !l.drain.Load() && (l.until.IsZero() || time.Now().Before(l.until)) {
 		if l.cfg.MaxTx > 0 && l.count.Add(1) > int64(l.cfg.MaxTx) {
 			return
 		}
-		req := NewObservationTx(l.cfg.Instrument, fmt.Sprintf("writer-%d", w))
+		n++
+		req, obsRows := NewObservationTx(l.cfg.Instrument, fmt.Sprintf("writer-%d", w)), 1
 		id := req.Transactions[0].Id
-		l.hist.Written(id)
+		if l.cfg.PoisonEvery > 0 && n%l.cfg.PoisonEvery == 0 {
+			req, obsRows = NewPoisonTx(n/l.cfg.PoisonEvery), 0
+			id = req.Transactions[0].Id
+			l.hist.Poison(id)
+		} else {
+			l.hist.Written(id)
+		}
 		for attempt := 1; attempt <= 1+l.cfg.Resubmits && ctx.Err() == nil; attempt++ {
 			cctx, cancel := context.WithTimeout(ctx, l.cfg.SubmitTimeout)
 			t0 := time.Now()
@@ -166,7 +178,7 @@ func (l *Load) writer(ctx context.Context, w int) {
 			cancel()
 			if err == nil && len(resp.GetResults()) == 1 {
 				res := resp.GetResults()[0]
-				l.hist.Acked(Ack{TxID: id, EdgeID: l.cfg.EdgeID, Seq: res.GetSeq(), ObsRows: 1})
+				l.hist.Acked(Ack{TxID: id, EdgeID: l.cfg.EdgeID, Seq: res.GetSeq(), ObsRows: obsRows})
 				l.mu.Lock()
 				l.lat = append(l.lat, d)
 				l.mu.Unlock()
@@ -213,4 +225,26 @@ func NewObservationTx(instrument, obsUnit string) *edgev1.SubmitRequest {
 			Attributes: attrs,
 		}}}},
 	}}}
+}
+
+// NewPoisonTx builds a Submit request of one transaction the edge accepts
+// and PostgreSQL rejects for its data, so central dead-letters it: by kind,
+// an update of an observation that does not exist (no_data_found) or a raw
+// data file of one (a foreign-key violation).
+func NewPoisonTx(kind int) *edgev1.SubmitRequest {
+	tx := &opsv1.Transaction{Id: uuid.Must(uuid.NewV7()).String()}
+	missing := uuid.Must(uuid.NewV7()).String() // an observation nobody wrote
+	if kind%2 == 0 {
+		st := opsv1.ObservationStatus_OBSERVATION_STATUS_COMPLETED
+		tx.Mutations = []*opsv1.Mutation{{Kind: &opsv1.Mutation_ObservationUpdate{ObservationUpdate: &opsv1.ObservationUpdate{
+			Id: missing, Status: &st, EndTime: timestamppb.Now(),
+		}}}}
+	} else {
+		fileID := uuid.Must(uuid.NewV7()).String()
+		tx.Mutations = []*opsv1.Mutation{{Kind: &opsv1.Mutation_RawDataFile{RawDataFile: &opsv1.RawDataFile{
+			Id: fileID, ObservationId: missing, Path: "/data/e2e/" + fileID + ".fits", SizeBytes: 1024,
+			Checksum: "sha256:9f86d081884c7d65",
+		}}}}
+	}
+	return &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{tx}}
 }

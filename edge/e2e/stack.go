@@ -56,7 +56,13 @@ type Stack struct {
 	Conn   *grpc.ClientConn
 	Client edgev1.EdgeServiceClient
 	Admin  edgev1.AdminServiceClient
+
+	wal *WALWatch // keeps the WAL from before the first write, for Check
 }
+
+// settleTimeout bounds Check's wait for the edge to learn the outcome of
+// every acknowledged transaction; generous, as the drain deadlines are.
+const settleTimeout = 3 * time.Minute
 
 // emptyDB is the template for the shared cluster: central runs its own
 // migrations at start, so the clone starts empty.
@@ -92,6 +98,18 @@ func NewStack(t testing.TB, opts StackOptions) *Stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.DB.Close)
+	if s.wal, err = StartWALWatch(ctx, s.DB); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		// A cluster of the test's own is thrown away, slot and all; the
+		// shared one would keep the WAL for the rest of the run.
+		if err := s.wal.Close(ctx, s.DB); err != nil && s.Cluster == nil {
+			t.Errorf("dropping the history check's WAL slot: %v", err)
+		}
+	})
 
 	centralAddr := FreeAddr(t)
 	centralArgs := append([]string{
@@ -165,17 +183,67 @@ func (s *Stack) WaitApplied(h *History, timeout time.Duration) {
 	}
 }
 
-// Check runs the history checker and asserts every guarantee, logging the figures.
+// Check waits until the edge has settled (no acknowledged transaction
+// still ACCEPTED, for at most settleTimeout), then runs the history checker
+// on PostgreSQL and on the edge's own view, asserting every guarantee and
+// logging the figures.
 func (s *Stack) Check(h *History) Report {
 	s.T.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	view, err := s.EdgeView(h)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r, err := CheckHistory(ctx, s.DB, h)
 	if err != nil {
 		s.T.Fatal(err)
 	}
+	CheckEdgeView(h, view, &r)
+	if r.Stuck > 0 {
+		r.problem("after %s the edge still holds %d acknowledged transaction(s) ACCEPTED; edge status: %s",
+			settleTimeout, r.Stuck, s.statusLine())
+	}
 	r.Assert(s.T)
 	return r
+}
+
+// EdgeView reads the edge's view of h's acknowledged transactions once
+// none is ACCEPTED any more, or settleTimeout has passed, then its dead
+// letters and the commit records in the WAL.
+func (s *Stack) EdgeView(h *History) (EdgeView, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout+3*time.Minute)
+	defer cancel()
+	v := EdgeView{States: map[string]*edgev1.TransactionStatus{}}
+	pending := h.AckedIDs()
+	deadline := time.Now().Add(settleTimeout)
+	for len(pending) > 0 {
+		got, err := readStates(ctx, s.Client, pending)
+		if err != nil {
+			return v, err
+		}
+		var still []string
+		for _, id := range pending {
+			st, ok := got[id]
+			if ok {
+				v.States[id] = st
+			}
+			if ok && st.GetState() == edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED {
+				still = append(still, id)
+			}
+		}
+		pending = still
+		if len(pending) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond) // poll interval
+	}
+	var err error
+	if v.DeadLetters, err = readDeadLetters(ctx, s.Admin); err != nil {
+		return v, err
+	}
+	v.CommitEnd, v.WALEnd, err = s.wal.CommitEnds(ctx, s.DB)
+	return v, err
 }
 
 // statusLine is the edge's admin status, for failure messages.
