@@ -114,6 +114,7 @@ func lsnOK(r *Report, id string, st *edgev1.TransactionStatus, v EdgeView) bool 
 	case !found:
 		r.problem("tx %s (seq %d): no commit record in the WAL applied it", id, st.GetSeq())
 	case lsn < end:
+		r.StaleLSN++
 		r.problem("tx %s (seq %d): commit LSN %s lies before the end %s of the commit that applied it",
 			id, st.GetSeq(), fmtLSN(lsn), fmtLSN(end))
 	default:

@@ -241,6 +241,7 @@ func TestEdgeViewChecker(t *testing.T) {
 	require.Equal(t, 2, r.Stuck)
 	require.Equal(t, 1, r.EdgeMissing)
 	require.Equal(t, 4, r.BadLSN)
+	require.Equal(t, 1, r.StaleLSN, "the LSN before its commit")
 	require.Equal(t, 5, r.WrongState)
 	require.Equal(t, 1, r.Invented)
 	require.Equal(t, 1, r.SeqMismatches)

@@ -141,6 +141,7 @@ type Report struct {
 	Stuck        int // acknowledged, still ACCEPTED at the edge after the drain settled
 	EdgeMissing  int // acknowledged, unknown to the edge
 	BadLSN       int // commit LSN zero, past the end of the WAL or before the commit that applied it
+	StaleLSN     int // ... of which before the commit that applied it
 	WrongState   int // valid transactions rejected or dead-lettered, poison committed, stray dead letters
 	Problems     []string
 }
@@ -166,8 +167,8 @@ func (r Report) String() string {
 		r.Poison, r.Lost, r.Duplicated, r.Rejected, r.OrderViolations, r.SeqMismatches, r.Invented,
 		r.PoisonApplied, r.DuplicateRows)
 	if r.EdgeChecked {
-		s += fmt.Sprintf("; edge: committed=%d dead_lettered=%d stuck_accepted=%d missing=%d bad_lsn=%d wrong_state=%d",
-			r.Committed, r.DeadLettered, r.Stuck, r.EdgeMissing, r.BadLSN, r.WrongState)
+		s += fmt.Sprintf("; edge: committed=%d dead_lettered=%d stuck_accepted=%d missing=%d bad_lsn=%d (stale=%d) wrong_state=%d",
+			r.Committed, r.DeadLettered, r.Stuck, r.EdgeMissing, r.BadLSN, r.StaleLSN, r.WrongState)
 	}
 	return s
 }

@@ -189,6 +189,14 @@ func (s *Stack) WaitApplied(h *History, timeout time.Duration) {
 // logging the figures.
 func (s *Stack) Check(h *History) Report {
 	s.T.Helper()
+	r := s.CheckReport(h)
+	r.Assert(s.T)
+	return r
+}
+
+// CheckReport is Check without the assertion.
+func (s *Stack) CheckReport(h *History) Report {
+	s.T.Helper()
 	view, err := s.EdgeView(h)
 	if err != nil {
 		s.T.Fatal(err)
@@ -204,7 +212,6 @@ func (s *Stack) Check(h *History) Report {
 		r.problem("after %s the edge still holds %d acknowledged transaction(s) ACCEPTED; edge status: %s",
 			settleTimeout, r.Stuck, s.statusLine())
 	}
-	r.Assert(s.T)
 	return r
 }
 
