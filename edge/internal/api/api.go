@@ -54,6 +54,9 @@ type Forwarder interface {
 	CentralLSN() string
 }
 
+// errorTimer is an optional Forwarder extension: when LastError was seen.
+type errorTimer interface{ LastErrorAt() time.Time }
+
 // commitRater is an optional Forwarder extension.
 type commitRater interface{ CommitRate() float64 }
 
@@ -216,8 +219,16 @@ func Status(q Queue, fwd Forwarder, now time.Time, rep ...Replica) (*edgev1.GetS
 	if fwd != nil {
 		r.ForwarderState = fwd.State()
 		r.ForwarderLastError = fwd.LastError()
-		if at := fwd.LastCommitAt(); !at.IsZero() {
-			r.LastCommitAt = timestamppb.New(at)
+		lastCommit := fwd.LastCommitAt()
+		if !lastCommit.IsZero() {
+			r.LastCommitAt = timestamppb.New(lastCommit)
+		}
+		if et, ok := fwd.(errorTimer); ok && r.ForwarderLastError != "" {
+			if at := et.LastErrorAt(); !at.IsZero() {
+				r.ForwarderLastErrorAt = timestamppb.New(at)
+				r.ForwarderLastErrorAgeSeconds = max(0, now.Sub(at).Seconds())
+				r.ForwarderLastErrorPast = lastCommit.After(at)
+			}
 		}
 		r.CentralLsn = fwd.CentralLSN()
 		if cr, ok := fwd.(commitRater); ok {

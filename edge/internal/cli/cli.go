@@ -315,7 +315,7 @@ func (c *command) status(ctx context.Context) error {
 		{"queue", fmt.Sprintf("%d transactions, %d bytes, limit %s", s.QueueCount, s.QueueBytes, limit)},
 		{"oldest pending", fmt.Sprintf("%s (%.1f s ago)", ts(s.OldestPendingAcceptedAt), s.OldestPendingAgeSeconds)},
 		{"accepted / committed through", fmt.Sprintf("seq %d / seq %d", s.LastAcceptedSeq, s.CommittedThroughSeq)},
-		{"forwarder", s.ForwarderState + errSuffix(s.ForwarderLastError)},
+		{"forwarder", s.ForwarderState + errSuffix(s)},
 		{"central link", centralLink(s)},
 		{"last commit", ts(s.LastCommitAt)},
 		{"commit rate", fmt.Sprintf("%.1f tx/s", s.CommitRateTxPerSecond)},
@@ -336,11 +336,36 @@ func centralLink(s *edgev1.GetStatusResponse) string {
 	return s.CentralLink + " (last answer " + ts(s.CentralLastAnswerAt) + ")"
 }
 
-func errSuffix(e string) string {
+// errSuffix is the forwarder's last error with its age, marked as past
+// once a commit followed it: an old error must not read as current.
+func errSuffix(s *edgev1.GetStatusResponse) string {
+	e := s.ForwarderLastError
 	if e == "" {
 		return ""
 	}
-	return " (last error: " + e + ")"
+	var when []string
+	if s.ForwarderLastErrorAt != nil {
+		when = append(when, age(s.ForwarderLastErrorAgeSeconds)+" ago")
+	}
+	if s.ForwarderLastErrorPast {
+		when = append(when, "before the last commit")
+	}
+	if len(when) == 0 {
+		return " (last error: " + e + ")"
+	}
+	return " (last error (" + strings.Join(when, ", ") + "): " + e + ")"
+}
+
+// age is a duration in seconds, rounded for reading (1.2s, 2m3s, 4h5m).
+func age(seconds float64) string {
+	d := time.Duration(seconds * float64(time.Second))
+	switch {
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
 }
 
 func rowsTab(rows [][]string) [][]string {

@@ -89,6 +89,7 @@ type Forwarder struct {
 	mu           sync.Mutex
 	state        string
 	lastErr      string
+	lastErrAt    time.Time
 	lastCommitAt time.Time
 	centralLSN   string
 	firstCommit  time.Time
@@ -138,11 +139,20 @@ func (f *Forwarder) State() string {
 	return f.state
 }
 
-// LastError is the last failure seen ("" if none yet).
+// LastError is the last failure seen ("" if none yet). It is kept after
+// the forwarder recovers: compare LastErrorAt with LastCommitAt to tell
+// whether it is still current.
 func (f *Forwarder) LastError() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.lastErr
+}
+
+// LastErrorAt is when LastError was seen (zero if never).
+func (f *Forwarder) LastErrorAt() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErrAt
 }
 
 // LastCommitAt is when central last acknowledged a batch (zero if never).
@@ -217,7 +227,7 @@ func (f *Forwarder) recordError(state string, err error) {
 	if state != "" {
 		f.state = state
 	}
-	f.lastErr = err.Error()
+	f.lastErr, f.lastErrAt = err.Error(), f.cfg.Clock.Now()
 }
 
 // callOptions are the per-call options of a batch of the given bytes.

@@ -134,7 +134,7 @@ func (f *Forwarder) probe(ctx context.Context) {
 	// An idle forwarder's last error is old news; a failing one's (a
 	// conflict, a refusal) says more than the probe and stays.
 	if f.state == StateIdle {
-		f.lastErr = err.Error()
+		f.lastErr, f.lastErrAt = err.Error(), f.cfg.Clock.Now()
 	}
 	attrs := []any{"err", err, "probe_timeout", f.cfg.ProbeTimeout, "next_probe_in", f.cfg.ProbeInterval}
 	if !r.ok {

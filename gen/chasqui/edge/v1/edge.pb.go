@@ -1017,8 +1017,17 @@ type GetStatusResponse struct {
 	CentralLink string `protobuf:"bytes,21,opt,name=central_link,json=centralLink,proto3" json:"central_link,omitempty"`
 	// When central last answered a probe or committed a batch; unset if never.
 	CentralLastAnswerAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=central_last_answer_at,json=centralLastAnswerAt,proto3" json:"central_last_answer_at,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// When forwarder_last_error was seen; unset if never. The error is kept
+	// after the forwarder recovers: it is past when a commit followed it
+	// (forwarder_last_error_past).
+	ForwarderLastErrorAt *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=forwarder_last_error_at,json=forwarderLastErrorAt,proto3" json:"forwarder_last_error_at,omitempty"`
+	// Seconds since forwarder_last_error_at, by the edge's clock.
+	ForwarderLastErrorAgeSeconds float64 `protobuf:"fixed64,24,opt,name=forwarder_last_error_age_seconds,json=forwarderLastErrorAgeSeconds,proto3" json:"forwarder_last_error_age_seconds,omitempty"`
+	// True when central committed a batch after forwarder_last_error: the
+	// error is history, not the forwarder's present state.
+	ForwarderLastErrorPast bool `protobuf:"varint,25,opt,name=forwarder_last_error_past,json=forwarderLastErrorPast,proto3" json:"forwarder_last_error_past,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
@@ -1203,6 +1212,27 @@ func (x *GetStatusResponse) GetCentralLastAnswerAt() *timestamppb.Timestamp {
 		return x.CentralLastAnswerAt
 	}
 	return nil
+}
+
+func (x *GetStatusResponse) GetForwarderLastErrorAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ForwarderLastErrorAt
+	}
+	return nil
+}
+
+func (x *GetStatusResponse) GetForwarderLastErrorAgeSeconds() float64 {
+	if x != nil {
+		return x.ForwarderLastErrorAgeSeconds
+	}
+	return 0
+}
+
+func (x *GetStatusResponse) GetForwarderLastErrorPast() bool {
+	if x != nil {
+		return x.ForwarderLastErrorPast
+	}
+	return false
 }
 
 type DeadLetter struct {
@@ -1713,7 +1743,7 @@ const file_chasqui_edge_v1_edge_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n" +
 	"\vbuffer_only\x18\x03 \x01(\bR\n" +
 	"bufferOnly\"\x12\n" +
-	"\x10GetStatusRequest\"\x8c\b\n" +
+	"\x10GetStatusRequest\"\xe2\t\n" +
 	"\x11GetStatusResponse\x12\x17\n" +
 	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x1f\n" +
@@ -1740,7 +1770,10 @@ const file_chasqui_edge_v1_edge_proto_rawDesc = "" +
 	"\rreplica_state\x18\x13 \x01(\tR\freplicaState\x12&\n" +
 	"\x0fdisk_free_bytes\x18\x14 \x01(\x04R\rdiskFreeBytes\x12!\n" +
 	"\fcentral_link\x18\x15 \x01(\tR\vcentralLink\x12O\n" +
-	"\x16central_last_answer_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x13centralLastAnswerAt\"\xbc\x01\n" +
+	"\x16central_last_answer_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x13centralLastAnswerAt\x12Q\n" +
+	"\x17forwarder_last_error_at\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x14forwarderLastErrorAt\x12F\n" +
+	" forwarder_last_error_age_seconds\x18\x18 \x01(\x01R\x1cforwarderLastErrorAgeSeconds\x129\n" +
+	"\x19forwarder_last_error_past\x18\x19 \x01(\bR\x16forwarderLastErrorPast\"\xbc\x01\n" +
 	"\n" +
 	"DeadLetter\x12=\n" +
 	"\vtransaction\x18\x01 \x01(\v2\x1b.chasqui.ops.v1.TransactionR\vtransaction\x12\x16\n" +
@@ -1863,37 +1896,38 @@ var file_chasqui_edge_v1_edge_proto_depIdxs = []int32{
 	27, // 19: chasqui.edge.v1.GetStatusResponse.oldest_pending_accepted_at:type_name -> google.protobuf.Timestamp
 	27, // 20: chasqui.edge.v1.GetStatusResponse.last_commit_at:type_name -> google.protobuf.Timestamp
 	27, // 21: chasqui.edge.v1.GetStatusResponse.central_last_answer_at:type_name -> google.protobuf.Timestamp
-	26, // 22: chasqui.edge.v1.DeadLetter.transaction:type_name -> chasqui.ops.v1.Transaction
-	27, // 23: chasqui.edge.v1.DeadLetter.rejected_at:type_name -> google.protobuf.Timestamp
-	17, // 24: chasqui.edge.v1.ListDeadLettersResponse.dead_letters:type_name -> chasqui.edge.v1.DeadLetter
-	17, // 25: chasqui.edge.v1.GetDeadLetterResponse.dead_letter:type_name -> chasqui.edge.v1.DeadLetter
-	26, // 26: chasqui.edge.v1.RetryDeadLetterRequest.edited:type_name -> chasqui.ops.v1.Transaction
-	4,  // 27: chasqui.edge.v1.RetryDeadLetterResponse.result:type_name -> chasqui.edge.v1.SubmitResult
-	2,  // 28: chasqui.edge.v1.EdgeService.Submit:input_type -> chasqui.edge.v1.SubmitRequest
-	6,  // 29: chasqui.edge.v1.EdgeService.GetTransaction:input_type -> chasqui.edge.v1.GetTransactionRequest
-	8,  // 30: chasqui.edge.v1.EdgeService.WatchTransactions:input_type -> chasqui.edge.v1.WatchTransactionsRequest
-	11, // 31: chasqui.edge.v1.EdgeService.GetObservation:input_type -> chasqui.edge.v1.GetObservationRequest
-	13, // 32: chasqui.edge.v1.EdgeService.ListObservations:input_type -> chasqui.edge.v1.ListObservationsRequest
-	15, // 33: chasqui.edge.v1.AdminService.GetStatus:input_type -> chasqui.edge.v1.GetStatusRequest
-	18, // 34: chasqui.edge.v1.AdminService.ListDeadLetters:input_type -> chasqui.edge.v1.ListDeadLettersRequest
-	20, // 35: chasqui.edge.v1.AdminService.GetDeadLetter:input_type -> chasqui.edge.v1.GetDeadLetterRequest
-	22, // 36: chasqui.edge.v1.AdminService.RetryDeadLetter:input_type -> chasqui.edge.v1.RetryDeadLetterRequest
-	24, // 37: chasqui.edge.v1.AdminService.DiscardDeadLetter:input_type -> chasqui.edge.v1.DiscardDeadLetterRequest
-	3,  // 38: chasqui.edge.v1.EdgeService.Submit:output_type -> chasqui.edge.v1.SubmitResponse
-	7,  // 39: chasqui.edge.v1.EdgeService.GetTransaction:output_type -> chasqui.edge.v1.GetTransactionResponse
-	9,  // 40: chasqui.edge.v1.EdgeService.WatchTransactions:output_type -> chasqui.edge.v1.WatchTransactionsResponse
-	12, // 41: chasqui.edge.v1.EdgeService.GetObservation:output_type -> chasqui.edge.v1.GetObservationResponse
-	14, // 42: chasqui.edge.v1.EdgeService.ListObservations:output_type -> chasqui.edge.v1.ListObservationsResponse
-	16, // 43: chasqui.edge.v1.AdminService.GetStatus:output_type -> chasqui.edge.v1.GetStatusResponse
-	19, // 44: chasqui.edge.v1.AdminService.ListDeadLetters:output_type -> chasqui.edge.v1.ListDeadLettersResponse
-	21, // 45: chasqui.edge.v1.AdminService.GetDeadLetter:output_type -> chasqui.edge.v1.GetDeadLetterResponse
-	23, // 46: chasqui.edge.v1.AdminService.RetryDeadLetter:output_type -> chasqui.edge.v1.RetryDeadLetterResponse
-	25, // 47: chasqui.edge.v1.AdminService.DiscardDeadLetter:output_type -> chasqui.edge.v1.DiscardDeadLetterResponse
-	38, // [38:48] is the sub-list for method output_type
-	28, // [28:38] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	27, // 22: chasqui.edge.v1.GetStatusResponse.forwarder_last_error_at:type_name -> google.protobuf.Timestamp
+	26, // 23: chasqui.edge.v1.DeadLetter.transaction:type_name -> chasqui.ops.v1.Transaction
+	27, // 24: chasqui.edge.v1.DeadLetter.rejected_at:type_name -> google.protobuf.Timestamp
+	17, // 25: chasqui.edge.v1.ListDeadLettersResponse.dead_letters:type_name -> chasqui.edge.v1.DeadLetter
+	17, // 26: chasqui.edge.v1.GetDeadLetterResponse.dead_letter:type_name -> chasqui.edge.v1.DeadLetter
+	26, // 27: chasqui.edge.v1.RetryDeadLetterRequest.edited:type_name -> chasqui.ops.v1.Transaction
+	4,  // 28: chasqui.edge.v1.RetryDeadLetterResponse.result:type_name -> chasqui.edge.v1.SubmitResult
+	2,  // 29: chasqui.edge.v1.EdgeService.Submit:input_type -> chasqui.edge.v1.SubmitRequest
+	6,  // 30: chasqui.edge.v1.EdgeService.GetTransaction:input_type -> chasqui.edge.v1.GetTransactionRequest
+	8,  // 31: chasqui.edge.v1.EdgeService.WatchTransactions:input_type -> chasqui.edge.v1.WatchTransactionsRequest
+	11, // 32: chasqui.edge.v1.EdgeService.GetObservation:input_type -> chasqui.edge.v1.GetObservationRequest
+	13, // 33: chasqui.edge.v1.EdgeService.ListObservations:input_type -> chasqui.edge.v1.ListObservationsRequest
+	15, // 34: chasqui.edge.v1.AdminService.GetStatus:input_type -> chasqui.edge.v1.GetStatusRequest
+	18, // 35: chasqui.edge.v1.AdminService.ListDeadLetters:input_type -> chasqui.edge.v1.ListDeadLettersRequest
+	20, // 36: chasqui.edge.v1.AdminService.GetDeadLetter:input_type -> chasqui.edge.v1.GetDeadLetterRequest
+	22, // 37: chasqui.edge.v1.AdminService.RetryDeadLetter:input_type -> chasqui.edge.v1.RetryDeadLetterRequest
+	24, // 38: chasqui.edge.v1.AdminService.DiscardDeadLetter:input_type -> chasqui.edge.v1.DiscardDeadLetterRequest
+	3,  // 39: chasqui.edge.v1.EdgeService.Submit:output_type -> chasqui.edge.v1.SubmitResponse
+	7,  // 40: chasqui.edge.v1.EdgeService.GetTransaction:output_type -> chasqui.edge.v1.GetTransactionResponse
+	9,  // 41: chasqui.edge.v1.EdgeService.WatchTransactions:output_type -> chasqui.edge.v1.WatchTransactionsResponse
+	12, // 42: chasqui.edge.v1.EdgeService.GetObservation:output_type -> chasqui.edge.v1.GetObservationResponse
+	14, // 43: chasqui.edge.v1.EdgeService.ListObservations:output_type -> chasqui.edge.v1.ListObservationsResponse
+	16, // 44: chasqui.edge.v1.AdminService.GetStatus:output_type -> chasqui.edge.v1.GetStatusResponse
+	19, // 45: chasqui.edge.v1.AdminService.ListDeadLetters:output_type -> chasqui.edge.v1.ListDeadLettersResponse
+	21, // 46: chasqui.edge.v1.AdminService.GetDeadLetter:output_type -> chasqui.edge.v1.GetDeadLetterResponse
+	23, // 47: chasqui.edge.v1.AdminService.RetryDeadLetter:output_type -> chasqui.edge.v1.RetryDeadLetterResponse
+	25, // 48: chasqui.edge.v1.AdminService.DiscardDeadLetter:output_type -> chasqui.edge.v1.DiscardDeadLetterResponse
+	39, // [39:49] is the sub-list for method output_type
+	29, // [29:39] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_chasqui_edge_v1_edge_proto_init() }

@@ -70,7 +70,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ["central_last_answer_at", "central_link", "central_lsn", "commit_rate_tx_per_second", "committed_through_seq", "dead_letters", "disk_free_bytes", "edge_id", "epoch", "forwarder_last_error", "forwarder_state", "last_accepted_seq", "last_commit_at", "oldest_pending_accepted_at", "oldest_pending_age_seconds", "queue_bytes", "queue_count", "queue_limit_bytes", "replica_lag_bytes", "replica_lag_seconds", "replica_replay_lsn", "replica_state"]
+    __slots__ = ["central_last_answer_at", "central_link", "central_lsn", "commit_rate_tx_per_second", "committed_through_seq", "dead_letters", "disk_free_bytes", "edge_id", "epoch", "forwarder_last_error", "forwarder_last_error_age_seconds", "forwarder_last_error_at", "forwarder_last_error_past", "forwarder_state", "last_accepted_seq", "last_commit_at", "oldest_pending_accepted_at", "oldest_pending_age_seconds", "queue_bytes", "queue_count", "queue_limit_bytes", "replica_lag_bytes", "replica_lag_seconds", "replica_replay_lsn", "replica_state"]
     CENTRAL_LAST_ANSWER_AT_FIELD_NUMBER: _ClassVar[int]
     CENTRAL_LINK_FIELD_NUMBER: _ClassVar[int]
     CENTRAL_LSN_FIELD_NUMBER: _ClassVar[int]
@@ -80,7 +80,10 @@ class GetStatusResponse(_message.Message):
     DISK_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FORWARDER_LAST_ERROR_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FORWARDER_LAST_ERROR_AT_FIELD_NUMBER: _ClassVar[int]
     FORWARDER_LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    FORWARDER_LAST_ERROR_PAST_FIELD_NUMBER: _ClassVar[int]
     FORWARDER_STATE_FIELD_NUMBER: _ClassVar[int]
     LAST_ACCEPTED_SEQ_FIELD_NUMBER: _ClassVar[int]
     LAST_COMMIT_AT_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +106,9 @@ class GetStatusResponse(_message.Message):
     edge_id: str
     epoch: str
     forwarder_last_error: str
+    forwarder_last_error_age_seconds: float
+    forwarder_last_error_at: _timestamp_pb2.Timestamp
+    forwarder_last_error_past: bool
     forwarder_state: str
     last_accepted_seq: int
     last_commit_at: _timestamp_pb2.Timestamp
@@ -115,7 +121,7 @@ class GetStatusResponse(_message.Message):
     replica_lag_seconds: float
     replica_replay_lsn: str
     replica_state: str
-    def __init__(self, edge_id: _Optional[str] = ..., epoch: _Optional[str] = ..., queue_count: _Optional[int] = ..., queue_bytes: _Optional[int] = ..., queue_limit_bytes: _Optional[int] = ..., oldest_pending_accepted_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., oldest_pending_age_seconds: _Optional[float] = ..., forwarder_state: _Optional[str] = ..., forwarder_last_error: _Optional[str] = ..., last_commit_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., commit_rate_tx_per_second: _Optional[float] = ..., dead_letters: _Optional[int] = ..., last_accepted_seq: _Optional[int] = ..., committed_through_seq: _Optional[int] = ..., central_lsn: _Optional[str] = ..., replica_replay_lsn: _Optional[str] = ..., replica_lag_bytes: _Optional[int] = ..., replica_lag_seconds: _Optional[float] = ..., replica_state: _Optional[str] = ..., disk_free_bytes: _Optional[int] = ..., central_link: _Optional[str] = ..., central_last_answer_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, edge_id: _Optional[str] = ..., epoch: _Optional[str] = ..., queue_count: _Optional[int] = ..., queue_bytes: _Optional[int] = ..., queue_limit_bytes: _Optional[int] = ..., oldest_pending_accepted_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., oldest_pending_age_seconds: _Optional[float] = ..., forwarder_state: _Optional[str] = ..., forwarder_last_error: _Optional[str] = ..., last_commit_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., commit_rate_tx_per_second: _Optional[float] = ..., dead_letters: _Optional[int] = ..., last_accepted_seq: _Optional[int] = ..., committed_through_seq: _Optional[int] = ..., central_lsn: _Optional[str] = ..., replica_replay_lsn: _Optional[str] = ..., replica_lag_bytes: _Optional[int] = ..., replica_lag_seconds: _Optional[float] = ..., replica_state: _Optional[str] = ..., disk_free_bytes: _Optional[int] = ..., central_link: _Optional[str] = ..., central_last_answer_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., forwarder_last_error_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., forwarder_last_error_age_seconds: _Optional[float] = ..., forwarder_last_error_past: bool = ...) -> None: ...
 
 class GetTransactionRequest(_message.Message):
     __slots__ = ["transaction_id"]
