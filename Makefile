@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-MODULES      := gen internal central edge
+MODULES      := gen internal central edge systest
 # internal/deploytest is a module of its own (outside go.work): Prometheus'
 # rule parser and compose-go must not move the services' dependencies.
 ALL_MODULES  := $(MODULES) internal/deploytest
