@@ -44,14 +44,24 @@ fi
 [ "$(id -u)" = 0 ] && chown postgres: "$RUN/logs"
 
 pids=()
+# say writes to stdout, and gives up quietly when nobody reads it any more.
+say() { printf '%s\n' "$@" 2>/dev/null || true; }
+# cleanup must not depend on stdout. After `make run | tee run.log` and
+# Ctrl-C, tee is gone: a write to the pipe would kill this shell (SIGPIPE)
+# or, under set -e, end it, before PostgreSQL is stopped. So SIGPIPE is
+# ignored (the children inherit that), no error stops the cleanup, and what
+# it has to say also goes to run/logs/run.log.
 cleanup() {
   trap - INT TERM EXIT
-  echo; echo "stopping..."
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  ./scripts/site-replica.sh stop
-  as_pg "$PGBIN/pg_ctl" -D "$RUN/pg" -m fast -w stop >/dev/null 2>&1 || true
-  echo "stopped (data kept in $RUN; rm -rf run/ to start afresh)"
+  trap '' PIPE
+  set +e
+  say "" "stopping..."
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  ./scripts/site-replica.sh stop >>"$RUN/logs/run.log" 2>&1
+  as_pg "$PGBIN/pg_ctl" -D "$RUN/pg" -m fast -w stop >>"$RUN/logs/run.log" 2>&1
+  echo "$(date -u +%FT%TZ) stopped" >>"$RUN/logs/run.log" 2>/dev/null
+  say "stopped (data kept in $RUN; rm -rf run/ to start afresh)"
   exit 0
 }
 trap cleanup INT TERM EXIT
