@@ -2,10 +2,10 @@
 # The Python client (clients/python) uses Debian 12's packages only: Python
 # 3.11 (/usr/bin/python3, not a pyenv shim earlier on PATH), grpcio 1.51,
 # protobuf 3.21, pytest, and for `make generate` protoc 3.21 with
-# grpc_python_plugin 1.51. Installs what is missing with apt-get when run
+# grpc_python_plugin 1.51, and openssl for the TLS tests. Installs what is missing with apt-get when run
 # as root (CI); otherwise stops naming the command to run.
 set -euo pipefail
-pkgs=(python3 python3-grpcio python3-protobuf python3-pytest protobuf-compiler protobuf-compiler-grpc)
+pkgs=(python3 python3-grpcio python3-protobuf python3-pytest protobuf-compiler protobuf-compiler-grpc openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
