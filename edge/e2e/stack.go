@@ -198,7 +198,9 @@ func (s *Stack) Check(h *History) Report {
 func (s *Stack) CheckReport(h *History) Report {
 	s.T.Helper()
 	t0 := time.Now()
-	defer func() { s.T.Logf("history check took %s (edge settle, dead letters, WAL scan)", time.Since(t0).Round(time.Millisecond)) }()
+	defer func() {
+		s.T.Logf("history check took %s (edge settle, dead letters, WAL scan)", time.Since(t0).Round(time.Millisecond))
+	}()
 	view, err := s.EdgeView(h)
 	if err != nil {
 		s.T.Fatal(err)
