@@ -59,28 +59,31 @@ func atLeastInfoOnRetry(l slog.Level, attempt int) slog.Level {
 	return l
 }
 
-// UnaryServerInterceptor logs each finished unary call.
-func UnaryServerInterceptor(logger *slog.Logger) grpc.UnaryServerInterceptor {
+// UnaryServerInterceptor logs each finished unary call, and counts it in
+// sum (nil: not counted).
+func UnaryServerInterceptor(logger *slog.Logger, sum *Summary) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		logServer(ctx, logger, info.FullMethod, nil, start, err)
+		logServer(ctx, logger, sum, info.FullMethod, nil, start, err)
 		return resp, err
 	}
 }
 
-// StreamServerInterceptor logs each finished stream.
-func StreamServerInterceptor(logger *slog.Logger) grpc.StreamServerInterceptor {
+// StreamServerInterceptor logs each finished stream, and counts it in sum
+// (nil: not counted).
+func StreamServerInterceptor(logger *slog.Logger, sum *Summary) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		err := handler(srv, ss)
-		logServer(ss.Context(), logger, info.FullMethod, info, start, err)
+		logServer(ss.Context(), logger, sum, info.FullMethod, info, start, err)
 		return err
 	}
 }
 
-func logServer(ctx context.Context, logger *slog.Logger, method string, stream *grpc.StreamServerInfo, start time.Time, err error) {
+func logServer(ctx context.Context, logger *slog.Logger, sum *Summary, method string, stream *grpc.StreamServerInfo, start time.Time, err error) {
 	code := status.Code(err)
+	sum.add(method, code != codes.OK)
 	if !enabled(ctx, logger, code, true, ServerLevel) {
 		return
 	}

@@ -49,7 +49,8 @@ func TestNoFieldsBuiltWhenLevelIsOff(t *testing.T) {
 	var logs logtest.Buffer
 	h := &counting{Handler: slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})}
 	ok := func(context.Context, any) (any, error) { return nil, nil }
-	srv := calllog.UnaryServerInterceptor(slog.New(h))
+	srv := calllog.UnaryServerInterceptor(slog.New(h), &calllog.Summary{})
+	_, _ = srv(serverCtx(""), nil, submitInfo, func(context.Context, any) (any, error) { return nil, nil }) // the summary has seen Submit
 	ctx := serverCtx("")
 	allocs := testing.AllocsPerRun(1000, func() { _, _ = srv(ctx, nil, submitInfo, ok) })
 	require.Zero(t, allocs, "a successful first attempt at INFO: nothing built")
@@ -57,7 +58,7 @@ func TestNoFieldsBuiltWhenLevelIsOff(t *testing.T) {
 	// Failures are off too when the level is ERROR and the code is a WARN one.
 	unavailable := status.Error(codes.Unavailable, "down")
 	failing := func(context.Context, any) (any, error) { return nil, unavailable }
-	quiet := calllog.UnaryServerInterceptor(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})))
+	quiet := calllog.UnaryServerInterceptor(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})), nil)
 	allocs = testing.AllocsPerRun(1000, func() { _, _ = quiet(ctx, nil, submitInfo, failing) })
 	require.Zero(t, allocs, "a WARN outcome at ERROR: nothing built")
 
@@ -89,7 +90,7 @@ func TestLevelsByOutcomeAndAttempt(t *testing.T) {
 		{"internal", "", status.Error(codes.Internal, "boom"), slog.LevelError, 1},
 	} {
 		var logs logtest.Buffer
-		srv := calllog.UnaryServerInterceptor(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		srv := calllog.UnaryServerInterceptor(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
 		_, _ = srv(serverCtx(c.attempt), nil, submitInfo, func(context.Context, any) (any, error) { return nil, c.err })
 		lines, err := logs.JSONLines()
 		require.NoError(t, err)

@@ -57,6 +57,11 @@ type Options struct {
 	// validate.DefaultMaxMessageBytes (16 MiB), which the edge's limit per
 	// transaction (validate.MaxTransactionBytes) stays below.
 	MaxRecvMsgSize int
+	// SummaryInterval is how often Serve logs one INFO line counting the
+	// calls served since the last (by method: calls, failed), since
+	// successful calls have no line of their own at INFO. Default
+	// calllog.DefaultSummaryInterval (1 min); negative: no summary.
+	SummaryInterval time.Duration
 	// ServerOptions are appended as they are (stats handlers, say).
 	ServerOptions []grpc.ServerOption
 }
@@ -67,15 +72,26 @@ type Server struct {
 	// Health is the grpc.health.v1 service; services set their status on it.
 	Health *health.Server
 	logger *slog.Logger
+	// summary counts the calls for the periodic line (every summaryEvery).
+	summary      *calllog.Summary
+	summaryEvery time.Duration
 }
 
 // New builds the server. The interceptor chain, outermost first:
 // request id -> logging (health checks left out) -> opts.Unary... -> recovery.
 // Logging writes one line per finished call (calllog): successful calls at
-// DEBUG, retries at INFO, failures at WARN or ERROR.
+// DEBUG, retries at INFO, failures at WARN or ERROR; Serve adds a summary
+// line of the calls every SummaryInterval.
 func New(opts Options) *Server {
 	if opts.MaxRecvMsgSize == 0 {
 		opts.MaxRecvMsgSize = validate.DefaultMaxMessageBytes
+	}
+	if opts.SummaryInterval == 0 {
+		opts.SummaryInterval = calllog.DefaultSummaryInterval
+	}
+	var summary *calllog.Summary
+	if opts.SummaryInterval > 0 {
+		summary = &calllog.Summary{}
 	}
 	logger := opts.Logger
 	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
@@ -89,13 +105,13 @@ func New(opts Options) *Server {
 
 	unary := []grpc.UnaryServerInterceptor{
 		rpcmeta.UnaryServerRequestID(),
-		selector.UnaryServerInterceptor(calllog.UnaryServerInterceptor(logger), notHealth),
+		selector.UnaryServerInterceptor(calllog.UnaryServerInterceptor(logger, summary), notHealth),
 	}
 	unary = append(unary, opts.Unary...)
 	unary = append(unary, recovery.UnaryServerInterceptor(rec))
 	stream := []grpc.StreamServerInterceptor{
 		rpcmeta.StreamServerRequestID(),
-		selector.StreamServerInterceptor(calllog.StreamServerInterceptor(logger), notHealth),
+		selector.StreamServerInterceptor(calllog.StreamServerInterceptor(logger, summary), notHealth),
 	}
 	stream = append(stream, opts.Stream...)
 	stream = append(stream, recovery.StreamServerInterceptor(rec))
@@ -121,7 +137,8 @@ func New(opts Options) *Server {
 		}),
 	}
 	so = append(so, opts.ServerOptions...)
-	s := &Server{Server: grpc.NewServer(so...), Health: health.NewServer(), logger: logger}
+	s := &Server{Server: grpc.NewServer(so...), Health: health.NewServer(), logger: logger,
+		summary: summary, summaryEvery: opts.SummaryInterval}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)
 	return s
@@ -131,6 +148,12 @@ func New(opts Options) *Server {
 // in-flight calls get up to timeout to finish, then the rest are cut off.
 // Health turns NOT_SERVING first so balancers stop sending.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, timeout time.Duration) error {
+	if s.summary != nil {
+		sctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.summary.Run(sctx, s.logger, s.summaryEvery) }()
+		defer func() { stop(); <-done }()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Server.Serve(lis) }()
 	select {

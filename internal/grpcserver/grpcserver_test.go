@@ -131,8 +131,23 @@ type call struct {
 // name of each, and its attempt header when > 1) and returns the call lines.
 func callLines(t *testing.T, level slog.Level, calls ...call) []map[string]any {
 	t.Helper()
+	var lines []map[string]any
+	for _, l := range serveEcho(t, level, -1, nil, calls...) {
+		if l["grpc.method"] == "Check" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// serveEcho serves echo with a logger at level and a summary every
+// interval, makes the calls, runs during (when not nil) while the server
+// still serves, stops it and returns every log line.
+func serveEcho(t *testing.T, level slog.Level, interval time.Duration, during func(*logtest.Buffer), calls ...call) []map[string]any {
+	t.Helper()
 	var logs logtest.Buffer
-	s := grpcserver.New(grpcserver.Options{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level}))})
+	s := grpcserver.New(grpcserver.Options{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level})),
+		SummaryInterval: interval})
 	s.RegisterService(&echoDesc, struct{}{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -149,17 +164,14 @@ func callLines(t *testing.T, level slog.Level, calls ...call) []map[string]any {
 		_ = conn.Invoke(cctx, "/test.Echo/Check", &healthpb.HealthCheckRequest{Service: c.service}, &healthpb.HealthCheckResponse{})
 	}
 	require.NoError(t, conn.Close())
+	if during != nil {
+		during(&logs)
+	}
 	cancel()
 	require.NoError(t, <-done)
 	all, err := logs.JSONLines()
 	require.NoError(t, err)
-	var lines []map[string]any
-	for _, l := range all {
-		if l["grpc.method"] == "Check" {
-			lines = append(lines, l)
-		}
-	}
-	return lines
+	return all
 }
 
 // At the default level a successful call writes no line; a failure and a
@@ -182,4 +194,28 @@ func TestCallLinesByLevel(t *testing.T) {
 		require.Equal(t, "OK", l["grpc.code"])
 		require.NotEmpty(t, l["request_id"])
 	}
+}
+
+// Successful calls have no line at INFO, so the server logs a summary of
+// its calls every interval, and the rest when it stops.
+func TestCallsSummaryAtInfo(t *testing.T) {
+	t.Parallel()
+	lines := serveEcho(t, slog.LevelInfo, 50*time.Millisecond, func(logs *logtest.Buffer) {
+		require.Eventually(t, func() bool { return strings.Contains(logs.String(), `"msg":"calls served"`) },
+			30*time.Second, 10*time.Millisecond, "a summary line while serving")
+	}, call{"ok", 1}, call{"ok", 1}, call{"fail", 1})
+	var calls, failed, byMethod float64
+	for _, l := range lines {
+		if l["msg"] != "calls served" {
+			continue
+		}
+		require.Equal(t, "INFO", l["level"])
+		calls += l["calls"].(float64)
+		failed += l["failed"].(float64)
+		m := l["methods"].(map[string]any)["/test.Echo/Check"].(map[string]any)
+		byMethod += m["calls"].(float64)
+	}
+	require.Equal(t, 3.0, calls, "every call counted once: %v", lines)
+	require.Equal(t, 1.0, failed)
+	require.Equal(t, 3.0, byMethod, "by method")
 }
