@@ -59,7 +59,11 @@ func TestPythonClient(t *testing.T) {
 	summary := regexp.MustCompile(`(?m)^=*\s*(\S.*) in [0-9.]+s\b`).FindAllSubmatch(out, -1)
 	require.NotEmpty(t, summary, "pytest printed no summary line")
 	last := string(summary[len(summary)-1][1])
-	require.Regexp(t, `^[0-9]+ passed$`, last, "every test ran and passed (none skipped)")
+	want := `^[0-9]+ passed$`
+	if os.Getenv("CHASQUI_PYTEST_K") != "" {
+		want = `^[0-9]+ passed, [0-9]+ deselected$`
+	}
+	require.Regexp(t, want, last, "every test ran and passed (none skipped)")
 }
 
 func mustModuleDir(t *testing.T, name string) string {

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import threading
+import time
 from concurrent import futures
 from typing import List, Tuple
 
@@ -27,6 +28,7 @@ class FlakyEdge(edge_pb2_grpc.EdgeServiceServicer):
 
     def __init__(self) -> None:
         self.codes: List[grpc.StatusCode] = []
+        self.delays: List[float] = []  # seconds before answering, per call
         self.calls: List[Tuple[dict, edge_pb2.SubmitRequest]] = []
         self.mu = threading.Lock()
 
@@ -34,6 +36,9 @@ class FlakyEdge(edge_pb2_grpc.EdgeServiceServicer):
         with self.mu:
             self.calls.append((dict(context.invocation_metadata()), request))
             code = self.codes.pop(0) if self.codes else None
+            delay = self.delays.pop(0) if self.delays else 0.0
+        if delay:
+            time.sleep(delay)  # a stalled server
         if code is not None:
             context.abort(code, "injected")
         return edge_pb2.SubmitResponse(
@@ -80,6 +85,23 @@ def test_gives_up_after_max_attempts_with_last_error(flaky, driver):
         c.start_observation("X")
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, "the last attempt's error"
     assert len(edge.calls) == 3
+
+
+def test_attempt_timeout_retried_caller_timeout_not(flaky, driver):
+    edge, addr = flaky
+    edge.delays = [1.5]  # the first attempt stalls past its own timeout
+    lg, logs = new_logger()
+    c = driver.client(addr, policy=RetryPolicy(per_attempt_timeout=0.3, **FAST), logger=lg)
+    c.start_observation("X")
+    (recs,) = logs.by_request("Submit").values()
+    assert [(r.attempt, r.grpc_code) for r in recs] == [(1, "DEADLINE_EXCEEDED"), (2, "OK")]
+
+    edge.delays = [1.5]
+    with pytest.raises(grpc.RpcError) as e:
+        c.start_observation("X", timeout=0.2)  # the caller's own deadline
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    calls_after = len(edge.calls)
+    assert calls_after == 3, "the caller's timeout is not retried"
 
 
 def test_other_codes_are_not_retried(flaky, driver):

@@ -279,3 +279,69 @@ def _expect_error(c: Any, errs: List[BaseException]) -> None:
         c.start_observation("PYTEST", obs_unit=tag("budget"))
     except BaseException as e:
         errs.append(e)
+
+
+def _watch_until(c: Any, ids: List[str], on_event: Any, done: Any, timeout: float) -> None:
+    """Consumes a watch (sync or asyncio client) until done() holds."""
+    if isinstance(c, chasqui.Client):
+        for r in c.watch(ids, timeout=timeout):
+            on_event(r)
+            if done():
+                return
+        return
+
+    async def go() -> None:
+        gen = c._c.watch(ids, timeout=timeout)
+        try:
+            async for r in gen:
+                on_event(r)
+                if done():
+                    return
+        finally:
+            await gen.aclose()
+
+    c._drv.run(go)
+
+
+def test_watch_resumes_after_an_outage(stack, driver, proxy_healed):
+    lg, logs = new_logger()
+    c = driver.client(stack.proxy, logger=lg)
+    direct = driver.client(stack.edge)
+    tx1 = records.transaction(records.observation("PYTEST", obs_unit=tag("watch")))
+    tx2 = records.transaction(records.observation("PYTEST", obs_unit=tag("watch")))
+    direct.submit(tx1)
+    seen: List[Any] = []
+    mu = threading.Lock()
+    failure: List[BaseException] = []
+
+    def states(tx_id: str) -> List[int]:
+        with mu:
+            return [r.transaction.state for r in seen if r.transaction.transaction_id == tx_id]
+
+    committed = (edge_pb2.TRANSACTION_STATE_COMMITTED, edge_pb2.TRANSACTION_STATE_VISIBLE)
+
+    def on_event(r: Any) -> None:
+        with mu:
+            seen.append(r)
+
+    def run() -> None:
+        try:
+            _watch_until(c, [tx1.id, tx2.id], on_event, lambda: any(s in committed for s in states(tx2.id)), 300)
+        except BaseException as e:
+            failure.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    eventually(lambda: any(s in committed for s in states(tx1.id)), COMMIT_TIMEOUT, "the watch saw tx1 committed")
+    stack.ctl.post("/proxy/down")  # breaks the stream
+    direct.submit(tx2)  # changes while the watcher is cut off
+    eventually(lambda: any(r.grpc_method == "WatchTransactions" for r in logs.records), 60, "the broken stream was logged")  # type: ignore[attr-defined]
+    time.sleep(1.0)  # the rest of the outage
+    stack.ctl.post("/proxy/up")
+    t.join(timeout=COMMIT_TIMEOUT + 60)
+    assert not t.is_alive() and failure == [], failure
+    assert edge_pb2.TRANSACTION_STATE_ACCEPTED in states(tx2.id) or states(tx2.id)[0] in committed
+    changes = [r.change for r in seen]
+    assert changes == sorted(changes), "changes in order across the reconnect"
+    broke = [r for r in logs.records if r.grpc_method == "WatchTransactions"]  # type: ignore[attr-defined]
+    assert broke and broke[0].grpc_code == "UNAVAILABLE"  # type: ignore[attr-defined]
