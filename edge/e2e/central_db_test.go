@@ -5,8 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -62,9 +60,7 @@ func TestFaultCentralDBLosesLastCommits(t *testing.T) {
 	t.Logf("edge had committed through seq %d; backup at about %d; restored database holds through %d",
 		beforeLoss, atBackup, cursor)
 	require.Less(t, uint64(cursor), beforeLoss, "the restore lost commits (else the test proves nothing)")
-	_, r := f.finishReport()
-	excuseStaleLSNs(t, &r)
-	r.Assert(t)
+	f.finish() // item 7: every resent transaction holds its new commit's LSN
 	require.Greater(t, s.Edge.CountLog("central reports a sequence gap"), gaps,
 		"central answered ABORTED with an earlier expected seq and the edge resent")
 }
@@ -107,20 +103,4 @@ func TestFaultTwoCentrals(t *testing.T) {
 	})
 	f.finish()
 	require.Positive(t, b.CountLog(`"grpc.method":"Commit"`), "central B served commits")
-}
-
-// excuseStaleLSNs takes the stale commit LSNs of issue 12 item 7 out of r,
-// logged, while that defect is open: a transaction resent after central's
-// database lost its commit keeps the lost commit's LSN, which lies before
-// the commit that now holds it, so VISIBLE could be reported too early.
-// Every other check still holds. The restore always makes the edge resend,
-// so the defect always shows here: once item 7 is fixed this fails, and
-// the fix removes this function, making this test its end-to-end proof.
-func excuseStaleLSNs(t *testing.T, r *Report) {
-	t.Helper()
-	require.Positive(t, r.StaleLSN, "issue 12 item 7 looks fixed: remove excuseStaleLSNs and assert the whole report")
-	t.Logf("issue 12 item 7 (open): %d resent transaction(s) keep a lost commit's LSN; excused here only", r.StaleLSN)
-	r.BadLSN -= r.StaleLSN
-	r.StaleLSN = 0
-	r.Problems = slices.DeleteFunc(r.Problems, func(p string) bool { return strings.Contains(p, "before the end") })
 }

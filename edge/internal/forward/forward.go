@@ -61,6 +61,10 @@ type Store interface {
 	// ApplyCommit records central's answer durably (COMMITTED, or REJECTED
 	// into the dead letters); it is idempotent.
 	ApplyCommit(res queue.CommitResult) error
+	// Rewind takes CommittedThrough back to seq-1 and the transactions
+	// committed from seq on back to waiting (no LSN, not visible): central
+	// says it has not applied seq, so their commits were lost.
+	Rewind(seq uint64) (int, error)
 }
 
 // States reported by State.

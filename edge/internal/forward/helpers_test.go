@@ -40,7 +40,8 @@ type memStore struct {
 	commits    []queue.CommitResult
 	appliedSeq []uint64 // seqs in the order ApplyCommit received them
 	appended   chan struct{}
-	failApply  int // the next failApply ApplyCommit calls fail
+	failApply  int      // the next failApply ApplyCommit calls fail
+	rewinds    []uint64 // the seqs Rewind was called with
 }
 
 func newMemStore(epoch string) *memStore {
@@ -140,6 +141,21 @@ func (s *memStore) ApplyCommit(res queue.CommitResult) error {
 		}
 	}
 	return nil
+}
+
+func (s *memStore) Rewind(seq uint64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq == 0 || seq > s.committed {
+		return 0, nil
+	}
+	if seq <= s.prunedTo {
+		return 0, fmt.Errorf("rewind to seq %d: %w", seq, queue.ErrPruned)
+	}
+	n := int(s.committed - seq + 1)
+	s.committed = seq - 1
+	s.rewinds = append(s.rewinds, seq)
+	return n, nil
 }
 
 func (s *memStore) applied() []uint64 {

@@ -327,6 +327,23 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 		}
 		r.gapStreak++
 		r.next = gap.GetExpectedSeq()
+		if r.next <= f.store.CommittedThrough() {
+			// Central's database lost commits the edge recorded (a
+			// failover to a lagging replica): their LSNs are of commits
+			// that no longer exist, and the resend brings new ones.
+			if _, rerr := f.store.Rewind(r.next); rerr != nil {
+				lost := r.next
+				if errors.Is(rerr, queue.ErrPruned) {
+					// After the backoff, probe central again from where the
+					// edge stands: its database may be restored.
+					r.next = f.store.CommittedThrough() + 1
+					return false, f.fail(StateStuck, slog.LevelError, r.backoff(), fmt.Errorf(
+						"central lost its commits from seq %d but the edge pruned their payloads: operator action needed: %w", lost, rerr))
+				}
+				return false, f.fail(StateBackoff, slog.LevelError, r.backoff(),
+					fmt.Errorf("take back the commits central lost from seq %d: %w", lost, rerr))
+			}
+		}
 		f.log.Warn("central reports a sequence gap; resending from its expected seq",
 			"expected_seq", r.next, "batch_first_seq", c.first,
 			"committed_through", f.store.CommittedThrough(), "gap_streak", r.gapStreak)

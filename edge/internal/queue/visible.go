@@ -449,6 +449,7 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 	}
 	now := q.opts.Now()
 	visible := int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE)
+	committed := int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
 	for i := range ids {
 		if err := q.dropOverlays(b, seqs[i]); err != nil {
 			return acked, err
@@ -457,7 +458,10 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 		if err != nil {
 			return acked, err
 		}
-		if !found || st.Seq != seqs[i] || st.State == visible {
+		// Only a COMMITTED transaction whose own LSN is replayed: one
+		// taken back after central lost its commit (Rewind) waits for
+		// its new one.
+		if !found || st.Seq != seqs[i] || st.State != committed || st.LSN > lsn {
 			continue
 		}
 		st.State, st.VisibleAt = visible, now.UnixNano()
