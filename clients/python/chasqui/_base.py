@@ -42,7 +42,7 @@ class TransactionRejected(Exception):
         self.status = status
 
 
-def reached(status: edge_pb2.TransactionStatus, state: "edge_pb2.TransactionState.ValueType") -> bool:
+def reached(status: edge_pb2.TransactionStatus, state: "edge_pb2.TransactionState") -> bool:
     """Whether the transaction has come as far as state.
 
     Raises:
@@ -93,7 +93,7 @@ class _Base:
     def _list_request(
         instrument: str,
         obs_unit: str,
-        status: "ops_pb2.ObservationStatus.ValueType",
+        status: "ops_pb2.ObservationStatus",
         start_after: Optional[records.TimeLike],
         start_before: Optional[records.TimeLike],
         page_size: int,

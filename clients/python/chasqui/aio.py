@@ -5,15 +5,19 @@ that uses it."""
 
 from __future__ import annotations
 
+import logging
+import random
 import asyncio
 import time
-from typing import Any, AsyncIterator, Iterable, List, Mapping, Optional
+from typing import Any, AsyncIterator, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
 import grpc.aio
 
 from . import records
 from ._base import _Base, reached
+from .policy import RetryPolicy
+from .tls import TLSFiles
 from .edge.v1 import edge_pb2, edge_pb2_grpc
 from .ops.v1 import ops_pb2
 
@@ -28,8 +32,20 @@ class AsyncClient(_Base):
     or ``async with``.
     """
 
-    def __init__(self, target: str, **kwargs: Any) -> None:
-        super().__init__(target, **kwargs)
+    def __init__(
+        self,
+        target: str,
+        *,
+        tls: Optional[TLSFiles] = None,
+        token: Optional[str] = None,
+        policy: Optional[RetryPolicy] = None,
+        logger: Optional[logging.Logger] = None,
+        channel_options: Sequence[Tuple[str, Any]] = (),
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(
+            target, tls=tls, token=token, policy=policy, logger=logger, channel_options=channel_options, rand=rand
+        )
         if self._credentials is not None:
             self.channel = grpc.aio.secure_channel(target, self._credentials, self._options)
         else:
@@ -95,7 +111,7 @@ class AsyncClient(_Base):
         self,
         observation_id: str,
         *,
-        status: "ops_pb2.ObservationStatus.ValueType" = ops_pb2.OBSERVATION_STATUS_COMPLETED,
+        status: "ops_pb2.ObservationStatus" = ops_pb2.OBSERVATION_STATUS_COMPLETED,
         end_time: Optional[records.TimeLike] = None,
         attributes: Optional[Mapping[str, Any]] = None,
         timeout: Optional[float] = None,
@@ -185,7 +201,7 @@ class AsyncClient(_Base):
     async def wait(
         self,
         transaction_id: str,
-        state: "edge_pb2.TransactionState.ValueType" = edge_pb2.TRANSACTION_STATE_COMMITTED,
+        state: "edge_pb2.TransactionState" = edge_pb2.TRANSACTION_STATE_COMMITTED,
         *,
         timeout: float = 60.0,
     ) -> edge_pb2.TransactionStatus:
@@ -211,7 +227,7 @@ class AsyncClient(_Base):
         *,
         instrument: str = "",
         obs_unit: str = "",
-        status: "ops_pb2.ObservationStatus.ValueType" = ops_pb2.OBSERVATION_STATUS_UNSPECIFIED,
+        status: "ops_pb2.ObservationStatus" = ops_pb2.OBSERVATION_STATUS_UNSPECIFIED,
         start_after: Optional[records.TimeLike] = None,
         start_before: Optional[records.TimeLike] = None,
         page_size: int = 0,

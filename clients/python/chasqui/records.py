@@ -14,7 +14,7 @@ from the Mutation descriptor, not listed here, so a kind added to the proto
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, TypeAlias, Union
 
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: A record: a message that is one of the kinds of Mutation, or a Mutation.
-Record = Message
+Record: TypeAlias = Message
 #: A point in time: an aware datetime (naive ones are taken as UTC) or a Timestamp.
 TimeLike = Union[_dt.datetime, Timestamp]
 
@@ -120,7 +120,7 @@ def observation(
     id: str = "",
     source: str = "",
     obs_unit: str = "",
-    status: "ops_pb2.ObservationStatus.ValueType" = ops_pb2.OBSERVATION_STATUS_RUNNING,
+    status: "ops_pb2.ObservationStatus" = ops_pb2.OBSERVATION_STATUS_RUNNING,
     start_time: Optional[TimeLike] = None,
     attributes: Optional[Mapping[str, Any]] = None,
 ) -> ops_pb2.Observation:
@@ -139,7 +139,7 @@ def observation(
 def observation_update(
     observation_id: str,
     *,
-    status: "ops_pb2.ObservationStatus.ValueType" = ops_pb2.OBSERVATION_STATUS_COMPLETED,
+    status: "ops_pb2.ObservationStatus" = ops_pb2.OBSERVATION_STATUS_COMPLETED,
     end_time: Optional[TimeLike] = None,
     attributes: Optional[Mapping[str, Any]] = None,
 ) -> ops_pb2.ObservationUpdate:
