@@ -8,6 +8,8 @@
 //	BENCH grpc_raw_echo_calls_per_s the same clients against a plain grpc.Server echoing the same SubmitRequest
 //	BENCH queue_submit_tx_per_s    the same callers on the queue directly (no gRPC)
 //	BENCH submit_batched_tx_per_s  the same clients, 100 transactions per Submit
+//	BENCH queue_keys_per_tx        Badger keys written per transaction in that run (Badger's own counters)
+//	BENCH badger_floor_tx_per_s    raw Badger, one key per transaction of the queue's entry size, in the same groups
 //	BENCH badger_sync_writes_per_s raw Badger, one key per transaction, one fsync each, one writer
 //	BENCH go_client_submit_tx_per_s  the Go client (edge/client), 16 goroutines on one client, one transaction per call
 //	BENCH python_submit_tx_per_s     the Python client (clients/python), one process, 16 threads on one client, the same
@@ -247,6 +249,9 @@ func run() error {
 			return err
 		}
 	}
+	var batchKeys badgerCounters
+	var entrySize int
+	var floorRes result
 	if *only == "" || *only == "batched" {
 		for _, f := range []struct {
 			name string
@@ -258,12 +263,27 @@ func run() error {
 				return err
 			}
 			if _, err = measure(eb.conns, time.Second, submit(100)); err == nil { // warm-up
+				c0 := readBadgerCounters()
 				*f.res, err = grouped(eb.q, func() (result, error) { return measure(eb.conns, *duration, submit(100)) })
+				if f.mode == storeDurable {
+					batchKeys = readBadgerCounters().sub(c0)
+					if st, serr := eb.q.Stats(); serr == nil && st.Count > 0 {
+						entrySize = entryHeaderSize + int(st.Bytes/st.Count)
+					} else if err == nil {
+						err = fmt.Errorf("batched: queue stats: %v (count %d)", serr, st.Count)
+					}
+				}
 			}
 			eb.close()
 			if err != nil {
 				return err
 			}
+		}
+	}
+	if *only == "" || *only == "batched" {
+		// Raw Badger with the batched run's entry size and group size.
+		if floorRes, err = badgerFloor(*dir+"/floor", *duration, entrySize, int(batchRes.txPerGroup+0.5)); err != nil {
+			return err
 		}
 	}
 	if *only == "" || *only == "badger" {
@@ -347,6 +367,14 @@ func run() error {
 		fmt.Printf("BENCH submit_batched_nostore_tx_per_s %.0f tx/s (diagnosis: without storing)\n", batchNone.rate)
 		fmt.Printf("BENCH submit_batched_nofsync_tx_per_s %.0f tx/s (diagnosis: Badger's fsync off)\n", batchNoSync.rate)
 		fmt.Printf("BENCH submit_batched_nofsync_cpu_us_per_tx %.1f us\n", us(batchNoSync.cpuPerUnit))
+		units := float64(max(batchRes.units, 1))
+		fmt.Printf("BENCH queue_keys_per_tx %.2f keys (Badger's badger_put_num_user over the batched Submit run; goal <= 2)\n", float64(batchKeys.puts)/units)
+		fmt.Printf("BENCH queue_gets_per_tx %.2f gets (diagnosis: Badger's badger_get_num_user, same run)\n", float64(batchKeys.gets)/units)
+		fmt.Printf("BENCH queue_bytes_per_tx %.0f B (diagnosis: Badger's badger_write_bytes_user, same run)\n", float64(batchKeys.bytes)/units)
+		fmt.Printf("BENCH badger_floor_tx_per_s %.0f tx/s (raw Badger, queue options, fsync on, one %d B key per tx, %.0f keys per commit)\n",
+			floorRes.rate, entrySize, floorRes.txPerGroup)
+		fmt.Printf("BENCH badger_floor_cpu_us_per_tx %.1f us\n", us(floorRes.cpuPerUnit))
+		fmt.Printf("BENCH submit_batched_vs_badger_floor_ratio %.2f x (goal >= 0.5)\n", batchRes.rate/floorRes.rate)
 	}
 	if run("badger") {
 		fmt.Printf("BENCH badger_sync_writes_per_s %.0f writes/s\n", syncRate)
