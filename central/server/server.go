@@ -74,6 +74,12 @@ type Config struct {
 	// AllowInsecureRemote lets Insecure listen beyond loopback (a trusted
 	// private network, a compose network). Default false.
 	AllowInsecureRemote bool
+	// HTTP2Window is the HTTP/2 flow-control window, in bytes, of each
+	// stream and of each edge's connection: how much an edge may send
+	// before central grants more. Fixed, so gRPC's BDP estimation pings are
+	// off. Default grpcserver.DefaultWindowBytes (8 MiB, sized for
+	// 100 Mbit/s and more at 250 ms RTT); a credit, not an allocation.
+	HTTP2Window int
 	// GapWait is how long a batch arriving ahead of its predecessors waits
 	// for them before it is refused with ABORTED. Default 2s.
 	GapWait time.Duration
@@ -144,6 +150,9 @@ func (c *Config) setDefaults() {
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
 	}
+	if c.HTTP2Window == 0 {
+		c.HTTP2Window = grpcserver.DefaultWindowBytes
+	}
 	def(&c.GapWait, DefaultGapWait)
 	def(&c.Retention, DefaultRetention)
 	def(&c.PruneInterval, time.Hour)
@@ -169,6 +178,8 @@ func (c Config) Validate() error {
 		return errors.New("config: Insecure (--insecure) conflicts with TLSCert/TLSKey/TLSCA")
 	case c.Insecure && insecureErr != nil:
 		return insecureErr
+	case grpcserver.CheckWindow("HTTP2Window (--http2-window)", c.HTTP2Window) != nil:
+		return fmt.Errorf("config: %w", grpcserver.CheckWindow("HTTP2Window (--http2-window)", c.HTTP2Window))
 	case c.GapWait < 0:
 		return fmt.Errorf("config: GapWait (--gap-wait) must not be negative, got %s", c.GapWait)
 	case c.Retention < time.Minute:
@@ -251,7 +262,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	// The receive limit is named here, not left to the default: the edge
 	// sizes its transactions (validate.MaxTransactionBytes) below it.
 	gopts := grpcserver.Options{Logger: logger, TLS: tlsCfg, ServerOptions: tracing.ServerOptions(),
-		MaxRecvMsgSize: validate.DefaultMaxMessageBytes}
+		MaxRecvMsgSize: validate.DefaultMaxMessageBytes, WindowBytes: cfg.HTTP2Window}
 	// Chain (after request id and logging): RPC metrics -> auth -> outcome
 	// counters -> recovery. Metrics sit outside auth so refusals are counted.
 	mu, ms := metrics.ServerInterceptors(rpcMetrics)

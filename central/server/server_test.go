@@ -24,6 +24,7 @@ import (
 	"github.com/chasqui/chasqui/central/internal/fixture"
 	"github.com/chasqui/chasqui/central/migrations"
 	"github.com/chasqui/chasqui/central/server"
+	"github.com/chasqui/chasqui/internal/h2test"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
@@ -179,6 +180,17 @@ func TestPipelinedOutOfOrderCallsBothSucceed(t *testing.T) {
 	require.Equal(t, 20, b.count(t, "observations"))
 }
 
+// The window edges see is the one central announces on the wire.
+func TestHTTP2WindowOnTheWire(t *testing.T) {
+	t.Parallel()
+	b := start(t, pgtest.NewDatabase(t, template), func(c *server.Config) { c.HTTP2Window = 3 << 20 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := h2test.ServerWindows(ctx, b.srv.GRPCAddr())
+	require.NoError(t, err)
+	require.Equal(t, h2test.Windows{Stream: 3 << 20, Conn: 3 << 20}, w)
+}
+
 func TestDatabaseDownIsUnavailableAndHealthFollows(t *testing.T) {
 	t.Parallel()
 	// A database name of its own: after Kill, another test binary's cluster
@@ -315,6 +327,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{server.Config{DatabaseURL: "postgres://x", TLSCert: "c", TLSKey: "k"}, "TLSCA"},
 		{server.Config{DatabaseURL: "postgres://x", Insecure: true, GRPCAddr: "127.0.0.1:0", GapWait: -1}, "GapWait"},
 		{server.Config{DatabaseURL: "postgres://x", Insecure: true, GRPCAddr: "127.0.0.1:0", Retention: time.Second}, "Retention"},
+		{server.Config{DatabaseURL: "postgres://x", Insecure: true, GRPCAddr: "127.0.0.1:0", HTTP2Window: 1000}, "HTTP2Window (--http2-window)"},
 		// Plaintext only on loopback: the default ":7443" listens everywhere.
 		{server.Config{DatabaseURL: "postgres://x", Insecure: true}, "--grpc-addr"},
 		{server.Config{DatabaseURL: "postgres://x", Insecure: true, GRPCAddr: "10.1.2.3:7443"}, "loopback"},

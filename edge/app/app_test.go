@@ -72,12 +72,14 @@ func observation() *opsv1.Observation {
 func TestConfigValidateNamesField(t *testing.T) {
 	t.Parallel()
 	for field, cfg := range map[string]app.Config{
-		"EdgeID":      {DataDir: "/x", Insecure: true},
-		"DataDir":     {EdgeID: "e", Insecure: true},
-		"TLSCert":     {EdgeID: "e", DataDir: "/x"},
-		"Compression": {EdgeID: "e", DataDir: "/x", Insecure: true, Compression: "zstd"},
-		"TxRetention": {EdgeID: "e", DataDir: "/x", Insecure: true, TxRetention: time.Second},
-		"Window":      {EdgeID: "e", DataDir: "/x", Insecure: true, Window: -1},
+		"EdgeID":                       {DataDir: "/x", Insecure: true},
+		"DataDir":                      {EdgeID: "e", Insecure: true},
+		"TLSCert":                      {EdgeID: "e", DataDir: "/x"},
+		"Compression":                  {EdgeID: "e", DataDir: "/x", Insecure: true, Compression: "zstd"},
+		"TxRetention":                  {EdgeID: "e", DataDir: "/x", Insecure: true, TxRetention: time.Second},
+		"Window":                       {EdgeID: "e", DataDir: "/x", Insecure: true, Window: -1},
+		"HTTP2Window (--http2-window)": {EdgeID: "e", DataDir: "/x", Insecure: true, HTTP2Window: 1000},
+		"CentralHTTP2Window (--central-http2-window)": {EdgeID: "e", DataDir: "/x", Insecure: true, CentralHTTP2Window: 1 << 31},
 	} {
 		require.ErrorContains(t, cfg.Validate(), field)
 	}

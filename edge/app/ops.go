@@ -94,6 +94,7 @@ func (a *App) dialCentral(clientTLS credentials.TransportCredentials) (*grpc.Cli
 		// Central's receive limit: a larger batch is refused before it is
 		// sent, and the forwarder splits it.
 		MaxCallSendMsgSize: validate.DefaultMaxMessageBytes,
+		WindowBytes:        a.cfg.CentralHTTP2Window,
 	}, extra...)
 }
 
@@ -134,8 +135,9 @@ func (a *App) buildServers(serverTLS *tls.Config, fwd api.Forwarder) {
 	opts := func(u []grpc.UnaryServerInterceptor, s []grpc.StreamServerInterceptor) grpcserver.Options {
 		return grpcserver.Options{
 			Logger: a.log, TLS: serverTLS, ServerOptions: tracing.ServerOptions(),
-			Unary:  append([]grpc.UnaryServerInterceptor{mu}, u...),
-			Stream: append([]grpc.StreamServerInterceptor{ms}, s...),
+			WindowBytes: cfg.HTTP2Window,
+			Unary:       append([]grpc.UnaryServerInterceptor{mu}, u...),
+			Stream:      append([]grpc.StreamServerInterceptor{ms}, s...),
 		}
 	}
 	edgeImpl := api.NewEdgeService(a.q, a.log, a.apiOptions())

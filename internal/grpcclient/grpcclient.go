@@ -22,6 +22,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"time"
@@ -93,6 +94,11 @@ type Options struct {
 	// validate.DefaultMaxMessageBytes (16 MiB), the servers' receive limit.
 	MaxCallSendMsgSize int
 	MaxCallRecvMsgSize int
+	// WindowBytes is the HTTP/2 flow-control window of each stream and of
+	// the connection, fixed (BDP estimation off): what the client may
+	// receive before it grants more. Default grpcserver.DefaultWindowBytes
+	// (see there how it is sized); at least grpcserver.MinWindowBytes.
+	WindowBytes int
 	// Unary are extra interceptors placed inside the logging interceptor.
 	Unary []grpc.UnaryClientInterceptor
 }
@@ -137,6 +143,9 @@ func (o *Options) setDefaults() {
 	if o.MaxCallRecvMsgSize == 0 {
 		o.MaxCallRecvMsgSize = validate.DefaultMaxMessageBytes
 	}
+	if o.WindowBytes == 0 {
+		o.WindowBytes = grpcserver.DefaultWindowBytes
+	}
 }
 
 // Validate names the first unusable field.
@@ -148,6 +157,9 @@ func (o Options) Validate() error {
 		return errors.New("grpcclient: MaxAttempts above 10 multiplies load on a failing server")
 	case o.RetryBudget < 0:
 		return errors.New("grpcclient: RetryBudget must not be negative")
+	}
+	if err := grpcserver.CheckWindow("WindowBytes", o.WindowBytes); err != nil {
+		return fmt.Errorf("grpcclient: %w", err)
 	}
 	return nil
 }
@@ -233,6 +245,8 @@ func DialOptions(o Options) ([]grpc.DialOption, error) {
 		grpc.WithChainUnaryInterceptor(unary...),
 		grpc.WithChainStreamInterceptor(stream...),
 		grpc.WithDisableRetry(),
+		grpc.WithStaticStreamWindowSize(int32(o.WindowBytes)),
+		grpc.WithStaticConnWindowSize(int32(o.WindowBytes)),
 		grpc.WithDefaultCallOptions(
 			grpc.WaitForReady(true),
 			grpc.MaxCallSendMsgSize(o.MaxCallSendMsgSize),

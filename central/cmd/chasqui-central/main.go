@@ -12,6 +12,7 @@ import (
 
 	"github.com/chasqui/chasqui/central/server"
 	"github.com/chasqui/chasqui/internal/config"
+	"github.com/chasqui/chasqui/internal/grpcserver"
 	"github.com/chasqui/chasqui/internal/logging"
 	"github.com/chasqui/chasqui/internal/tracing"
 	"github.com/chasqui/chasqui/internal/version"
@@ -38,6 +39,7 @@ func realMain(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "site CA that signs the edges' client certificates (mutual TLS, required unless --insecure)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve plaintext gRPC without authentication (loopback --grpc-addr only)")
 	fs.BoolVar(&cfg.AllowInsecureRemote, "allow-insecure-remote", false, "allow --insecure on a non-loopback --grpc-addr (trusted networks only)")
+	fs.IntVar(&cfg.HTTP2Window, "http2-window", grpcserver.DefaultWindowBytes, "HTTP/2 flow-control window per stream and per connection, in bytes (fixed: sized for the link's bandwidth x RTT)")
 	fs.DurationVar(&cfg.GapWait, "gap-wait", server.DefaultGapWait, "how long a batch ahead of its predecessors waits before ABORTED")
 	fs.DurationVar(&cfg.Retention, "retention", server.DefaultRetention, "how long applied-transaction outcomes are kept")
 	common := config.AddCommon(fs)

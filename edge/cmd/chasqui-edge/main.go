@@ -18,6 +18,7 @@ import (
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	"github.com/chasqui/chasqui/internal/config"
+	"github.com/chasqui/chasqui/internal/grpcserver"
 	"github.com/chasqui/chasqui/internal/logging"
 	"github.com/chasqui/chasqui/internal/tracing"
 	"github.com/chasqui/chasqui/internal/version"
@@ -52,6 +53,8 @@ func realMain(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Window, "window", forward.DefaultWindow, "batches in flight to central")
 	fs.Int64Var(&cfg.BandwidthBytesPerSec, "bandwidth", 0, "link cap in bytes/s (0: none)")
 	fs.StringVar(&cfg.Compression, "compression", "gzip", "link compression: gzip or none")
+	fs.IntVar(&cfg.HTTP2Window, "http2-window", app.DefaultInstrumentHTTP2Window, "HTTP/2 flow-control window per stream and per connection of the instruments' server, in bytes")
+	fs.IntVar(&cfg.CentralHTTP2Window, "central-http2-window", grpcserver.DefaultWindowBytes, "HTTP/2 flow-control window per stream and per connection to central, in bytes (fixed: sized for the link's bandwidth x RTT)")
 	fs.DurationVar(&cfg.CentralProbeInterval, "central-probe-interval", forward.DefaultProbeInterval,
 		"how often to probe central (GetCursor) while nothing was committed within it, for chasqui_central_reachable (0 disables)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "edge certificate (PEM, from 'chasqui certs issue-edge'), served to instruments and presented to central; re-read on change")
