@@ -31,6 +31,7 @@ type fileState struct {
 	recs     []rec
 	dirty    bool
 	synced   int64 // the size at the last sync, valid while dirty
+	gen      int   // counts syncs of the file
 }
 
 type rec struct {
@@ -171,6 +172,7 @@ func (s *fileState) markSynced(mark int, size int64) {
 		return
 	}
 	// Something changed while the fsync ran: that stays unsynced.
+	s.gen++
 	s.recs = append([]rec(nil), s.recs[mark:]...)
 	s.synced = size
 }
@@ -183,7 +185,28 @@ func (s *fileState) mustSize() int64 {
 	return n
 }
 
+// sizeCommitted is a journal commit covering a size change (ext4 journals
+// truncate and allocation: their size is durable at the next commit, not
+// only at the file's own sync). A sync of the file since (gen) superseded it.
+func (s *fileState) sizeCommitted(size int64, gen int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirty && s.gen == gen {
+		s.synced = size
+	}
+}
+
+// sizeChanged journals a size change the caller (holding s.mu) made.
+func (f *FS) sizeChanged(s *fileState) {
+	size, err := s.size()
+	if err != nil {
+		return // not journaled: the stricter outcome
+	}
+	f.record(undo{kind: sizeChange, file: s, size: size, gen: s.gen})
+}
+
 func (s *fileState) reset() {
+	s.gen++
 	s.recs, s.dirty, s.synced = nil, false, 0
 	if err := s.undoFile.Truncate(0); err == nil {
 		s.undoLen = 0
@@ -356,5 +379,9 @@ func (fl *file) allocate(ctx context.Context, off, n uint64, mode uint32) syscal
 	if serr != nil {
 		return fs.ToErrno(serr)
 	}
-	return fl.lf.Allocate(ctx, off, n, mode)
+	errno := fl.lf.Allocate(ctx, off, n, mode)
+	if errno == 0 && mode&unix.FALLOC_FL_KEEP_SIZE == 0 {
+		fl.pc.sizeChanged(st)
+	}
+	return errno
 }

@@ -17,6 +17,7 @@ const (
 	undoCreate undoKind = iota // remove what was created
 	undoRemove                 // bring back what was removed
 	undoRename                 // rename back
+	sizeChange                 // a truncate or fallocate: nothing to undo, see commit
 )
 
 // undo is one directory operation no sync has covered yet, with what it
@@ -29,11 +30,15 @@ type undo struct {
 	attic    string // a removed non-directory, linked here
 	mode     uint32 // a removed directory's mode, owner and group
 	uid, gid uint32
+	file     *fileState // sizeChange: the file, its new size and its sync generation then
+	size     int64
+	gen      int
 }
 
 func (u undo) apply(f *FS) error {
 	var err error
 	switch u.kind {
+	case sizeChange: // the file's own restore brings its size back
 	case undoCreate:
 		err = os.Remove(u.path)
 	case undoRename:
@@ -73,17 +78,26 @@ func (f *FS) journalMark() int {
 }
 
 func (f *FS) commit(mark int) {
+	var sizes []undo
 	f.smu.Lock()
-	defer f.smu.Unlock()
 	if mark > len(f.journal) { // a cut emptied it meanwhile
+		f.smu.Unlock()
 		return
 	}
 	for _, u := range f.journal[:mark] {
 		if u.attic != "" {
 			_ = os.Remove(u.attic)
 		}
+		if u.kind == sizeChange {
+			sizes = append(sizes, u)
+		}
 	}
 	f.journal = append([]undo(nil), f.journal[mark:]...)
+	f.smu.Unlock()
+	// Outside smu: writers hold a file's lock and then take smu.
+	for _, u := range sizes {
+		u.file.sizeCommitted(u.size, u.gen)
+	}
 }
 
 // keep readies the removal of path (which must exist): a non-directory is

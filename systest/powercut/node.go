@@ -94,7 +94,11 @@ func (fl *file) truncate(size int64) syscall.Errno {
 	if err := st.save(size, 1<<62); err != nil {
 		return fs.ToErrno(err)
 	}
-	return fs.ToErrno(syscall.Ftruncate(fl.fd, size))
+	if err := syscall.Ftruncate(fl.fd, size); err != nil {
+		return fs.ToErrno(err)
+	}
+	fl.pc.sizeChanged(st)
+	return 0
 }
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
@@ -187,18 +191,24 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		return syscall.EIO
 	}
 	defer n.pc.leave()
-	if size, ok := in.GetSize(); ok {
-		st, err := n.sizeState(f)
-		if err != nil {
-			return fs.ToErrno(err)
-		}
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		if err := st.save(int64(size), 1<<62); err != nil {
-			return fs.ToErrno(err)
-		}
+	size, ok := in.GetSize()
+	if !ok {
+		return n.LoopbackNode.Setattr(ctx, inner(f), in, out)
 	}
-	return n.LoopbackNode.Setattr(ctx, inner(f), in, out)
+	st, err := n.sizeState(f)
+	if err != nil {
+		return fs.ToErrno(err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := st.save(int64(size), 1<<62); err != nil {
+		return fs.ToErrno(err)
+	}
+	errno := n.LoopbackNode.Setattr(ctx, inner(f), in, out)
+	if errno == 0 {
+		n.pc.sizeChanged(st)
+	}
+	return errno
 }
 
 func (n *node) sizeState(f fs.FileHandle) (*fileState, error) {

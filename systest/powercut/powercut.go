@@ -24,8 +24,13 @@
 //   - File data: a byte written (write, writeback of a shared mmap, which is
 //     how msync reaches FUSE, followed by its fsync), truncated away or
 //     punched out (fallocate) survives only if the file was synced after it.
-//     fsync and fdatasync count the same. A file's size counts as its data.
-//     Data written while an fsync runs is not covered by it. ext4 also writes
+//     fsync and fdatasync count the same. A size a write gave the file
+//     counts as its data. Data written while an fsync runs is not covered
+//     by it.
+//   - Size changes by truncate and fallocate are journaled, as ext4 does:
+//     the size (not the bytes written into it) is durable at the next sync
+//     of anything (see below); the bytes a shrinking truncate cut off are
+//     gone from then on too. ext4 also writes
 //     data out on its own every few seconds; a cut may come first, so nothing
 //     is written out on its own here.
 //   - Directory operations (create, mkdir, mknod, symlink, link, unlink,
