@@ -86,6 +86,7 @@ test-deploy: ## check docker-compose.yml, alert rules, systemd units and env exa
 test-faults: ## the long fault suite (outages of minutes, many kills); the short form runs in `make test`
 	./scripts/check-postgres.sh
 	cd edge && CHASQUI_FAULTS=long go test -race -count=1 -timeout 60m -v ./e2e/
+	cd systest && CHASQUI_FAULTS=long go test -race -count=1 -timeout 60m -v ./powercut/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|POWERCUT|history:'
 
 .PHONY: bench
 bench: ## benchmarks with their reference points in the same run; prints `BENCH <name> <value> <unit>` lines

@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/chasqui/chasqui/edge/e2e"
+	"github.com/chasqui/chasqui/internal/pgtest"
 	"github.com/chasqui/chasqui/systest/powercut"
 )
 
@@ -154,7 +156,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := pgtest.Main(m)
+	e2e.CleanupBinaries()
+	os.Exit(code)
 }
 
 // mmapHelper maps p shared and writable. "msync": fills page 0 and msyncs

@@ -313,11 +313,19 @@ type Queue struct {
 	closed   bool
 }
 
+// forceUnsafeNoSync is set only in binaries built with the test-only tag
+// chasqui_unsafe_nosync (nosync_build.go): it turns UnsafeNoSync on.
+var forceUnsafeNoSync bool
+
 // Open opens (or creates) the store in opts.Dir and starts the appender.
 func Open(opts Options) (*Queue, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
+	}
+	if forceUnsafeNoSync {
+		opts.UnsafeNoSync = true
+		opts.Logger.Error("queue: built with the test-only tag chasqui_unsafe_nosync: commits are not fsync'd, acknowledged writes are lost on power failure")
 	}
 	sf := &syncFailure{}
 	bo := badger.DefaultOptions(opts.Dir).
