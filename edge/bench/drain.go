@@ -48,50 +48,70 @@ type drainResult struct {
 	pgPerTx  time.Duration // PostgreSQL's processes
 }
 
-// drainBench leaves a backlog of n single-observation transactions in a
-// real edge queue (Badger, fsync on), then starts the forwarder (the edge's
-// default batch count/bytes/linger/window, gzip on the link, dialled with
-// internal/grpcclient as chasqui-edge does) against a real central on a
-// throwaway PostgreSQL over loopback, and times it from the forwarder's
-// start until central's cursor for the edge reaches n.
-func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// drainEnv is a real central on a throwaway PostgreSQL, shared by the
+// drain figures of one run (each drains an edge of its own).
+type drainEnv struct {
+	cluster *pgtest.Cluster
+	central *server.Server
+	pg      *pgx.Conn
+	logger  *slog.Logger
+	close   func()
+}
 
-	cluster, err := pgtest.NewCluster(pgtest.Options{Name: "bench-drain"})
+func startDrainEnv(ctx context.Context, name string, logger *slog.Logger) (_ *drainEnv, err error) {
+	cluster, err := pgtest.NewCluster(pgtest.Options{Name: name})
 	if err != nil {
-		return drainResult{}, fmt.Errorf("postgres: %w", err)
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	defer func() { _ = cluster.Close() }()
+	var closers []func()
+	env := &drainEnv{cluster: cluster, logger: logger, close: func() {}}
+	closers = append(closers, func() { _ = cluster.Close() })
+	env.close = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			env.close()
+		}
+	}()
 	if err := cluster.CreateDatabase(ctx, "chasqui"); err != nil {
-		return drainResult{}, err
+		return nil, err
 	}
 	dbURL := cluster.URL("chasqui")
 	if err := migrations.MigrateURL(ctx, dbURL); err != nil {
-		return drainResult{}, fmt.Errorf("migrate: %w", err)
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	central, err := server.New(ctx, server.Config{
+	if env.central, err = server.New(ctx, server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DatabaseURL: dbURL, Insecure: true,
-	}, logger)
-	if err != nil {
-		return drainResult{}, fmt.Errorf("central: %w", err)
+	}, logger); err != nil {
+		return nil, fmt.Errorf("central: %w", err)
 	}
 	var wg sync.WaitGroup
-	centralCtx, stopCentral := context.WithCancel(ctx)
+	centralCtx, stopCentral := context.WithCancel(context.Background())
 	wg.Go(func() {
-		if err := central.Run(centralCtx); err != nil {
+		if err := env.central.Run(centralCtx); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: central:", err)
 		}
 	})
-	defer wg.Wait()
-	defer stopCentral()
-
-	q, err := queue.Open(queue.Options{Dir: dir, EdgeID: "bench-drain", Logger: logger, MaxQueueBytes: 8 << 30})
-	if err != nil {
-		return drainResult{}, err
+	closers = append(closers, func() { stopCentral(); wg.Wait() })
+	if env.pg, err = pgx.Connect(ctx, dbURL); err != nil {
+		return nil, err
 	}
-	defer q.Close()
-	wg.Go(func() { _ = q.Run(ctx) })
+	closers = append(closers, func() { _ = env.pg.Close(context.Background()) })
+	return env, nil
+}
+
+// fill opens a real edge queue (Badger, fsync on) for edgeID in dir and
+// leaves a backlog of n single-observation transactions in it, written in
+// Submits of 1000. The caller closes the queue.
+func (env *drainEnv) fill(ctx context.Context, dir, edgeID string, n int) (*queue.Queue, time.Duration, error) {
+	q, err := queue.Open(queue.Options{Dir: dir, EdgeID: edgeID, Logger: env.logger, MaxQueueBytes: 8 << 30})
+	if err != nil {
+		return nil, 0, err
+	}
+	go func() { _ = q.Run(ctx) }()
 	start := time.Now()
 	const per = 1000
 	for done := 0; done < n; done += per {
@@ -100,52 +120,73 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 			txs[i] = observationTx()
 		}
 		if _, err := q.Submit(ctx, txs); err != nil {
-			return drainResult{}, err
+			_ = q.Close()
+			return nil, 0, err
 		}
 	}
-	fill := time.Since(start)
+	return q, time.Since(start), nil
+}
 
-	conn, err := grpcclient.Dial(central.GRPCAddr(), grpcclient.Options{Logger: logger})
+// forwarder starts q's forwarder (the edge's defaults unless the
+// diagnosis flags say otherwise, dialled with internal/grpcclient as
+// chasqui-edge does) towards addr: central, or a proxy in front of it.
+func (env *drainEnv) forwarder(ctx context.Context, q *queue.Queue, addr string) (*forward.Forwarder, func(), error) {
+	conn, err := grpcclient.Dial(addr, grpcclient.Options{Logger: env.logger})
 	if err != nil {
-		return drainResult{}, err
+		return nil, nil, err
 	}
-	defer conn.Close()
-	fwd, err := forward.New(forward.Config{CentralAddr: central.GRPCAddr(),
-		Compression: *drainCompression, MaxCount: *drainMaxCount, MaxBytes: *drainMaxBytes, Window: *drainWindow}, q, conn, logger)
+	fwd, err := forward.New(forward.Config{CentralAddr: addr,
+		Compression: *drainCompression, MaxCount: *drainMaxCount, MaxBytes: *drainMaxBytes, Window: *drainWindow}, q, conn, env.logger)
 	if err != nil {
-		return drainResult{}, err
+		_ = conn.Close()
+		return nil, nil, err
 	}
-	pg, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return drainResult{}, err
-	}
-	defer func() { _ = pg.Close(context.Background()) }()
-
 	fwdCtx, stopFwd := context.WithCancel(ctx)
-	defer stopFwd()
 	fwdDone := make(chan struct{})
-	if *drainProfile != "" {
-		f, err := os.Create(*drainProfile)
-		if err != nil {
-			return drainResult{}, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return drainResult{}, err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	start, cpu0, pgCPU0 := time.Now(), cpuTime(), serverCPU(cluster.PID())
 	go func() {
 		defer close(fwdDone)
 		_ = fwd.Run(fwdCtx)
 	}()
-	defer func() { stopFwd(); <-fwdDone }()
-	deadline := start.Add(5 * time.Minute)
+	return fwd, func() { stopFwd(); <-fwdDone; _ = conn.Close() }, nil
+}
+
+// cursor is central's committed seq for the edge.
+func (env *drainEnv) cursor(ctx context.Context, edgeID string) (int64, error) {
+	var last int64
+	err := env.pg.QueryRow(ctx, `SELECT last_seq FROM chasqui.edge_cursors WHERE edge_id = $1`, edgeID).Scan(&last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return last, err
+}
+
+// drain starts q's forwarder towards addr and times it until central's
+// cursor for the edge reaches n, then checks that n observation rows
+// landed.
+func (env *drainEnv) drain(ctx context.Context, q *queue.Queue, addr string, n int, limit time.Duration) (drainResult, error) {
+	var stopProfile func()
+	if *drainProfile != "" && addr == env.central.GRPCAddr() {
+		f, err := os.Create(*drainProfile)
+		if err != nil {
+			return drainResult{}, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return drainResult{}, err
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
+		defer stopProfile()
+	}
+	start, cpu0, pgCPU0 := time.Now(), cpuTime(), serverCPU(env.cluster.PID())
+	fwd, stop, err := env.forwarder(ctx, q, addr)
+	if err != nil {
+		return drainResult{}, err
+	}
+	defer stop()
+	deadline := start.Add(limit)
 	for {
-		var last int64
-		err := pg.QueryRow(ctx, `SELECT last_seq FROM chasqui.edge_cursors WHERE edge_id = $1`, q.EdgeID()).Scan(&last)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		last, err := env.cursor(ctx, q.EdgeID())
+		if err != nil {
 			return drainResult{}, err
 		}
 		if last >= int64(n) {
@@ -158,9 +199,9 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 		time.Sleep(2 * time.Millisecond) // polling PostgreSQL, not waiting for state in a test
 	}
 	drain, cpu := time.Since(start), cpuTime()-cpu0
-	pgCPU := serverCPU(cluster.PID()) - pgCPU0
+	pgCPU := serverCPU(env.cluster.PID()) - pgCPU0
 	var rows int64
-	if err := pg.QueryRow(ctx, `SELECT count(*) FROM chasqui.observations WHERE edge_id = $1`, q.EdgeID()).Scan(&rows); err != nil {
+	if err := env.pg.QueryRow(ctx, `SELECT count(*) FROM chasqui.observations WHERE edge_id = $1`, q.EdgeID()).Scan(&rows); err != nil {
 		return drainResult{}, err
 	}
 	if rows != int64(n) {
@@ -168,7 +209,31 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 	}
 	// PostgreSQL's CPU shares the same cores: with the process's own it
 	// bounds the rate on this machine.
-	return drainResult{n: n, fill: fill, drain: drain, cpuPerTx: cpu / time.Duration(n), pgPerTx: pgCPU / time.Duration(n)}, nil
+	return drainResult{n: n, drain: drain, cpuPerTx: cpu / time.Duration(n), pgPerTx: pgCPU / time.Duration(n)}, nil
+}
+
+// drainBench leaves a backlog of n single-observation transactions in a
+// real edge queue (Badger, fsync on), then starts the forwarder (the edge's
+// default batch count/bytes/linger/window, gzip on the link, dialled with
+// internal/grpcclient as chasqui-edge does) against a real central on a
+// throwaway PostgreSQL over loopback, and times it from the forwarder's
+// start until central's cursor for the edge reaches n.
+func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	env, err := startDrainEnv(ctx, "bench-drain", logger)
+	if err != nil {
+		return drainResult{}, err
+	}
+	defer env.close()
+	q, fill, err := env.fill(ctx, dir, "bench-drain", n)
+	if err != nil {
+		return drainResult{}, err
+	}
+	defer q.Close()
+	r, err := env.drain(ctx, q, env.central.GRPCAddr(), n, 5*time.Minute)
+	r.fill = fill
+	return r, err
 }
 
 // serverCPU is the CPU time (user + system) of the PostgreSQL server

@@ -75,7 +75,7 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "alternating echo/submit rounds; the best of each is reported")
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
-	only := flag.String("only", "", "run only this figure: echo, submit, queue, batched, badger, clients, drain, redis or rss (profiling)")
+	only := flag.String("only", "", "run only this figure: echo, submit, queue, batched (with the Badger floor), badger, clients, drain, wan, redis or rss (profiling)")
 	drainN := flag.Int("drain", 100_000, "backlog size of the drain figure (forwarded to a real central)")
 	rssN := flag.Int("rss-backlog", 1_000_000, "backlog size of the edge_rss_mib figure (0: skip); measured in a child process")
 	memLimit := flag.Int64("memory-limit", 192<<20, "with -backlog: Go soft memory limit, as chasqui-edge --memory-limit (0: GOMEMLIMIT or none)")
@@ -306,6 +306,13 @@ func run() error {
 		}
 	}
 
+	var wan wanResult
+	if *only == "" || *only == "wan" {
+		if wan, err = wanBench(*dir+"/wan", logger); err != nil {
+			return fmt.Errorf("wan: %w", err)
+		}
+	}
+
 	var redisRes result
 	var redisErr error
 	if *only == "" || *only == "redis" {
@@ -399,6 +406,9 @@ func run() error {
 		fmt.Printf("BENCH drain_seconds %.2f s (%d tx; backlog written in %.1f s)\n", drain.drain.Seconds(), drain.n, drain.fill.Seconds())
 		fmt.Printf("BENCH drain_cpu_us_per_tx %.1f us (edge and central processes, PostgreSQL not included)\n", us(drain.cpuPerTx))
 		fmt.Printf("BENCH drain_postgres_cpu_us_per_tx %.1f us (PostgreSQL's processes during the drain)\n", us(drain.pgPerTx))
+	}
+	if run("wan") {
+		wan.print()
 	}
 	return nil
 }
