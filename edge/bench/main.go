@@ -75,7 +75,7 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "alternating echo/submit rounds; the best of each is reported")
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
-	only := flag.String("only", "", "run only this figure: echo, submit, queue, batched (with the Badger floor), badger, clients, drain, wan, redis or rss (profiling)")
+	only := flag.String("only", "", "run only this figure: echo, submit, queue, batched (with the Badger floor), badger, clients, drain, wan, paced, redis or rss (profiling)")
 	drainN := flag.Int("drain", 100_000, "backlog size of the drain figure (forwarded to a real central)")
 	rssN := flag.Int("rss-backlog", 1_000_000, "backlog size of the edge_rss_mib figure (0: skip); measured in a child process")
 	memLimit := flag.Int64("memory-limit", 192<<20, "with -backlog: Go soft memory limit, as chasqui-edge --memory-limit (0: GOMEMLIMIT or none)")
@@ -313,6 +313,13 @@ func run() error {
 		}
 	}
 
+	var pacedRes pacedResult
+	if *only == "" || *only == "paced" {
+		if pacedRes, err = pacedBench(*dir+"/paced", logger); err != nil {
+			return fmt.Errorf("paced: %w", err)
+		}
+	}
+
 	var redisRes result
 	var redisErr error
 	if *only == "" || *only == "redis" {
@@ -409,6 +416,9 @@ func run() error {
 	}
 	if run("wan") {
 		wan.print()
+	}
+	if run("paced") {
+		pacedRes.print()
 	}
 	return nil
 }
@@ -730,6 +740,11 @@ func startEdge(dir string, clients int, so []grpc.ServerOption, mode storeMode, 
 	if err != nil {
 		return nil, err
 	}
+	return startEdgeOn(q, clients, so, mode, logger)
+}
+
+// startEdgeOn serves q; the edge's close closes q.
+func startEdgeOn(q *queue.Queue, clients int, so []grpc.ServerOption, mode storeMode, logger *slog.Logger) (*edgeUnderTest, error) {
 	srv := grpcserver.New(grpcserver.Options{Logger: logger, ServerOptions: so})
 	var aq api.Queue = q
 	if mode == storeNone {

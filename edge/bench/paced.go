@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+)
+
+var (
+	pacedRate     = flag.Int("paced-rate", 1000, "offered load of the paced figures, tx/s (one tx per Submit)")
+	pacedClients  = flag.Int("paced-clients", 16, "clients of the paced figures, each on its own connection")
+	pacedDuration = flag.Duration("paced-duration", 5*time.Second, "measuring time of each paced figure")
+	pacedBacklog  = flag.Int("paced-backlog", 1_000_000, "backlog the forwarder drains during submit_paced_during_drain_p99_ms")
+	fsyncSamples  = flag.Int("fsync-samples", 3000, "samples of fsync_p99_ms")
+)
+
+// fsyncLatencies times a 4 KiB pwrite plus fdatasync on a preallocated
+// (written and synced) file in dir: the flush every durable accept waits
+// for, alone.
+func fsyncLatencies(dir string, samples int) ([]time.Duration, error) {
+	const block, blocks = 4096, 4096
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(dir+"/fsync", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, block)
+	for i := range blocks {
+		if _, err := f.WriteAt(buf, int64(i)*block); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	lats := make([]time.Duration, 0, samples)
+	for i := range samples {
+		buf[0] = byte(i)
+		t0 := time.Now()
+		if _, err := f.WriteAt(buf, int64(i%blocks)*block); err != nil {
+			return nil, err
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return nil, err
+		}
+		lats = append(lats, time.Since(t0))
+	}
+	return lats, nil
+}
+
+func percentile(lats []time.Duration, p float64) time.Duration {
+	if len(lats) == 0 {
+		return 0
+	}
+	s := slices.Clone(lats)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// paced offers rate single-transaction Submits per second, open loop,
+// spread over one caller per connection for d: each caller sends on a
+// fixed schedule and its latency counts from the scheduled time, so a
+// call that waits for the one before it is charged for the wait.
+func paced(conns []*grpc.ClientConn, rate int, d time.Duration) (p50, p99 time.Duration, n int, err error) {
+	interval := time.Duration(len(conns)) * time.Second / time.Duration(rate)
+	start := time.Now().Add(10 * time.Millisecond)
+	var mu sync.Mutex
+	var lats []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		cl := edgev1.NewEdgeServiceClient(c)
+		wg.Go(func() {
+			var local []time.Duration
+			for at := start.Add(interval * time.Duration(i) / time.Duration(len(conns))); at.Sub(start) < d; at = at.Add(interval) {
+				time.Sleep(time.Until(at)) // the schedule, not a wait for state
+				_, err := cl.Submit(context.Background(), &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{observationTx()}})
+				if err != nil {
+					mu.Lock()
+					firstErr = cmpErr(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				local = append(local, time.Since(at))
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, 0, 0, firstErr
+	}
+	return percentile(lats, 0.50), percentile(lats, 0.99), len(lats), nil
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// pacedResult is what the paced figures report.
+type pacedResult struct {
+	fsyncP50, fsyncP99           time.Duration
+	p50, p99, drainP50, drainP99 time.Duration
+	n, drainN                    int
+	backlog                      int
+	cursorAfter                  int64 // central's cursor when the during-drain run ended
+	pending                      int64 // the queue's last seq when the forwarder started
+}
+
+// pacedBench measures fsync alone, then the paced load on an edge whose
+// queue holds a backlog, first with no forwarder (submit_paced_p99_ms),
+// then while the forwarder drains that backlog into a real central
+// (submit_paced_during_drain_p99_ms).
+func pacedBench(dir string, logger *slog.Logger) (pacedResult, error) {
+	var res pacedResult
+	fl, err := fsyncLatencies(dir+"/fsync", *fsyncSamples)
+	if err != nil {
+		return res, fmt.Errorf("fsync: %w", err)
+	}
+	res.fsyncP50, res.fsyncP99 = percentile(fl, 0.50), percentile(fl, 0.99)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	env, err := startDrainEnv(ctx, "bench-paced", logger)
+	if err != nil {
+		return res, err
+	}
+	defer env.close()
+	q, _, err := env.fill(ctx, dir+"/queue", "bench-paced", *pacedBacklog)
+	if err != nil {
+		return res, err
+	}
+	res.backlog = *pacedBacklog
+	e, err := startEdgeOn(q, *pacedClients, nil, storeDurable, logger)
+	if err != nil {
+		_ = q.Close()
+		return res, err
+	}
+	defer e.close()
+	if _, _, _, err := paced(e.conns, *pacedRate, time.Second); err != nil { // warm-up
+		return res, err
+	}
+	if res.p50, res.p99, res.n, err = paced(e.conns, *pacedRate, *pacedDuration); err != nil {
+		return res, err
+	}
+	res.pending = int64(q.LastSeq()) // the backlog and the paced runs' transactions
+	_, stop, err := env.forwarder(ctx, q, env.central.GRPCAddr())
+	if err != nil {
+		return res, err
+	}
+	defer stop()
+	res.drainP50, res.drainP99, res.drainN, err = paced(e.conns, *pacedRate, *pacedDuration)
+	if err != nil {
+		return res, err
+	}
+	if res.cursorAfter, err = env.cursor(ctx, q.EdgeID()); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (r pacedResult) print() {
+	fmt.Printf("BENCH fsync_p99_ms %.2f ms (4 KiB pwrite + fdatasync on a preallocated file, %d samples; p50 %.2f ms)\n",
+		ms(r.fsyncP99), *fsyncSamples, ms(r.fsyncP50))
+	fmt.Printf("BENCH submit_paced_p99_ms %.2f ms (%d tx/s offered open loop by %d clients, %d calls, %d tx backlog, no forwarder; p50 %.2f ms)\n",
+		ms(r.p99), *pacedRate, *pacedClients, r.n, r.backlog, ms(r.p50))
+	fmt.Printf("BENCH submit_paced_vs_fsync_ratio %.2f x (goal <= 3)\n", ms(r.p99)/ms(r.fsyncP99))
+	during := "drain in progress throughout"
+	if r.cursorAfter >= r.pending {
+		during = "the drain ENDED before the measurement did: raise -paced-backlog"
+	}
+	fmt.Printf("BENCH submit_paced_during_drain_p99_ms %.2f ms (the same load while the forwarder drains a %d tx backlog to central, %d pending at its start; cursor at %d when the load ended: %s; p50 %.2f ms)\n",
+		ms(r.drainP99), r.backlog, r.pending, r.cursorAfter, during, ms(r.drainP50))
+	fmt.Printf("BENCH submit_paced_during_drain_vs_paced_ratio %.2f x (goal <= 1.5)\n", ms(r.drainP99)/ms(r.p99))
+}
