@@ -81,7 +81,10 @@ type Config struct {
 	// 100 Mbit/s and more at 250 ms RTT); a credit, not an allocation.
 	HTTP2Window int
 	// GapWait is how long a batch arriving ahead of its predecessors waits
-	// for them before it is refused with ABORTED. Default 2s.
+	// for them (woken when the cursor moves, on this central or, through
+	// PostgreSQL LISTEN/NOTIFY, on another) before it is refused with
+	// ABORTED; it waits on while a call of this central that can fill the
+	// gap is still in flight. Default 2s.
 	GapWait time.Duration
 	// Retention is how long outcomes of applied transactions are kept for
 	// duplicate detection by transaction id. Default 720h (30 days).
@@ -120,7 +123,7 @@ const (
 	// DefaultHTTPAddr is Config.HTTPAddr.
 	DefaultHTTPAddr = ":7480"
 	// DefaultGapWait is Config.GapWait.
-	DefaultGapWait = 2 * time.Second
+	DefaultGapWait = store.DefaultGapWait
 	// DefaultRetention is Config.Retention: outcomes are kept 30 days.
 	DefaultRetention = 30 * 24 * time.Hour
 	// DefaultShutdownTimeout is Config.ShutdownTimeout.
@@ -258,7 +261,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	s.store = store.New(s.pool, store.Options{GapWait: cfg.GapWait, Logger: logger})
 
 	rpcMetrics := metrics.ServerRPC(cfg.Registry)
-	s.metrics = newCentralMetrics(cfg.Registry, s.ready.Load)
+	s.metrics = newCentralMetrics(cfg.Registry, s.ready.Load, s.store.Stats)
 	// The receive limit is named here, not left to the default: the edge
 	// sizes its transactions (validate.MaxTransactionBytes) below it.
 	gopts := grpcserver.Options{Logger: logger, TLS: tlsCfg, ServerOptions: tracing.ServerOptions(),
@@ -440,6 +443,16 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		}
 		return s.store.RunPruner(ctx, s.cfg.PruneInterval, s.cfg.Retention)
+	})
+	g.Go(func() error {
+		select {
+		case <-s.migrated:
+		case <-ctx.Done():
+			return nil
+		}
+		// Wakes the batches waiting here for a predecessor another
+		// central commits.
+		return s.store.Listen(ctx)
 	})
 	err := g.Wait()
 	s.logger.Info("central stopped")

@@ -155,6 +155,10 @@ func TestPipelinedOutOfOrderCallsBothSucceed(t *testing.T) {
 	t.Parallel()
 	b := start(t, pgtest.NewDatabase(t, template), func(c *server.Config) { c.GapWait = 10 * time.Second })
 	ctx := context.Background()
+	// Listening, a waiting call is never polled.
+	require.Eventually(t, func() bool {
+		return value(t, scrape(t, b.srv.HTTPAddr()), "chasqui_central_cursor_listener_up") == 1
+	}, 10*time.Second, 5*time.Millisecond)
 	txs := fixture.ObservationTxs(20)
 	var wg sync.WaitGroup
 	var errLate error
@@ -164,20 +168,21 @@ func TestPipelinedOutOfOrderCallsBothSucceed(t *testing.T) {
 		_, errLate = b.client.Commit(ctx, fixture.Request("site-1", "e1", 11, txs[10:]...))
 	}()
 	// Seq 11-20 goes first: 1-10 is sent once 11-20 waits for it.
-	conn, err := pgx.Connect(ctx, b.dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	require.Eventually(t, func() bool {
-		var n int
-		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE application_name = 'chasqui-central' AND query LIKE 'SELECT last_seq%'`).Scan(&n)
-		return n > 0
-	}, 10*time.Second, 2*time.Millisecond)
-	_, err = b.client.Commit(ctx, fixture.Request("site-1", "e1", 1, txs[:10]...))
+		return value(t, scrape(t, b.srv.HTTPAddr()), "chasqui_central_gap_waiting") == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	_, err := b.client.Commit(ctx, fixture.Request("site-1", "e1", 1, txs[:10]...))
 	require.NoError(t, err)
 	wg.Wait()
 	require.NoError(t, errLate)
 	require.Equal(t, 20, b.count(t, "observations"))
+	// Woken by the commit of 1-10, not polled.
+	retries := map[string]float64{}
+	for _, m := range scrape(t, b.srv.HTTPAddr())["chasqui_central_gap_retries_total"].GetMetric() {
+		retries[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	require.GreaterOrEqual(t, retries["woken"], 1.0, "%v", retries)
+	require.Zero(t, retries["polled"], "%v", retries)
 }
 
 // The window edges see is the one central announces on the wire.

@@ -40,7 +40,7 @@ func realMain(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve plaintext gRPC without authentication (loopback --grpc-addr only)")
 	fs.BoolVar(&cfg.AllowInsecureRemote, "allow-insecure-remote", false, "allow --insecure on a non-loopback --grpc-addr (trusted networks only)")
 	fs.IntVar(&cfg.HTTP2Window, "http2-window", grpcserver.DefaultWindowBytes, "HTTP/2 flow-control window per stream and per connection, in bytes (fixed: sized for the link's bandwidth x RTT)")
-	fs.DurationVar(&cfg.GapWait, "gap-wait", server.DefaultGapWait, "how long a batch ahead of its predecessors waits before ABORTED")
+	fs.DurationVar(&cfg.GapWait, "gap-wait", server.DefaultGapWait, "how long a batch ahead of its predecessors waits (woken when they commit) before ABORTED, longer while one that fills the gap is in flight")
 	fs.DurationVar(&cfg.Retention, "retention", server.DefaultRetention, "how long applied-transaction outcomes are kept")
 	common := config.AddCommon(fs)
 	fs.Usage = config.Usage(fs, "chasqui-central commits the edges' batches to PostgreSQL exactly once, in order.")

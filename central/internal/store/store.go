@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,11 +90,12 @@ type Cursor struct {
 // Options configure a Store.
 type Options struct {
 	// GapWait is how long a batch that starts past the cursor waits for its
-	// predecessors (polling the cursor, lock not held) before it is refused
-	// with a GapError. Default 2s.
+	// predecessors (woken when the cursor moves, lock not held) before it
+	// is refused with a GapError, unless a call on this Store that can
+	// fill the gap is still in flight then. Default DefaultGapWait.
 	GapWait time.Duration
-	// GapPoll is the longest pause between two reads of the cursor while
-	// waiting. Default 20ms.
+	// GapPoll is how often a waiting batch re-reads the cursor while no
+	// listener (Listen) runs. Default DefaultGapPoll.
 	GapPoll time.Duration
 	// Attempts bounds the tries of one call on serialization failures and
 	// deadlocks. Default 5.
@@ -104,18 +106,22 @@ type Options struct {
 
 // Store commits batches to PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
-	opts Options
+	pool  *pgxpool.Pool
+	opts  Options
+	waits waits
+	stats waitStats
+	// listening: Listen has a connection LISTENing on CursorChannel.
+	listening atomic.Bool
 }
 
 // New returns a Store on pool, whose sessions must run with
 // synchronous_commit = on (see PoolConfig).
 func New(pool *pgxpool.Pool, opts Options) *Store {
 	if opts.GapWait == 0 {
-		opts.GapWait = 2 * time.Second
+		opts.GapWait = DefaultGapWait
 	}
 	if opts.GapPoll == 0 {
-		opts.GapPoll = 20 * time.Millisecond
+		opts.GapPoll = DefaultGapPoll
 	}
 	if opts.Attempts == 0 {
 		opts.Attempts = 5
@@ -194,21 +200,34 @@ func (e *retryError) Unwrap() error { return e.err }
 // answers per transaction. It returns *GapError, *ConflictError, an error
 // wrapping ErrUnavailable, or the context's error.
 func (s *Store) Commit(ctx context.Context, req *centralv1.CommitRequest) (*Result, error) {
+	edgeID, first := req.GetEdgeId(), req.GetFirstSeq()
+	sp := s.waits.enter(edgeID, first, first+uint64(len(req.GetTransactions()))-1)
+	defer s.waits.leave(edgeID, sp)
 	waitUntil := time.Now().Add(s.opts.GapWait)
 	var isolate *poisonError
+	lastLook := false
 	for attempt := 1; ; attempt++ {
+		moved, known := s.waits.snapshot(edgeID)
 		res, err := s.attempt(ctx, req, isolate)
 		var gap *GapError
 		var rerr *retryError
 		var poison *poisonError
 		switch {
 		case err == nil:
+			s.waits.advance(edgeID, res.CommittedThroughSeq)
 			return res, nil
 		case errors.As(err, &gap):
 			// Wait for the predecessors without holding the cursor lock
 			// or a connection: they need both.
-			if err := s.waitForCursor(ctx, req, waitUntil); err != nil {
+			if err := s.awaitMove(ctx, edgeID, first, gap.Expected, moved, known, waitUntil); err != nil {
+				if errors.Is(err, errWaitOver) && !lastLook {
+					// One more read: without a listener, a move on
+					// another central is seen only by reading.
+					lastLook = true
+					continue
+				}
 				if errors.Is(err, errWaitOver) {
+					s.stats.refused.Add(1)
 					return nil, gap
 				}
 				return nil, err
@@ -267,30 +286,6 @@ func (s *Store) unavailable(ctx context.Context, op string, err error) error {
 	e := translate(op, err)
 	s.opts.Logger.WarnContext(ctx, "commit failed", "op", op, "error", err)
 	return e
-}
-
-// waitForCursor polls the edge's cursor until it reaches the batch's
-// predecessor (nil) or until deadline (errWaitOver). The cursor is read
-// from the database, not from memory: two centrals may serve one edge.
-func (s *Store) waitForCursor(ctx context.Context, req *centralv1.CommitRequest, deadline time.Time) error {
-	pause := time.Millisecond
-	for {
-		if time.Now().After(deadline) {
-			return errWaitOver
-		}
-		pause = min(pause*2, s.opts.GapPoll, time.Until(deadline))
-		if !sleep(ctx, pause) {
-			return ctx.Err()
-		}
-		var last int64
-		err := s.pool.QueryRow(ctx, `SELECT last_seq FROM chasqui.edge_cursors WHERE edge_id = $1`, req.GetEdgeId()).Scan(&last)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return translate("wait for cursor", err)
-		}
-		if uint64(last)+1 >= req.GetFirstSeq() {
-			return nil
-		}
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -443,6 +438,10 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 	nData := b.Len()
 	queueBookkeeping(b, edgeID, epoch, plan)
 	b.Queue(updateCursor, edgeID, int64(last), epoch)
+	// Delivered at COMMIT, to the other centrals' waiters (Listen).
+	// PostgreSQL serializes the commits of notifying transactions (a lock
+	// held through the commit), one per batch here.
+	b.Queue(`SELECT pg_notify($1, $2)`, CursorChannel, notifyPayload(edgeID, last))
 	if err := execBatch(ctx, tx, b); err != nil {
 		var be *batchError
 		if errors.As(err, &be) && be.index < nData {

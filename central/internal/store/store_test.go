@@ -122,28 +122,122 @@ func TestGapIsRefusedWithExpectedSeq(t *testing.T) {
 	require.Equal(t, uint64(1), gap.Expected)
 }
 
+// The later batch waits without polling (GapPoll far beyond the test) and
+// completes once woken by the earlier one's commit on the same Store.
 func TestPipelinedOutOfOrderBatchesWait(t *testing.T) {
 	t.Parallel()
-	b := setup(t, store.Options{GapWait: 10 * time.Second})
+	b := setup(t, store.Options{GapWait: 20 * time.Second, GapPoll: time.Hour})
 	txs := fixture.ObservationTxs(20)
 	errc := make(chan error, 1)
 	go func() {
 		_, err := b.store.Commit(context.Background(), fixture.Request("site-1", "e1", 11, txs[10:]...))
 		errc <- err
 	}()
-	// Let the second batch arrive first: wait until it is polling (its
-	// transaction rolled back, so the edge has no cursor yet).
-	require.Eventually(t, func() bool {
-		var n int
-		_ = b.pool.QueryRow(context.Background(),
-			`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'chasqui-central' AND query LIKE 'SELECT last_seq%'`).Scan(&n)
-		return n > 0
-	}, 10*time.Second, 2*time.Millisecond)
+	// Let the second batch arrive first (its transaction rolled back, so
+	// the edge has no cursor yet).
+	require.Eventually(t, func() bool { return b.store.Stats().Waiting == 1 }, 10*time.Second, 2*time.Millisecond)
 	res := b.commit(t, fixture.Request("site-1", "e1", 1, txs[:10]...))
 	require.Equal(t, uint64(10), res.CommittedThroughSeq)
 	require.NoError(t, <-errc)
+	st := b.store.Stats()
+	require.Equal(t, uint64(1), st.Woken, "%+v", st)
+	require.Zero(t, st.Polled)
+	require.Zero(t, st.Refused)
 	require.Equal(t, 20, b.count(t, "observations"))
 	assertApplyOrderFollowsSeq(t, b, "site-1", 20)
+}
+
+// Two centrals on one database: the one holding the later batch is woken
+// by the NOTIFY of the other's commit, not by polling or its deadline.
+func TestWaitingBatchWokenByOtherCentral(t *testing.T) {
+	t.Parallel()
+	opts := store.Options{GapWait: 20 * time.Second, GapPoll: time.Hour}
+	a := setup(t, opts)
+	cfg := a.pool.Config()
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	b := &bundle{pool: pool, store: store.New(pool, opts)}
+	ctx, cancel := context.WithCancel(context.Background())
+	listened := make(chan error, 1)
+	go func() { listened <- b.store.Listen(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-listened) }()
+	require.Eventually(t, func() bool { return b.store.Stats().Listening }, 10*time.Second, 2*time.Millisecond)
+
+	txs := fixture.ObservationTxs(20)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.store.Commit(context.Background(), fixture.Request("site-1", "e1", 11, txs[10:]...))
+		errc <- err
+	}()
+	require.Eventually(t, func() bool { return b.store.Stats().Waiting == 1 }, 10*time.Second, 2*time.Millisecond)
+	a.commit(t, fixture.Request("site-1", "e1", 1, txs[:10]...))
+	require.NoError(t, <-errc)
+	st := b.store.Stats()
+	require.Equal(t, uint64(1), st.Woken, "%+v", st)
+	require.NotZero(t, st.Notified)
+	require.Zero(t, st.Polled)
+	require.Equal(t, 20, b.count(t, "observations"))
+	assertApplyOrderFollowsSeq(t, b, "site-1", 20)
+}
+
+// A gap wait outlasts GapWait while the batch that fills the gap is in
+// flight on the same Store (here held up by a lock on the cursor).
+func TestGapWaitLastsWhilePredecessorInFlight(t *testing.T) {
+	t.Parallel()
+	b := setup(t, store.Options{GapWait: 200 * time.Millisecond, GapPoll: time.Hour})
+	txs := fixture.ObservationTxs(20)
+	b.commit(t, fixture.Request("site-1", "e1", 1, txs[:5]...))
+	ctx := context.Background()
+	errc := make(chan error, 2)
+	go func() {
+		_, err := b.store.Commit(ctx, fixture.Request("site-1", "e1", 11, txs[10:]...))
+		errc <- err
+	}()
+	require.Eventually(t, func() bool { return b.store.Stats().Waiting == 1 }, 10*time.Second, 2*time.Millisecond)
+	lock, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = lock.Rollback(ctx) }()
+	_, err = lock.Exec(ctx, `SELECT 1 FROM chasqui.edge_cursors WHERE edge_id = 'site-1' FOR UPDATE`)
+	require.NoError(t, err)
+	go func() {
+		_, err := b.store.Commit(ctx, fixture.Request("site-1", "e1", 6, txs[5:10]...))
+		errc <- err
+	}()
+	require.Eventually(t, func() bool { return b.store.Stats().Extended > 0 }, 10*time.Second, 2*time.Millisecond)
+	require.NoError(t, lock.Rollback(ctx))
+	require.NoError(t, <-errc)
+	require.NoError(t, <-errc)
+	st := b.store.Stats()
+	require.Zero(t, st.Refused, "%+v", st)
+	require.NotZero(t, st.Woken)
+	require.Equal(t, 20, b.count(t, "observations"))
+	assertApplyOrderFollowsSeq(t, b, "site-1", 20)
+}
+
+// A gap nothing in flight can fill is refused after GapWait with the seq
+// the edge must send, though nothing polls and a later batch waits too.
+func TestUnfilledGapIsRefusedWhileOthersWait(t *testing.T) {
+	t.Parallel()
+	b := setup(t, store.Options{GapWait: 300 * time.Millisecond, GapPoll: time.Hour})
+	txs := fixture.ObservationTxs(30)
+	b.commit(t, fixture.Request("site-1", "e1", 1, txs[:5]...))
+	errs := make(chan error, 2)
+	for _, first := range []uint64{11, 21} {
+		go func() {
+			_, err := b.store.Commit(context.Background(), fixture.Request("site-1", "e1", first, txs[first-1:first+9]...))
+			errs <- err
+		}()
+	}
+	for range 2 {
+		var gap *store.GapError
+		require.ErrorAs(t, <-errs, &gap)
+		require.Equal(t, uint64(6), gap.Expected)
+	}
+	st := b.store.Stats()
+	require.Equal(t, uint64(2), st.Refused, "%+v", st)
+	require.Zero(t, st.Extended)
+	require.Equal(t, 5, b.count(t, "observations"))
 }
 
 func assertApplyOrderFollowsSeq(t *testing.T, b *bundle, edge string, n int) {
@@ -560,4 +654,42 @@ func TestSessionsSynchronousCommitOn(t *testing.T) {
 		require.NoError(t, c.QueryRow(ctx, "SHOW synchronous_commit").Scan(&setting))
 		require.Equal(t, "on", setting, "a session of central's pool commits without waiting for the disk")
 	}
+}
+
+// A listener whose connection dies is reconnected, and the notifications
+// after that wake the batches waiting on it again.
+func TestListenerReconnectsAndWakes(t *testing.T) {
+	t.Parallel()
+	opts := store.Options{GapWait: 20 * time.Second, GapPoll: time.Hour}
+	a := setup(t, opts)
+	pool, err := pgxpool.NewWithConfig(context.Background(), a.pool.Config())
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	b := store.New(pool, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	listened := make(chan error, 1)
+	go func() { listened <- b.Listen(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-listened) }()
+	require.Eventually(t, func() bool { return b.Stats().Listening }, 10*time.Second, 2*time.Millisecond)
+
+	var killed bool
+	require.NoError(t, a.pool.QueryRow(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN `+store.CursorChannel+`'`).Scan(&killed))
+	require.True(t, killed)
+	require.Eventually(t, func() bool { return !b.Stats().Listening }, 10*time.Second, 2*time.Millisecond)
+	require.Eventually(t, func() bool { return b.Stats().Listening }, 10*time.Second, 2*time.Millisecond)
+
+	txs := fixture.ObservationTxs(20)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Commit(context.Background(), fixture.Request("site-1", "e1", 11, txs[10:]...))
+		errc <- err
+	}()
+	require.Eventually(t, func() bool { return b.Stats().Waiting == 1 }, 10*time.Second, 2*time.Millisecond)
+	a.commit(t, fixture.Request("site-1", "e1", 1, txs[:10]...))
+	require.NoError(t, <-errc)
+	st := b.Stats()
+	require.NotZero(t, st.Woken, "%+v", st)
+	require.NotZero(t, st.Notified)
+	require.Zero(t, st.Polled)
 }
