@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -401,6 +402,31 @@ func decodeChanges(last uint64, v []byte, f func(n uint64, raw []byte) error) er
 	return nil
 }
 
+// keyVisibleHigh holds the highest seq Replayed made VISIBLE (8 bytes,
+// big-endian). With the first seq still in an unseen record it bounds the
+// payloads the pruner may delete before their retention (visibleThrough).
+var keyVisibleHigh = []byte("m/visible_high")
+
+// visibleThrough is the highest seq through which every committed
+// transaction is VISIBLE (or was rejected: its payload lives on in the
+// dead letters): below the first seq still waiting in an unseen record,
+// and at most the highest seq the replica made visible, so unseen records
+// dropped after OverlayRetention without a replica do not count.
+func visibleThrough(txn *badger.Txn) (uint64, error) {
+	high, err := readUint64(txn, keyVisibleHigh)
+	if err != nil || high == 0 {
+		return 0, err
+	}
+	through := high
+	err = scanUnseen(txn, nil, 1, func(r unseenRec) bool {
+		if len(r.seqs) > 0 {
+			through = min(through, slices.Min(r.seqs)-1)
+		}
+		return false
+	})
+	return through, err
+}
+
 // Acked is what the replica watcher learns from Replayed.
 type Acked struct {
 	Newest           uint64
@@ -450,6 +476,20 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 	now := q.opts.Now()
 	visible := int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE)
 	committed := int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
+	high, err := readUint64(b.txn, keyVisibleHigh)
+	if err != nil {
+		return acked, err
+	}
+	if len(seqs) > 0 && slices.Max(seqs) > high {
+		top := slices.Max(seqs)
+		e := badger.NewEntry(keyVisibleHigh, binary.BigEndian.AppendUint64(nil, top))
+		if err := b.reserve(e); err != nil {
+			return acked, err
+		}
+		if err := b.txn.SetEntry(e); err != nil {
+			return acked, err
+		}
+	}
 	for i := range ids {
 		if err := q.dropOverlays(b, seqs[i]); err != nil {
 			return acked, err
