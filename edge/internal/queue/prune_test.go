@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -124,4 +125,41 @@ func TestPruneClearsEverythingOlderThanRetention(t *testing.T) {
 	cancel()
 	_, err = q.Prune(cctx)
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+// A replica that catches up on more transactions than one step of Replayed
+// makes VISIBLE (replayStep) gets all of them in one call, and the queue
+// still takes writes afterwards (each step lets go of the writers' lock).
+func TestReplayedMoreThanOneStep(t *testing.T) {
+	t.Parallel()
+	q, err := Open(Options{Dir: t.TempDir(), EdgeID: "edge-replay", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	// Closed at the end, not deferred: Close waits for the writers' lock,
+	// which a stuck Replayed would never give back.
+	ctx := context.Background()
+	n := replayStep + 1000
+	_, err = q.Submit(ctx, observationTxs(n))
+	require.NoError(t, err)
+	var lsn uint64
+	commitAll(t, q, 1, 1000, &lsn, time.Now())
+
+	done := make(chan error, 1)
+	go func() {
+		acked, err := q.Replayed(lsn)
+		if err == nil && !acked.OldestUnreplayed.IsZero() {
+			err = fmt.Errorf("transactions left unreplayed, oldest committed at %s", acked.OldestUnreplayed)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Replayed did not return (it held the writers' lock and asked for it again)")
+	}
+	unseen, _ := countKeys(t, q, prefixUnseenRec)
+	require.Zero(t, unseen, "every transaction is VISIBLE")
+	_, err = q.Submit(ctx, observationTxs(1))
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
 }

@@ -427,6 +427,10 @@ func visibleThrough(txn *badger.Txn) (uint64, error) {
 	return through, err
 }
 
+// replayStep bounds the transactions one Badger write of Replayed makes
+// VISIBLE.
+const replayStep = 4096
+
 // Acked is what the replica watcher learns from Replayed.
 type Acked struct {
 	Newest           uint64
@@ -437,6 +441,17 @@ type Acked struct {
 // COMMITTED transaction with commit LSN <= lsn becomes VISIBLE (state,
 // change log) and its overlays are dropped, in one durable Badger write.
 func (q *Queue) Replayed(lsn uint64) (Acked, error) {
+	for {
+		acked, more, err := q.replayedStep(lsn)
+		if err != nil || !more {
+			return acked, err
+		}
+	}
+}
+
+// replayedStep is one Badger write of Replayed, under the writers' lock:
+// at most replayStep transactions, and whether more may be replayed.
+func (q *Queue) replayedStep(lsn uint64) (Acked, bool, error) {
 	q.lockWrite()
 	defer q.unlockWrite()
 	m := q.snapshot()
@@ -448,8 +463,7 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 		ids   []string
 		seqs  []uint64
 	)
-	const most = 4096 // transactions per call; the rest right after
-	err := scanUnseen(b.txn, nil, most, func(r unseenRec) bool {
+	err := scanUnseen(b.txn, nil, replayStep, func(r unseenRec) bool {
 		if r.lsn > lsn {
 			acked.OldestUnreplayed = r.at
 			return false
@@ -460,17 +474,17 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 		return true
 	})
 	if err != nil {
-		return acked, err
+		return acked, false, err
 	}
 	if len(done) == 0 {
-		return acked, nil
+		return acked, false, nil
 	}
 	for _, k := range done {
 		if err := b.reserve(&badger.Entry{Key: k}); err != nil {
-			return acked, err
+			return acked, false, err
 		}
 		if err := b.txn.Delete(k); err != nil {
-			return acked, err
+			return acked, false, err
 		}
 	}
 	now := q.opts.Now()
@@ -478,25 +492,25 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 	committed := int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
 	high, err := readUint64(b.txn, keyVisibleHigh)
 	if err != nil {
-		return acked, err
+		return acked, false, err
 	}
 	if len(seqs) > 0 && slices.Max(seqs) > high {
 		top := slices.Max(seqs)
 		e := badger.NewEntry(keyVisibleHigh, binary.BigEndian.AppendUint64(nil, top))
 		if err := b.reserve(e); err != nil {
-			return acked, err
+			return acked, false, err
 		}
 		if err := b.txn.SetEntry(e); err != nil {
-			return acked, err
+			return acked, false, err
 		}
 	}
 	for i := range ids {
 		if err := q.dropOverlays(b, seqs[i]); err != nil {
-			return acked, err
+			return acked, false, err
 		}
 		st, found, err := getState(b.txn, ids[i])
 		if err != nil {
-			return acked, err
+			return acked, false, err
 		}
 		// Only a COMMITTED transaction whose own LSN is replayed: one
 		// taken back after central lost its commit (Rewind) waits for
@@ -507,27 +521,26 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 		st.State, st.VisibleAt = visible, now.UnixNano()
 		e, err := stateEntry(ids[i], st, q.opts.TxRetention)
 		if err != nil {
-			return acked, err
+			return acked, false, err
 		}
 		if err := b.reserve(e); err != nil {
-			return acked, err
+			return acked, false, err
 		}
 		if err := b.txn.SetEntry(e); err != nil {
-			return acked, err
+			return acked, false, err
 		}
 		if err := q.logChange(b, &m, ids[i], st); err != nil {
-			return acked, err
+			return acked, false, err
 		}
 	}
 	if err := b.commit(); err != nil {
 		q.refresh()
-		return acked, fmt.Errorf("queue: replayed: %w", err)
+		return acked, false, fmt.Errorf("queue: replayed: %w", err)
 	}
 	q.setMeta(m)
-	if acked.OldestUnreplayed.IsZero() && len(ids) >= most {
-		return q.Replayed(lsn)
-	}
-	return acked, nil
+	// More may be left: the next step takes the lock again, so Submit and
+	// the others get it in between.
+	return acked, acked.OldestUnreplayed.IsZero() && len(ids) >= replayStep, nil
 }
 
 // Change is one entry of the change log.
