@@ -115,6 +115,9 @@ func (q *Queue) Read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
 // tombstone transaction in its place.
 func (q *Queue) quarantine(seq uint64, raw []byte, cause error) (Entry, error) {
 	q.log.Error("corrupt queue entry quarantined; a tombstone takes its seq", "seq", seq, "err", cause)
+	if err := q.waitForSpace("quarantine"); err != nil {
+		return Entry{}, err
+	}
 	q.lockWrite()
 	defer q.unlockWrite()
 	m := q.snapshot()
@@ -218,6 +221,9 @@ var keyApplyHigh = []byte("m/apply_high")
 // already recorded, or for a seq the transaction no longer holds (retried
 // from the dead letters), changes nothing.
 func (q *Queue) ApplyCommit(res CommitResult) (err error) {
+	if err := q.waitForSpace("apply commit"); err != nil {
+		return err
+	}
 	q.lockWrite()
 	defer q.unlockWrite()
 	m := q.snapshot()

@@ -296,6 +296,7 @@ type Queue struct {
 	// logs a failed value-log fsync; see ErrSyncFailed.
 	syncFailed *syncFailure
 	groups     atomic.Uint64
+	diskWaits  atomic.Uint64
 	accepted   atomic.Uint64
 	mu         sync.Mutex // guards m and changed
 	m          meta
@@ -538,6 +539,9 @@ type Stats struct {
 	DeadLetters uint64
 	// DiskFree is the free space of the data directory's file system.
 	DiskFree uint64
+	// DiskWaits counts the writes other than Submit (commit answers,
+	// visibility, quarantine) that waited for free space (waitForSpace).
+	DiskWaits uint64
 	// AppendGroups counts the append groups written since Open: one
 	// fsync'd Badger write each, so Accepted per group is what group
 	// commit saves. Accepted counts the new transactions they stored
@@ -580,7 +584,51 @@ func (q *Queue) Stats() (Stats, error) {
 		return s, fmt.Errorf("queue: statfs: %w", err)
 	}
 	s.DiskFree = free
+	s.DiskWaits = q.diskWaits.Load()
 	return s, nil
+}
+
+// diskWaitPoll is how often a write waiting for free space looks again.
+const diskWaitPoll = time.Second
+
+// waitForSpace holds a write that adds to the store (a commit answer, the
+// replica's visibility, a quarantine) while the free space is below half
+// the reserve, until there is room again or the queue closes (ErrClosed).
+// Submit is refused at the full reserve, so the writes that drain the
+// backlog go on within the reserve's first half; the second half stays
+// for Badger itself (memtable flushes, the next value-log file, which it
+// writes through mmap and dies of SIGBUS on a full disk). They wait
+// rather than fail: the forwarder and the replica watcher would only
+// retry. Writes that free space (the pruner's deletes, discarding dead
+// letters) do not wait. A statfs error is logged and not waited on: the
+// write then goes on as it did before the check.
+func (q *Queue) waitForSpace(what string) error {
+	floor := q.opts.DiskReserve / 2
+	warned := false
+	for {
+		free, err := q.opts.StatFS(q.opts.Dir)
+		if err != nil {
+			q.log.Error("statfs of data dir failed", "dir", q.opts.Dir, "err", err)
+			return nil
+		}
+		if free >= floor {
+			if warned {
+				q.log.Info("disk space back above half the reserve; writing again", "write", what, "free_bytes", free)
+			}
+			return nil
+		}
+		if !warned {
+			warned = true
+			q.diskWaits.Add(1)
+			q.log.Warn("disk space below half the reserve; write waits for space", "write", what,
+				"free_bytes", free, "reserve_bytes", q.opts.DiskReserve)
+		}
+		select {
+		case <-q.runCtx.Done():
+			return ErrClosed
+		case <-time.After(diskWaitPoll):
+		}
+	}
 }
 
 // Keys. Every kind of record has its own prefix, so each is scanned alone

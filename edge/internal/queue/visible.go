@@ -442,6 +442,9 @@ type Acked struct {
 // change log) and its overlays are dropped, in one durable Badger write.
 func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 	for {
+		if err := q.waitForSpace("replayed"); err != nil {
+			return Acked{}, err
+		}
 		acked, more, err := q.replayedStep(lsn)
 		if err != nil || !more {
 			return acked, err
