@@ -41,8 +41,9 @@ func (e *GapError) Error() string {
 
 // ConflictError refuses a seq at or below the cursor whose transaction id
 // differs from the one central holds for it (a replaced or wiped edge
-// store). AppliedTxID is empty when the stored outcome was pruned and the
-// request's epoch differs, so central cannot vouch for it.
+// store, or one restored from an old backup). AppliedTxID is empty when
+// the stored outcome was pruned after the retention: central cannot
+// compare the ids then, whatever the epoch, and never vouches for them.
 type ConflictError struct {
 	Seq         uint64
 	AppliedTxID string

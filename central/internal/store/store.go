@@ -29,8 +29,8 @@ import (
 type Outcome int
 
 const (
-	// OutcomeUnknown: the seq is at or below the cursor but its outcome was
-	// pruned after the retention; it will never be applied (again).
+	// OutcomeUnknown: no outcome. Commit never answers it: a seq at or
+	// below the cursor whose outcome was pruned is refused (ConflictError).
 	OutcomeUnknown Outcome = iota
 	OutcomeApplied
 	OutcomeRejected
@@ -391,13 +391,15 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 		if seq <= cursor {
 			row, ok := stored[seq]
 			switch {
-			case !ok && epoch != cursorEpoch:
-				// Pruned: central cannot tell whether a new store's
-				// transaction is the one it applied.
-				return nil, &ConflictError{Seq: seq, RequestTxID: t.GetId(), Epoch: cursorEpoch, CursorSeq: cursor}
 			case !ok:
-				res.Txs[i] = TxResult{TxID: t.GetId(), Seq: seq, Outcome: OutcomeUnknown, Duplicate: true,
-					Reason: "outcome no longer known: pruned after the retention"}
+				// Pruned: central cannot tell whether this is the
+				// transaction it applied at seq. The same epoch proves
+				// nothing: an edge restored from an old backup of its
+				// store reuses, for new transactions, seqs central applied
+				// after the backup. Answering "applied", or any outcome,
+				// could acknowledge data never applied: refuse, and the
+				// edge holds its queue for the operator.
+				return nil, &ConflictError{Seq: seq, RequestTxID: t.GetId(), Epoch: cursorEpoch, CursorSeq: cursor}
 			case row.txID != ids[i]:
 				return nil, &ConflictError{Seq: seq, AppliedTxID: row.txID.String(), RequestTxID: t.GetId(), Epoch: cursorEpoch, CursorSeq: cursor}
 			default:

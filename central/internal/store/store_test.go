@@ -531,17 +531,26 @@ func TestPruneDropsOldOutcomesOnly(t *testing.T) {
 	require.Equal(t, int64(2), n)
 	require.Equal(t, 2, b.count(t, "applied_transactions"))
 
-	// A resend of pruned seqs from the same store applies nothing; their
-	// outcome is no longer known.
-	res := b.commit(t, fixture.Request("site-1", "e1", 1, txs...))
-	require.Equal(t, store.OutcomeUnknown, res.Txs[0].Outcome)
-	require.True(t, res.Txs[0].Duplicate)
-	require.Equal(t, store.OutcomeApplied, res.Txs[3].Outcome)
-	require.Equal(t, 4, b.count(t, "observations"))
-	// From a new store central cannot vouch for them.
-	_, err = b.store.Commit(ctx, fixture.Request("site-1", "e2", 1, txs...))
+	// A resend of pruned seqs is refused, from the same epoch too: central
+	// cannot compare the ids, and an edge restored from an old backup
+	// reuses seqs for new transactions. It applies nothing.
+	for _, epoch := range []string{"e1", "e2"} {
+		_, err = b.store.Commit(ctx, fixture.Request("site-1", epoch, 1, txs...))
+		var conflict *store.ConflictError
+		require.ErrorAs(t, err, &conflict, "epoch %s", epoch)
+		require.Equal(t, uint64(1), conflict.Seq)
+		require.Empty(t, conflict.AppliedTxID, "pruned: no id to name")
+	}
+	// A new transaction at a pruned seq (the restored edge) is never taken as applied.
+	_, err = b.store.Commit(ctx, fixture.Request("site-1", "e1", 2, fixture.ObservationTxs(1)...))
 	var conflict *store.ConflictError
 	require.ErrorAs(t, err, &conflict)
+	require.Equal(t, 4, b.count(t, "observations"))
+	require.Equal(t, 2, b.count(t, "applied_transactions"))
+	// Seqs whose outcome is kept are still answered from it.
+	res := b.commit(t, fixture.Request("site-1", "e1", 3, txs[2:]...))
+	require.Equal(t, store.OutcomeApplied, res.Txs[0].Outcome)
+	require.True(t, res.Txs[0].Duplicate)
 
 	// The loop stops with its context.
 	ctx2, cancel := context.WithCancel(ctx)

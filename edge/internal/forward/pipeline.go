@@ -373,9 +373,20 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 		return false, f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
 
 	case codes.FailedPrecondition:
-		if cc := detail[*centralv1.CursorConflict](st); cc != nil {
+		cc := detail[*centralv1.CursorConflict](st)
+		switch {
+		case cc != nil && cc.GetAppliedTransactionId() == "":
+			// Central pruned its record of the seq: it cannot tell whether
+			// this edge's transaction there is the one it applied. An edge
+			// restored from an old backup of its store reuses seqs central
+			// applied after the backup; taking them as applied would lose
+			// acknowledged writes, so the queue holds for the operator.
 			return false, f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
-				"cursor conflict: central applied transaction %s at seq %d (its epoch %q, cursor %d) but this edge (epoch %q) has %s there; the edge store was replaced or wiped: operator action needed: %w",
+				"cursor conflict: central passed seq %d (its epoch %q, cursor %d) but pruned its record of which transaction it applied there, so it cannot tell whether this edge's %s is that one; if this edge's store was restored from a backup, its new transactions reuse seqs central already applied: operator action needed: %w",
+				cc.GetSeq(), cc.GetEpoch(), cc.GetCursorSeq(), cc.GetRequestTransactionId(), err))
+		case cc != nil:
+			return false, f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
+				"cursor conflict: central applied transaction %s at seq %d (its epoch %q, cursor %d) but this edge (epoch %q) has %s there; the edge store was replaced, wiped or restored from a backup: operator action needed: %w",
 				cc.GetAppliedTransactionId(), cc.GetSeq(), cc.GetEpoch(), cc.GetCursorSeq(),
 				f.store.Epoch(), cc.GetRequestTransactionId(), err))
 		}

@@ -369,6 +369,8 @@ func recordID(mu *opsv1.Mutation) string {
 // edge now holds an outcome for r's seq (it may move its commit mark over
 // it): recorded now or before, or the transaction is no longer held there
 // (retried from the dead letters under a new seq, or settled and expired).
+// A result without an outcome (central's record pruned) is recorded as
+// OUTCOME_UNKNOWN, a final state.
 // fresh, when set, is the entry of a seq never answered before: an applied
 // transaction's state is then rebuilt from it instead of read back.
 func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, res CommitResult, at time.Time, fresh *Entry) (bool, error) {
@@ -471,8 +473,37 @@ func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, r
 			"tx", id, "seq", st.Seq, "reason", r.GetReason(), "sqlstate", r.GetSqlstate())
 		return true, nil
 	default:
-		q.log.Warn("commit result without outcome; ignored", "tx", id, "seq", r.GetSeq())
-		return false, nil
+		// Central passed the seq but no longer knows its outcome (pruned
+		// after its retention; only centrals before the refusal of such
+		// resends answer so). Waiting would leave it ACCEPTED for good:
+		// it gets a final state of its own, never COMMITTED, for the
+		// operator to check against central's data.
+		if st.State != accepted {
+			return true, nil
+		}
+		reason := r.GetReason()
+		if reason == "" {
+			reason = "central answered without an outcome"
+		}
+		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_OUTCOME_UNKNOWN)
+		st.CommittedAt, st.Reason = at.UnixNano(), reason
+		e, err := stateEntry(id, st, q.opts.TxRetention)
+		if err != nil {
+			return false, err
+		}
+		if err := b.reserve(e); err != nil {
+			return false, err
+		}
+		if err := b.txn.SetEntry(e); err != nil {
+			return false, err
+		}
+		// Whether PostgreSQL holds it, the replica will tell readers.
+		if err := q.dropOverlays(b, st.Seq); err != nil {
+			return false, err
+		}
+		q.log.Error("central no longer knows this transaction's outcome; its state is OUTCOME_UNKNOWN: check central's data",
+			"tx", id, "seq", r.GetSeq(), "reason", reason)
+		return true, q.logChange(b, m, id, st)
 	}
 }
 

@@ -152,14 +152,44 @@ func TestApplyCommitMovesTheMarkOnlyOverRecordedOutcomes(t *testing.T) {
 	require.NoError(t, q.ApplyCommit(appliedResult(es[:2], last, 10)))
 	require.Equal(t, es[1].Seq, q.CommittedThrough(), "through seq %d is information, not permission to skip", last)
 
-	// A result without an outcome records nothing: the mark stays before it.
-	res := appliedResult(es[2:], last, 20)
-	res.Results[0].Outcome = centralv1.Outcome_OUTCOME_UNSPECIFIED
-	require.NoError(t, q.ApplyCommit(res))
-	require.Equal(t, es[1].Seq, q.CommittedThrough())
-
 	require.NoError(t, q.ApplyCommit(appliedResult(es[2:], last, 30)))
 	require.Equal(t, last, q.CommittedThrough())
+}
+
+// TestApplyCommitPrunedOutcomeIsFinal (issue 12 item 8): central answers
+// a seq whose record it pruned without an outcome (centrals before the
+// refusal of such resends). The transaction gets the final state
+// OUTCOME_UNKNOWN with central's reason, never an LSN, the mark moves over
+// it, the change is logged, and a later answer does not change it.
+func TestApplyCommitPrunedOutcomeIsFinal(t *testing.T) {
+	t.Parallel()
+	q := openCommitTest(t)
+	es := mixedTxs(t, q)
+	last := es[len(es)-1].Seq
+	before := q.LastChange()
+
+	res := appliedResult(es, last, 20)
+	res.Results[1].Outcome = centralv1.Outcome_OUTCOME_UNSPECIFIED
+	res.Results[1].Reason = "outcome no longer known: pruned after the retention"
+	require.NoError(t, q.ApplyCommit(res))
+	require.Equal(t, last, q.CommittedThrough(), "a final state: nothing left to ask central")
+	require.Equal(t, before+uint64(len(es)), q.LastChange())
+	st, err := q.GetTransaction(es[1].Tx.GetId())
+	require.NoError(t, err)
+	require.Equal(t, edgev1.TransactionState_TRANSACTION_STATE_OUTCOME_UNKNOWN, st.GetState())
+	require.Contains(t, st.GetRejectReason(), "pruned")
+	require.Zero(t, st.GetCommitLsnValue())
+	require.NotNil(t, st.GetCommittedAt())
+
+	require.NoError(t, q.ApplyCommit(appliedResult(es, last, 30)))
+	st, err = q.GetTransaction(es[1].Tx.GetId())
+	require.NoError(t, err)
+	require.Equal(t, edgev1.TransactionState_TRANSACTION_STATE_OUTCOME_UNKNOWN, st.GetState())
+	_, err = q.Replayed(1 << 40)
+	require.NoError(t, err)
+	st, err = q.GetTransaction(es[1].Tx.GetId())
+	require.NoError(t, err)
+	require.Equal(t, edgev1.TransactionState_TRANSACTION_STATE_OUTCOME_UNKNOWN, st.GetState(), "never VISIBLE")
 }
 
 // TestStateJSONAsEncodingJSON: the hand-written encoding of a state is

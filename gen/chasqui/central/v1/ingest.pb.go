@@ -370,7 +370,8 @@ func (x *SequenceGap) GetExpectedSeq() uint64 {
 type CursorConflict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	// Transaction central applied at seq.
+	// Transaction central applied at seq; empty when central pruned its
+	// record of it after the retention.
 	AppliedTransactionId string `protobuf:"bytes,2,opt,name=applied_transaction_id,json=appliedTransactionId,proto3" json:"applied_transaction_id,omitempty"`
 	// Transaction the request carried at seq.
 	RequestTransactionId string `protobuf:"bytes,3,opt,name=request_transaction_id,json=requestTransactionId,proto3" json:"request_transaction_id,omitempty"`

@@ -37,7 +37,9 @@ const (
 //	UNAVAILABLE          transient (PostgreSQL unreachable, shutting down): retry.
 //	ABORTED              a sequence gap only; details carry a SequenceGap with the expected seq.
 //	FAILED_PRECONDITION  a seq at or below the cursor whose transaction id differs from the
-//	                     one applied (a replaced or wiped edge store); details carry a CursorConflict.
+//	                     one applied (a replaced, wiped or restored edge store), or whose
+//	                     record central pruned after its retention (it cannot compare the ids
+//	                     then, whatever the epoch); details carry a CursorConflict.
 //	INVALID_ARGUMENT     a malformed batch; the field is named; nothing written.
 //	PERMISSION_DENIED    the caller may not write as this edge.
 type IngestServiceClient interface {
@@ -88,7 +90,9 @@ func (c *ingestServiceClient) GetCursor(ctx context.Context, in *GetCursorReques
 //	UNAVAILABLE          transient (PostgreSQL unreachable, shutting down): retry.
 //	ABORTED              a sequence gap only; details carry a SequenceGap with the expected seq.
 //	FAILED_PRECONDITION  a seq at or below the cursor whose transaction id differs from the
-//	                     one applied (a replaced or wiped edge store); details carry a CursorConflict.
+//	                     one applied (a replaced, wiped or restored edge store), or whose
+//	                     record central pruned after its retention (it cannot compare the ids
+//	                     then, whatever the epoch); details carry a CursorConflict.
 //	INVALID_ARGUMENT     a malformed batch; the field is named; nothing written.
 //	PERMISSION_DENIED    the caller may not write as this edge.
 type IngestServiceServer interface {

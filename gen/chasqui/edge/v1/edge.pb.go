@@ -39,6 +39,13 @@ const (
 	TransactionState_TRANSACTION_STATE_VISIBLE TransactionState = 3
 	// Refused by central for its data; in the dead-letter store.
 	TransactionState_TRANSACTION_STATE_REJECTED TransactionState = 4
+	// Final: central had passed this seq but no longer knew its outcome (its
+	// record was pruned after central's retention; reject_reason says so), so
+	// it may or may not be applied. Only a central older than this state
+	// answers so; a current one refuses such a resend (FAILED_PRECONDITION,
+	// CursorConflict) and the edge holds its queue for the operator. Check
+	// central's data for the transaction's records.
+	TransactionState_TRANSACTION_STATE_OUTCOME_UNKNOWN TransactionState = 5
 )
 
 // Enum value maps for TransactionState.
@@ -49,13 +56,15 @@ var (
 		2: "TRANSACTION_STATE_COMMITTED",
 		3: "TRANSACTION_STATE_VISIBLE",
 		4: "TRANSACTION_STATE_REJECTED",
+		5: "TRANSACTION_STATE_OUTCOME_UNKNOWN",
 	}
 	TransactionState_value = map[string]int32{
-		"TRANSACTION_STATE_UNSPECIFIED": 0,
-		"TRANSACTION_STATE_ACCEPTED":    1,
-		"TRANSACTION_STATE_COMMITTED":   2,
-		"TRANSACTION_STATE_VISIBLE":     3,
-		"TRANSACTION_STATE_REJECTED":    4,
+		"TRANSACTION_STATE_UNSPECIFIED":     0,
+		"TRANSACTION_STATE_ACCEPTED":        1,
+		"TRANSACTION_STATE_COMMITTED":       2,
+		"TRANSACTION_STATE_VISIBLE":         3,
+		"TRANSACTION_STATE_REJECTED":        4,
+		"TRANSACTION_STATE_OUTCOME_UNKNOWN": 5,
 	}
 )
 
@@ -1800,13 +1809,14 @@ const file_chasqui_edge_v1_edge_proto_rawDesc = "" +
 	"\x06result\x18\x01 \x01(\v2\x1d.chasqui.edge.v1.SubmitResultR\x06result\"A\n" +
 	"\x18DiscardDeadLetterRequest\x12%\n" +
 	"\x0etransaction_id\x18\x01 \x01(\tR\rtransactionId\"\x1b\n" +
-	"\x19DiscardDeadLetterResponse*\xb5\x01\n" +
+	"\x19DiscardDeadLetterResponse*\xdc\x01\n" +
 	"\x10TransactionState\x12!\n" +
 	"\x1dTRANSACTION_STATE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aTRANSACTION_STATE_ACCEPTED\x10\x01\x12\x1f\n" +
 	"\x1bTRANSACTION_STATE_COMMITTED\x10\x02\x12\x1d\n" +
 	"\x19TRANSACTION_STATE_VISIBLE\x10\x03\x12\x1e\n" +
-	"\x1aTRANSACTION_STATE_REJECTED\x10\x04*\x81\x01\n" +
+	"\x1aTRANSACTION_STATE_REJECTED\x10\x04\x12%\n" +
+	"!TRANSACTION_STATE_OUTCOME_UNKNOWN\x10\x05*\x81\x01\n" +
 	"\fRecordSource\x12\x1d\n" +
 	"\x19RECORD_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RECORD_SOURCE_BUFFERED\x10\x01\x12\x1b\n" +

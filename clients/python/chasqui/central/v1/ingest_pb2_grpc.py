@@ -13,7 +13,9 @@ class IngestServiceStub(object):
     UNAVAILABLE          transient (PostgreSQL unreachable, shutting down): retry.
     ABORTED              a sequence gap only; details carry a SequenceGap with the expected seq.
     FAILED_PRECONDITION  a seq at or below the cursor whose transaction id differs from the
-    one applied (a replaced or wiped edge store); details carry a CursorConflict.
+    one applied (a replaced, wiped or restored edge store), or whose
+    record central pruned after its retention (it cannot compare the ids
+    then, whatever the epoch); details carry a CursorConflict.
     INVALID_ARGUMENT     a malformed batch; the field is named; nothing written.
     PERMISSION_DENIED    the caller may not write as this edge.
     """
@@ -44,7 +46,9 @@ class IngestServiceServicer(object):
     UNAVAILABLE          transient (PostgreSQL unreachable, shutting down): retry.
     ABORTED              a sequence gap only; details carry a SequenceGap with the expected seq.
     FAILED_PRECONDITION  a seq at or below the cursor whose transaction id differs from the
-    one applied (a replaced or wiped edge store); details carry a CursorConflict.
+    one applied (a replaced, wiped or restored edge store), or whose
+    record central pruned after its retention (it cannot compare the ids
+    then, whatever the epoch); details carry a CursorConflict.
     INVALID_ARGUMENT     a malformed batch; the field is named; nothing written.
     PERMISSION_DENIED    the caller may not write as this edge.
     """
@@ -92,7 +96,9 @@ class IngestService(object):
     UNAVAILABLE          transient (PostgreSQL unreachable, shutting down): retry.
     ABORTED              a sequence gap only; details carry a SequenceGap with the expected seq.
     FAILED_PRECONDITION  a seq at or below the cursor whose transaction id differs from the
-    one applied (a replaced or wiped edge store); details carry a CursorConflict.
+    one applied (a replaced, wiped or restored edge store), or whose
+    record central pruned after its retention (it cannot compare the ids
+    then, whatever the epoch); details carry a CursorConflict.
     INVALID_ARGUMENT     a malformed batch; the field is named; nothing written.
     PERMISSION_DENIED    the caller may not write as this edge.
     """
