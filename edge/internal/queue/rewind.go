@@ -63,6 +63,21 @@ func (q *Queue) Rewind(seq uint64) (n int, err error) {
 			return 0, err
 		}
 	}
+	// The pruner deletes payloads through visibleThrough: the seqs taken
+	// back are not visible any more, and their payloads are to be resent.
+	vhigh, err := readUint64(b.txn, keyVisibleHigh)
+	if err != nil {
+		return 0, fmt.Errorf("queue: rewind: %w", err)
+	}
+	if vhigh >= seq {
+		e := badger.NewEntry(keyVisibleHigh, binary.BigEndian.AppendUint64(nil, seq-1))
+		if err := b.reserve(e); err != nil {
+			return 0, err
+		}
+		if err := b.txn.SetEntry(e); err != nil {
+			return 0, err
+		}
+	}
 	if err := q.forgetUnseen(b, seq); err != nil {
 		return 0, fmt.Errorf("queue: rewind: %w", err)
 	}

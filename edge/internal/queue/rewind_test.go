@@ -118,3 +118,32 @@ func TestRewindKeepsTheUnseenOfCommitsNotLost(t *testing.T) {
 		require.Equal(t, want, st.GetState(), "seq %d", i+1)
 	}
 }
+
+// TestRewindKeepsPayloadsToResend: seqs made VISIBLE and then taken back
+// keep their payloads through a prune, before and after the resend's
+// answer, until they are VISIBLE again.
+func TestRewindKeepsPayloadsToResend(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	var ids []string
+	for range 4 {
+		id := newID()
+		submit1(t, b.q, obsTx(id))
+		ids = append(ids, id)
+	}
+	require.NoError(t, b.q.ApplyCommit(appliedRange(ids[:2], 1, 1000)))
+	require.NoError(t, b.q.ApplyCommit(appliedRange(ids[2:], 3, 2000)))
+	// Central lost 3 and 4 before the replica replayed them.
+	_, err := b.q.Rewind(3)
+	require.NoError(t, err)
+	_, err = b.q.Replayed(1000) // 1 and 2 VISIBLE
+	require.NoError(t, err)
+	_, err = b.q.Prune(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, b.q.ApplyCommit(appliedRange(ids[2:], 3, 3000)))
+	_, err = b.q.Prune(t.Context())
+	require.NoError(t, err)
+	es, err := b.q.Read(3, 10, 1<<20)
+	require.NoError(t, err, "the resent payloads are kept until VISIBLE again")
+	require.Len(t, es, 2)
+}
