@@ -29,6 +29,11 @@ import (
 // When seq's payload was pruned already nothing changes and the error
 // matches ErrPruned.
 func (q *Queue) Rewind(seq uint64) (n int, err error) {
+	// It writes overlays back: like the other writers besides Submit, it
+	// waits for disk space rather than run Badger into a full disk.
+	if err := q.waitForSpace("rewind"); err != nil {
+		return 0, err
+	}
 	q.lockWrite()
 	defer q.unlockWrite()
 	m := q.snapshot()
