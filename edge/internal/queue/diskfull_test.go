@@ -20,7 +20,7 @@ import (
 
 // noTmpfsEnv, set to 1, lets the real-filesystem tests skip where mount -t
 // tmpfs is not allowed; without it they fail there.
-const noTmpfsEnv = "CHASQUI_TEST_NO_TMPFS"
+const noTmpfsEnv = "CHASQUI_ALLOW_NO_TMPFS"
 
 // mountTmpfs mounts a tmpfs of size on a new directory, unmounted when t
 // ends. It fails t when mounting is refused, unless noTmpfsEnv is set.
