@@ -268,8 +268,12 @@ func (s *Store) attempt(ctx context.Context, req *centralv1.CommitRequest, isola
 	if err != nil {
 		return nil, err
 	}
+	// The flush LSN, not the insert LSN: after a synchronous COMMIT it is at
+	// or past this call's commit record, and unlike the insert position it
+	// never includes other sessions' WAL that is not on disk yet, which a
+	// power cut would lose (an answered LSN the database no longer reaches).
 	var lsn string
-	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn()::text`).Scan(&lsn); err != nil {
 		// Committed, but the answer is lost: the edge's retry gets the
 		// stored outcomes as duplicates.
 		return nil, translate("read lsn", err)
