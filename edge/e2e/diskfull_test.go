@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,42 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	"github.com/chasqui/chasqui/internal/tmpfstest"
 )
-
-// AllowNoTmpfsEnv names the opt-out for hosts where mount -t tmpfs is not
-// permitted (an unprivileged container): set to 1, the disk-full tests
-// skip there instead of failing. Unset, a refused mount fails the test, so
-// the suite cannot go green without ever filling a disk.
-const AllowNoTmpfsEnv = "CHASQUI_ALLOW_NO_TMPFS"
-
-// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted
-// when t ends. A refused mount fails t unless AllowNoTmpfsEnv=1.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "mnt")
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("the disk-full test needs a small real filesystem, but mount -t tmpfs was refused (%v: %s)",
-			err, strings.TrimSpace(string(out)))
-		if os.Getenv(AllowNoTmpfsEnv) == "1" {
-			t.Skipf("%s; skipped because %s=1", msg, AllowNoTmpfsEnv)
-		}
-		t.Fatalf("%s; run as root (or with CAP_SYS_ADMIN), or set %s=1 to skip this test knowingly", msg, AllowNoTmpfsEnv)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-func freeBytes(t *testing.T, dir string) uint64 {
-	t.Helper()
-	var st syscall.Statfs_t
-	require.NoError(t, syscall.Statfs(dir, &st))
-	return st.Bavail * uint64(st.Bsize)
-}
 
 // submitCode submits one fresh transaction, recording it in h, and returns
 // its status code and id.
@@ -78,7 +41,7 @@ func submitCode(t *testing.T, s *Stack, h *History) (codes.Code, string) {
 // space returns; every acknowledged transaction then reaches PostgreSQL
 // exactly once.
 func TestFaultDiskFull(t *testing.T) {
-	mnt := mountTmpfs(t, "320m")
+	mnt := tmpfstest.Mount(t, "320m")
 	f := startFaultRun(t, StackOptions{DataDir: filepath.Join(mnt, "edge-data")})
 	s := f.s
 	s.Proxy.Down() // the backlog stays on the edge's disk
@@ -87,7 +50,7 @@ func TestFaultDiskFull(t *testing.T) {
 	const reserve = 160 << 20 // the edge's default --disk-reserve
 	filler := filepath.Join(mnt, "filler")
 	fill := func() {
-		free := freeBytes(t, mnt)
+		free := tmpfstest.Free(t, mnt)
 		require.Greater(t, free, uint64(reserve/2), "room to fill")
 		fd, err := os.Create(filler)
 		require.NoError(t, err)
@@ -97,7 +60,7 @@ func TestFaultDiskFull(t *testing.T) {
 	var refused []string
 	f.window("disk filled below the reserve", func() {
 		fill()
-		t.Logf("free after filling: %d MiB (reserve %d MiB)", freeBytes(t, mnt)>>20, reserve>>20)
+		t.Logf("free after filling: %d MiB (reserve %d MiB)", tmpfstest.Free(t, mnt)>>20, reserve>>20)
 		Eventually(t, time.Minute, "the edge refuses writes with RESOURCE_EXHAUSTED", func() bool {
 			code, id := submitCode(t, s, f.h)
 			if code == codes.ResourceExhausted {

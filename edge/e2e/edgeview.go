@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	"github.com/chasqui/chasqui/internal/pglsn"
 )
 
 // EdgeView is the edge's own account of a history's transactions, read
@@ -123,23 +123,9 @@ func lsnOK(r *Report, id string, st *edgev1.TransactionStatus, v EdgeView) bool 
 	return false
 }
 
-func fmtLSN(l uint64) string { return fmt.Sprintf("%X/%X", l>>32, uint32(l)) }
+func fmtLSN(l uint64) string { return pglsn.Format(l) }
 
-func readLSN(s string) (uint64, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("lsn %q: no slash", s)
-	}
-	h, err := strconv.ParseUint(hi, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("lsn %q: %w", s, err)
-	}
-	l, err := strconv.ParseUint(lo, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("lsn %q: %w", s, err)
-	}
-	return h<<32 | l, nil
-}
+func readLSN(s string) (uint64, error) { return pglsn.Parse(s) }
 
 // readStates asks the edge for each id's state, a few calls at a time;
 // NOT_FOUND leaves the id out.

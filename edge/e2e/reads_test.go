@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/pglsn"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
@@ -241,8 +241,7 @@ func TestReadYourWritesAndVisibility(t *testing.T) {
 
 func parseLSN(t *testing.T, s string) uint64 {
 	t.Helper()
-	var hi, lo uint64
-	_, err := fmt.Sscanf(s, "%X/%X", &hi, &lo)
+	v, err := pglsn.Parse(s)
 	require.NoError(t, err)
-	return hi<<32 | lo
+	return v
 }

@@ -4,14 +4,13 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	"github.com/chasqui/chasqui/internal/pglsn"
 )
 
 // EdgeSnapshot is what the edge collector reads at each scrape.
@@ -159,16 +158,8 @@ func NewEdgeCollector(read func() (EdgeSnapshot, error)) prometheus.Collector {
 
 // ParseLSN reads a PostgreSQL LSN ("16/B374D848") as a number.
 func ParseLSN(s string) (uint64, bool) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, false
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return h<<32 | l, true
+	v, err := pglsn.Parse(s)
+	return v, err == nil
 }
 
 // DirBytes sums the disk space used by the regular files under dir: the

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/pglsn"
 )
 
 // Outcome of one transaction.
@@ -62,23 +61,12 @@ type Result struct {
 type LSN uint64
 
 // String is PostgreSQL's text form, e.g. "0/16B3748".
-func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
+func (l LSN) String() string { return pglsn.Format(uint64(l)) }
 
 // ParseLSN reads PostgreSQL's text form.
 func ParseLSN(s string) (LSN, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("lsn %q: no slash", s)
-	}
-	h, err := strconv.ParseUint(hi, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("lsn %q: %w", s, err)
-	}
-	l, err := strconv.ParseUint(lo, 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("lsn %q: %w", s, err)
-	}
-	return LSN(h<<32 | l), nil
+	v, err := pglsn.Parse(s)
+	return LSN(v), err
 }
 
 // Cursor is where central stands for an edge.

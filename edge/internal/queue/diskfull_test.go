@@ -4,7 +4,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,39 +15,8 @@ import (
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	"github.com/chasqui/chasqui/internal/tmpfstest"
 )
-
-// noTmpfsEnv, set to 1, lets the real-filesystem tests skip where mount -t
-// tmpfs is not allowed; without it they fail there.
-const noTmpfsEnv = "CHASQUI_ALLOW_NO_TMPFS"
-
-// mountTmpfs mounts a tmpfs of size on a new directory, unmounted when t
-// ends. It fails t when mounting is refused, unless noTmpfsEnv is set.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "mnt")
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		msg := "this test needs a real small filesystem: mount -t tmpfs refused (" + err.Error() + ": " + strings.TrimSpace(string(out)) + ")"
-		if os.Getenv(noTmpfsEnv) == "1" {
-			t.Skip(msg + "; skipped because " + noTmpfsEnv + "=1")
-		}
-		t.Fatal(msg + "; run as root, or set " + noTmpfsEnv + "=1 to skip it knowingly")
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-func freeOf(t *testing.T, dir string) uint64 {
-	t.Helper()
-	var st syscall.Statfs_t
-	require.NoError(t, syscall.Statfs(dir, &st))
-	return st.Bavail * uint64(st.Bsize)
-}
 
 // Draining a backlog onto a nearly full disk (a real tmpfs, filled by
 // another file to just above the reserve once the backlog is accepted)
@@ -59,7 +27,7 @@ func freeOf(t *testing.T, dir string) uint64 {
 // freed the drain completes; every transaction is then REJECTED with its
 // dead letter, before and after a reopen.
 func TestDrainOntoNearlyFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, "1536m")
+	mnt := tmpfstest.Mount(t, "1536m")
 	dir := filepath.Join(mnt, "edge-data")
 	opts := Options{Dir: dir, EdgeID: "edge-diskfull", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	q, err := Open(opts)
@@ -84,14 +52,14 @@ func TestDrainOntoNearlyFullDisk(t *testing.T) {
 	}
 	total := q.LastSeq()
 
-	free := freeOf(t, mnt)
+	free := tmpfstest.Free(t, mnt)
 	require.Greater(t, free, DefaultDiskReserve+uint64(8<<20), "room to fill")
 	filler := filepath.Join(mnt, "filler")
 	fd, err := os.Create(filler)
 	require.NoError(t, err)
 	require.NoError(t, syscall.Fallocate(int(fd.Fd()), 0, 0, int64(free-DefaultDiskReserve-1<<20)))
 	require.NoError(t, fd.Close())
-	t.Logf("free after filling: %d MiB (reserve %d MiB), backlog %d transactions", freeOf(t, mnt)>>20, DefaultDiskReserve>>20, total)
+	t.Logf("free after filling: %d MiB (reserve %d MiB), backlog %d transactions", tmpfstest.Free(t, mnt)>>20, DefaultDiskReserve>>20, total)
 
 	drained := make(chan error, 1)
 	go func() {
@@ -119,7 +87,7 @@ func TestDrainOntoNearlyFullDisk(t *testing.T) {
 		return err == nil && st.DiskWaits > 0
 	}, 5*time.Minute, 100*time.Millisecond, "the drain waits for space instead of filling the disk")
 	require.Less(t, q.CommittedThrough(), total, "the drain could not finish within the reserve")
-	t.Logf("drain waiting at %d of %d with %d MiB free", q.CommittedThrough(), total, freeOf(t, mnt)>>20)
+	t.Logf("drain waiting at %d of %d with %d MiB free", q.CommittedThrough(), total, tmpfstest.Free(t, mnt)>>20)
 
 	require.NoError(t, os.Remove(filler))
 	select {

@@ -14,12 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/chasqui/chasqui/internal/pglsn"
 )
 
 // States of the replica.
@@ -288,18 +288,7 @@ func (w *Watcher) closeConn() {
 }
 
 // ParseLSN parses PostgreSQL's text form of an LSN ("16/B374D848").
-func ParseLSN(s string) (uint64, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("replica: malformed LSN %q", s)
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("replica: malformed LSN %q", s)
-	}
-	return h<<32 | l, nil
-}
+func ParseLSN(s string) (uint64, error) { return pglsn.Parse(s) }
 
 // FormatLSN is the inverse of ParseLSN.
-func FormatLSN(v uint64) string { return fmt.Sprintf("%X/%X", v>>32, uint32(v)) }
+func FormatLSN(v uint64) string { return pglsn.Format(v) }
