@@ -747,9 +747,6 @@ func (b *batch) sealUnseen() error {
 	return nil
 }
 
-// errGroupFull: a prepared group does not fit one Badger transaction.
-var errGroupFull = errors.New("queue: group outgrows one Badger transaction")
-
 // Bounds of one Badger transaction, inside Badger's limits for our memtable
 // size (MaxBatchSize is 15% of it, about 2.4 MiB; MaxBatchCount is far
 // higher), so that a full group (MaxGroup transactions, two keys each) is

@@ -38,9 +38,6 @@ func encodeEntry(h entryHeader, payload []byte) []byte {
 	return append(v, payload...)
 }
 
-// errCorrupt marks a stored entry that cannot be decoded.
-var errCorrupt = errors.New("queue: corrupt entry")
-
 func decodeHeader(v []byte) (entryHeader, error) {
 	if len(v) < entryHeaderSize || v[0] != entryVersion {
 		return entryHeader{}, fmt.Errorf("%w: header of %d bytes, version %d", errCorrupt, len(v), firstByte(v))

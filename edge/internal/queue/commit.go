@@ -200,14 +200,6 @@ func (q *Queue) tombstone(seq uint64, acceptedAt time.Time) (*opsv1.Transaction,
 	}, nil
 }
 
-// keyApplyHigh holds the highest seq an ApplyCommit ever wrote a result
-// for (8 bytes, big-endian). It is written into the first Badger
-// transaction of every ApplyCommit that goes past it, so it covers an
-// ApplyCommit that outgrew one Badger transaction and failed half-way:
-// the state of a seq above max(committed, apply-high) is exactly what the
-// appender wrote when it accepted the transaction.
-var keyApplyHigh = []byte("m/apply_high")
-
 // ApplyCommit durably records central's answer: each applied transaction
 // becomes COMMITTED with the LSN (its state then kept for TxRetention), each
 // rejected one REJECTED with the reason and copied into the dead-letter

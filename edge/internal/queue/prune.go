@@ -176,6 +176,3 @@ func (q *Queue) flushMemtables() error {
 	}
 	return q.db.DropPrefix(keyGCFlush)
 }
-
-// keyGCFlush is written and dropped by flushMemtables, nothing else.
-var keyGCFlush = []byte("m/gc_flush")

@@ -29,39 +29,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// Errors of the queue. The API maps them to gRPC codes.
-var (
-	// ErrQueueFull: accepting would take the queue past MaxQueueBytes.
-	ErrQueueFull = errors.New("queue: full")
-	// ErrDiskFull: free disk space is below the reserve.
-	ErrDiskFull = errors.New("queue: disk space below reserve")
-	// ErrNotFound: no such transaction or dead letter.
-	ErrNotFound = errors.New("queue: not found")
-	// ErrClosed: the queue is closed.
-	ErrClosed = errors.New("queue: closed")
-	// ErrInvalid: a request the queue cannot take as it is (the API
-	// validates before; this guards direct callers).
-	ErrInvalid = errors.New("queue: invalid request")
-	// ErrCountersStale: a write failed and the counters could not be read
-	// back from the store after it, so the in-memory ones may be behind
-	// what is durable (a group written in several Badger transactions
-	// fails half-way). Every write is refused, having changed nothing,
-	// until they can be read back; each write tries again. Transient.
-	ErrCountersStale = errors.New("queue: counters could not be read back after a failed write")
-	// ErrRetry: the write was built on stale counters, read back since,
-	// and changed nothing. Retrying it at once is safe (resubmitted
-	// transaction ids get their first answers).
-	ErrRetry = errors.New("queue: write built on stale counters, read back since; retry it")
-	// ErrSyncFailed: Badger could not fsync its value log after a write.
-	// Badger only logs that (value.go, valueLog.write) and reports the
-	// write done, so what was written since the last good fsync may not be
-	// on disk, and after a failed fsync the kernel may have dropped the
-	// dirty pages: no later fsync can prove it is. Every write is refused,
-	// and none acknowledged, until the store is reopened (the edge
-	// restarted), which reads back what is really on disk.
-	ErrSyncFailed = errors.New("queue: an fsync of the value log failed; writes refused until the edge restarts")
-)
-
 // Badger memory and disk options, chosen for < 256 MiB RSS with a backlog of
 // a million transactions:
 //   - MemTableSize 16 MiB, NumMemtables 2: Badger's memory is dominated by
@@ -629,41 +596,6 @@ func (q *Queue) waitForSpace(what string) error {
 		case <-time.After(diskWaitPoll):
 		}
 	}
-}
-
-// Keys. Every kind of record has its own prefix, so each is scanned alone
-// and new kinds (pending overlays per record id, "o/", come later) slot in.
-var (
-	prefixQueue      = []byte("q/") // + be64(seq) -> entry (header + marshalled transaction)
-	prefixTx         = []byte("t/") // + tx id -> txState (JSON)
-	prefixDead       = []byte("d/") // + tx id -> edgev1.DeadLetter
-	prefixMark       = []byte("c/") // + be64(through seq) -> commit mark (committed at, cumulative bytes)
-	prefixQuarantine = []byte("x/") // + be64(seq) -> corrupt entry as found, with the error
-	// prefixOverlay = []byte("o/") reserved: pending overlays per record id.
-
-	keyEdgeID       = []byte("m/edge_id")
-	keyEpoch        = []byte("m/epoch")
-	keyLastSeq      = []byte("m/last_seq")
-	keyCumLast      = []byte("m/cum_last")
-	keyCommitted    = []byte("m/committed")
-	keyCumCommitted = []byte("m/cum_committed")
-	keyHead         = []byte("m/head")
-	keyCumHead      = []byte("m/cum_head")
-	keyDead         = []byte("m/dead")
-	keyChange       = []byte("m/change")
-	keyNewestLSN    = []byte("m/newest_lsn")
-)
-
-func seqKey(prefix []byte, seq uint64) []byte {
-	k := make([]byte, len(prefix)+8)
-	copy(k, prefix)
-	binary.BigEndian.PutUint64(k[len(prefix):], seq)
-	return k
-}
-
-func idKey(prefix []byte, id string) []byte {
-	k := make([]byte, 0, len(prefix)+len(id))
-	return append(append(k, prefix...), id...)
 }
 
 // writeMeta writes every counter. Writers are serialized (wmu) and each

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"errors"
 	"time"
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
@@ -37,8 +36,3 @@ type CommitResult struct {
 	// that state is rebuilt from the entry (see acceptedState).
 	Entries []Entry
 }
-
-// ErrPruned is returned (wrapped) by Queue.Read when a payload asked for
-// was already pruned after its retention: central wants seqs the edge no
-// longer holds (operator action).
-var ErrPruned = errors.New("queue: payload pruned")

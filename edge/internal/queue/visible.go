@@ -39,17 +39,6 @@ import (
 //     changes one Badger transaction logs share one record w/<number of
 //     the last> (older stores: one w/<number> per change). It keeps about
 //     the last MaxChanges changes (whole records).
-var (
-	prefixOverlay    = []byte("o/")
-	prefixOverlaySeq = []byte("os/")
-	prefixUnseen     = []byte("v/") // one per transaction: stores written before unseen records
-	prefixUnseenRec  = []byte("V/") // unseen records, one per Badger transaction
-	prefixChange     = []byte("w/")
-)
-
-// ErrChangesPruned: a watcher asked to resume after a change the log no
-// longer holds.
-var ErrChangesPruned = errors.New("queue: changes pruned")
 
 // Overlay is one pending mutation of an observation.
 type Overlay struct {
@@ -73,13 +62,6 @@ func overlayObservation(m *opsv1.Mutation) string {
 		return k.InstrumentConfig.GetObservationId()
 	}
 	return ""
-}
-
-func overlayKey(obsID string, seq uint64, j int) []byte {
-	k := make([]byte, 0, len(prefixOverlay)+len(obsID)+1+10)
-	k = append(append(append(k, prefixOverlay...), obsID...), '/')
-	k = binary.BigEndian.AppendUint64(k, seq)
-	return binary.BigEndian.AppendUint16(k, uint16(j))
 }
 
 // writeOverlays writes tx's overlays in b (the appender's batch).
@@ -401,11 +383,6 @@ func decodeChanges(last uint64, v []byte, f func(n uint64, raw []byte) error) er
 	}
 	return nil
 }
-
-// keyVisibleHigh holds the highest seq Replayed made VISIBLE (8 bytes,
-// big-endian). With the first seq still in an unseen record it bounds the
-// payloads the pruner may delete before their retention (visibleThrough).
-var keyVisibleHigh = []byte("m/visible_high")
 
 // visibleThrough is the highest seq through which every committed
 // transaction is VISIBLE (or was rejected: its payload lives on in the
