@@ -16,17 +16,22 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	centralserver "github.com/chasqui/chasqui/central/server"
-
-	"github.com/chasqui/chasqui/central/migrations"
 	"github.com/chasqui/chasqui/edge/app"
 	"github.com/chasqui/chasqui/edge/client"
+	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	centralproc.Cleanup()
+	os.Exit(code)
+}
+
+// centralTemplate is an empty database: central migrates it at start.
+var centralTemplate = pgtest.Template{Name: "edge_app", Migrate: centralproc.EmptyDatabase}
 
 var logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -135,24 +140,14 @@ func TestReadyzRefusesBelowDiskReserve(t *testing.T) {
 	require.Equal(t, codes.ResourceExhausted, status.Code(err))
 }
 
-// TestForwardsToCentral runs central (real PostgreSQL) and the edge
-// in-process: accepted transactions become COMMITTED with an LSN; one that
+// TestForwardsToCentral runs the real central binary (real PostgreSQL) and
+// the edge in-process: accepted transactions become COMMITTED with an LSN; one that
 // PostgreSQL rejects lands in the dead letters and the rest flow on.
 func TestForwardsToCentral(t *testing.T) {
 	t.Parallel()
-	dbURL := pgtest.NewDatabase(t, pgtest.Template{Name: "edge_app", Migrate: migrations.MigrateURL})
-	ctx, cancel := context.WithCancel(context.Background())
-	central, err := centralserver.New(ctx, centralserver.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DatabaseURL: dbURL, Insecure: true,
-	}, logger)
-	require.NoError(t, err)
-	cdone := make(chan error, 1)
-	go func() { cdone <- central.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-cdone)
-		require.NoError(t, central.Close())
-	})
+	dbURL := pgtest.NewDatabase(t, centralTemplate)
+	central := centralproc.StartT(t, centralproc.Options{DatabaseURL: dbURL})
+	ctx := context.Background()
 
 	r := start(t, app.Config{EdgeID: "edge-fwd", DataDir: t.TempDir(), CentralAddr: central.GRPCAddr()})
 	var ids []string

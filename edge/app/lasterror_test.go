@@ -10,10 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	centralserver "github.com/chasqui/chasqui/central/server"
-
-	"github.com/chasqui/chasqui/central/migrations"
 	"github.com/chasqui/chasqui/edge/app"
+	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	"github.com/chasqui/chasqui/edge/internal/cli"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
@@ -63,27 +61,19 @@ func TestLastErrorShownAsPastAfterCommit(t *testing.T) {
 	require.Contains(t, row, " ago): ")
 	require.NotContains(t, row, "before the last commit")
 
-	dbURL := pgtest.NewDatabase(t, pgtest.Template{Name: "edge_app", Migrate: migrations.MigrateURL})
-	ctx, cancel := context.WithCancel(context.Background())
-	var central *centralserver.Server
+	dbURL := pgtest.NewDatabase(t, centralTemplate)
+	var central *centralproc.Central
 	for {
-		central, err = centralserver.New(ctx, centralserver.Config{
-			GRPCAddr: centralAddr, HTTPAddr: "-", DatabaseURL: dbURL, Insecure: true,
-		}, logger)
+		central, err = centralproc.Start(context.Background(), centralproc.Options{GRPCAddr: centralAddr, DatabaseURL: dbURL})
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval while the port is taken
 	}
 	require.NoError(t, err)
-	cdone := make(chan error, 1)
-	go func() { cdone <- central.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-cdone)
-		require.NoError(t, central.Close())
-	})
+	t.Cleanup(func() { require.NoError(t, central.Stop()) })
 
+	ctx := context.Background()
 	res, err := r.c.StartObservation(ctx, observation())
 	require.NoError(t, err)
 	for st = jsonStatus(t, a.HTTPAddr()); st["committed_through_seq"] != "1"; st = jsonStatus(t, a.HTTPAddr()) {

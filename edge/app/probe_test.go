@@ -16,10 +16,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	centralserver "github.com/chasqui/chasqui/central/server"
-
-	"github.com/chasqui/chasqui/central/migrations"
 	"github.com/chasqui/chasqui/edge/app"
+	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	"github.com/chasqui/chasqui/internal/logging/logtest"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
@@ -29,33 +27,20 @@ import (
 // the returned stop or the test's end.
 func runCentralTLS(t *testing.T, s *site, addr, dbURL string) (string, func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var central *centralserver.Server
+	opts := centralproc.Options{DatabaseURL: dbURL, GRPCAddr: addr,
+		TLSCert: s.path("central.pem"), TLSKey: s.path("central-key.pem"), TLSCA: s.path("ca.pem")}
+	var central *centralproc.Central
 	var err error
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		central, err = centralserver.New(ctx, centralserver.Config{
-			GRPCAddr: addr, HTTPAddr: "-", DatabaseURL: dbURL,
-			TLSCert: s.path("central.pem"), TLSKey: s.path("central-key.pem"), TLSCA: s.path("ca.pem"),
-		}, logger)
+		central, err = centralproc.Start(context.Background(), opts)
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval while the port is released
 	}
 	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- central.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		require.NoError(t, <-done)
-		require.NoError(t, central.Close())
-	}
+	stop := func() { require.NoError(t, central.Stop()) }
 	t.Cleanup(stop)
 	return central.GRPCAddr(), stop
 }
@@ -111,7 +96,7 @@ func jsonStatus(t *testing.T, httpAddr string) map[string]any {
 func TestCentralReachableWhileIdle(t *testing.T) {
 	t.Parallel()
 	s := newSite(t, "site-a")
-	dbURL := pgtest.NewDatabase(t, pgtest.Template{Name: "edge_app", Migrate: migrations.MigrateURL})
+	dbURL := pgtest.NewDatabase(t, centralTemplate)
 	addr, stopCentral := runCentralTLS(t, s, "127.0.0.1:0", dbURL)
 
 	var logs logtest.Buffer

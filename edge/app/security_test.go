@@ -17,11 +17,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	centralserver "github.com/chasqui/chasqui/central/server"
-
-	"github.com/chasqui/chasqui/central/migrations"
 	"github.com/chasqui/chasqui/edge/app"
 	"github.com/chasqui/chasqui/edge/client"
+	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/auth"
 	"github.com/chasqui/chasqui/internal/certs/certstest"
@@ -56,22 +54,11 @@ func (s *site) clientTLS(t *testing.T) *tls.Config {
 	return c
 }
 
-func startCentralTLS(t *testing.T, s *site) (*centralserver.Server, string) {
+func startCentralTLS(t *testing.T, s *site) (*centralproc.Central, string) {
 	t.Helper()
-	dbURL := pgtest.NewDatabase(t, pgtest.Template{Name: "edge_app", Migrate: migrations.MigrateURL})
-	ctx, cancel := context.WithCancel(context.Background())
-	central, err := centralserver.New(ctx, centralserver.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DatabaseURL: dbURL,
-		TLSCert: s.path("central.pem"), TLSKey: s.path("central-key.pem"), TLSCA: s.path("ca.pem"),
-	}, logger)
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- central.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-		require.NoError(t, central.Close())
-	})
+	dbURL := pgtest.NewDatabase(t, centralTemplate)
+	central := centralproc.StartT(t, centralproc.Options{DatabaseURL: dbURL,
+		TLSCert: s.path("central.pem"), TLSKey: s.path("central-key.pem"), TLSCA: s.path("ca.pem")})
 	return central, dbURL
 }
 

@@ -2,8 +2,6 @@ package forward_test
 
 import (
 	"context"
-	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,37 +10,20 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/chasqui/chasqui/central/migrations"
-	"github.com/chasqui/chasqui/central/server"
+	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
-var centralTemplate = pgtest.Template{Name: "central", Migrate: migrations.MigrateURL}
+// centralTemplate is an empty database: central migrates it at start.
+var centralTemplate = pgtest.Template{Name: "central", Migrate: centralproc.EmptyDatabase}
 
-// startCentral runs the real central on 127.0.0.1:0 over a fresh database
-// until the test ends.
+// startCentral runs the real chasqui-central binary on 127.0.0.1 over a
+// fresh database until the test ends.
 func startCentral(t *testing.T, dbURL string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DatabaseURL: dbURL, Insecure: true,
-	}, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Run(ctx); err != nil {
-			t.Errorf("central: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
-	return srv.GRPCAddr()
+	return centralproc.StartT(t, centralproc.Options{DatabaseURL: dbURL}).GRPCAddr()
 }
 
 func observationTx() *opsv1.Transaction {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 
+	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	"github.com/chasqui/chasqui/internal/pgtest"
@@ -26,6 +27,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := pgtest.Main(m)
+	centralproc.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)

@@ -17,16 +17,20 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/chasqui/chasqui/central/server"
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 
+	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	"github.com/chasqui/chasqui/edge/internal/reads"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	centralproc.Cleanup()
+	os.Exit(code)
+}
 
 var (
 	t0        = time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)
@@ -114,7 +118,7 @@ type bundle struct {
 	seq              uint64
 }
 
-// setup: a primary with central in-process on it, a streaming replica, and
+// setup: a primary with the real central (its binary) on it, a streaming replica, and
 // a buffer.
 func setup(t *testing.T) *bundle {
 	t.Helper()
@@ -122,24 +126,9 @@ func setup(t *testing.T) *bundle {
 	b := &bundle{buf: &buffer{}}
 	b.primary = pgtest.StartCluster(t, pgtest.Options{Name: "primary"})
 	require.NoError(t, b.primary.CreateDatabase(ctx, "chasqui"))
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cctx, cancel := context.WithCancel(ctx)
-	srv, err := server.New(cctx, server.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DatabaseURL: b.primary.URL("chasqui"), Insecure: true,
-	}, logger)
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(cctx) }()
-	var once sync.Once
-	b.stopCentral = func() {
-		once.Do(func() {
-			cancel()
-			require.NoError(t, <-done)
-			_ = srv.Close()
-		})
-	}
-	t.Cleanup(b.stopCentral)
-	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	central := centralproc.StartT(t, centralproc.Options{DatabaseURL: b.primary.URL("chasqui")})
+	b.stopCentral = func() { require.NoError(t, central.Stop()) }
+	conn, err := grpc.NewClient(central.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	b.ingest, b.read = centralv1.NewIngestServiceClient(conn), centralv1.NewReadServiceClient(conn)
