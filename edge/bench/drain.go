@@ -11,13 +11,11 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/chasqui/chasqui/central/migrations"
-	"github.com/chasqui/chasqui/central/server"
+	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
@@ -25,8 +23,8 @@ import (
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
-// drainProfile profiles the drain alone (edge and central share the
-// process), without the backlog's fill that -cpuprofile also records.
+// drainProfile profiles the drain alone (the edge's side: central runs as
+// its own process), without the backlog's fill that -cpuprofile also records.
 var drainProfile = flag.String("drain-cpuprofile", "", "write a CPU profile of the drain phase alone to this file")
 
 // Diagnosis flags: the drain with forwarder settings other than its
@@ -52,7 +50,7 @@ type drainResult struct {
 // drain figures of one run (each drains an edge of its own).
 type drainEnv struct {
 	cluster *pgtest.Cluster
-	central *server.Server
+	central *centralproc.Central
 	pg      *pgx.Conn
 	logger  *slog.Logger
 	close   func()
@@ -80,22 +78,15 @@ func startDrainEnv(ctx context.Context, name string, logger *slog.Logger) (_ *dr
 		return nil, err
 	}
 	dbURL := cluster.URL("chasqui")
-	if err := migrations.MigrateURL(ctx, dbURL); err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	if env.central, err = server.New(ctx, server.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "-", DatabaseURL: dbURL, Insecure: true,
-	}, logger); err != nil {
+	// The real chasqui-central binary, which migrates the schema at start.
+	if env.central, err = centralproc.Start(ctx, centralproc.Options{DatabaseURL: dbURL}); err != nil {
 		return nil, fmt.Errorf("central: %w", err)
 	}
-	var wg sync.WaitGroup
-	centralCtx, stopCentral := context.WithCancel(context.Background())
-	wg.Go(func() {
-		if err := env.central.Run(centralCtx); err != nil {
+	closers = append(closers, func() {
+		if err := env.central.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: central:", err)
 		}
 	})
-	closers = append(closers, func() { stopCentral(); wg.Wait() })
 	if env.pg, err = pgx.Connect(ctx, dbURL); err != nil {
 		return nil, err
 	}
@@ -177,7 +168,7 @@ func (env *drainEnv) drain(ctx context.Context, q *queue.Queue, addr string, n i
 		stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
 		defer stopProfile()
 	}
-	start, cpu0, pgCPU0 := time.Now(), cpuTime(), serverCPU(env.cluster.PID())
+	start, cpu0, pgCPU0 := time.Now(), cpuTime()+serverCPU(env.central.PID()), serverCPU(env.cluster.PID())
 	fwd, stop, err := env.forwarder(ctx, q, addr)
 	if err != nil {
 		return drainResult{}, err
@@ -198,7 +189,7 @@ func (env *drainEnv) drain(ctx context.Context, q *queue.Queue, addr string, n i
 		}
 		time.Sleep(2 * time.Millisecond) // polling PostgreSQL, not waiting for state in a test
 	}
-	drain, cpu := time.Since(start), cpuTime()-cpu0
+	drain, cpu := time.Since(start), cpuTime()+serverCPU(env.central.PID())-cpu0
 	pgCPU := serverCPU(env.cluster.PID()) - pgCPU0
 	var rows int64
 	if err := env.pg.QueryRow(ctx, `SELECT count(*) FROM chasqui.observations WHERE edge_id = $1`, q.EdgeID()).Scan(&rows); err != nil {
@@ -238,7 +229,8 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 
 // serverCPU is the CPU time (user + system) of the PostgreSQL server
 // whose postmaster is pid and of its live children (backends, walwriter,
-// checkpointer: each runs in a session of its own).
+// checkpointer: each runs in a session of its own); of central too,
+// which has no children.
 func serverCPU(pid int) time.Duration {
 	if pid <= 0 {
 		return 0
