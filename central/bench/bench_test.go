@@ -19,9 +19,9 @@ import (
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 
 	"github.com/chasqui/chasqui/central/internal/fixture"
+	"github.com/chasqui/chasqui/central/internal/server"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/central/migrations"
-	"github.com/chasqui/chasqui/central/server"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
