@@ -7,9 +7,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 MODULES      := gen internal central edge systest
-# internal/deploytest is a module of its own (outside go.work): Prometheus'
+# deploy/test is a module of its own (outside go.work): Prometheus'
 # rule parser and compose-go must not move the services' dependencies.
-ALL_MODULES  := $(MODULES) internal/deploytest
+ALL_MODULES  := $(MODULES) deploy/test
 TOOLS        := $(CURDIR)/bin/tools
 BUF_VERSION  := v1.75.0
 PGG_VERSION  := v1.36.12
@@ -54,7 +54,7 @@ build: ## build chasqui-central, chasqui-edge and chasqui into bin/
 lint: $(TOOLS)/buf ## buf lint, go vet and gofmt
 	buf lint
 	for m in $(MODULES); do (cd $$m && go vet ./...); done
-	cd internal/deploytest && GOWORK=off go vet ./...
+	cd deploy/test && GOWORK=off go vet ./...
 	@out=$$(gofmt -l $(MODULES)); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 
 .PHONY: breaking
@@ -80,7 +80,7 @@ test-python: ## the Python client's tests (pytest against a real edge, central a
 
 .PHONY: test-deploy
 test-deploy: ## check docker-compose.yml, alert rules, systemd units and env examples against the real binaries
-	cd internal/deploytest && GOWORK=off go test $(GO_TEST_FLAGS) ./...
+	cd deploy/test && GOWORK=off go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-faults
 test-faults: ## the long fault suite (outages of minutes, many kills); the short form runs in `make test`

@@ -1,6 +1,6 @@
 // Command chasqui-queue-seed creates an edge store whose transactions were
 // accepted at a given time in the past. It exists for tests that need an old
-// backlog (the queue-age alert in internal/deploytest) without waiting for
+// backlog (the queue-age alert in deploy/test) without waiting for
 // one: the store keeps each transaction's accept time, so a real
 // chasqui-edge started on the directory afterwards reports that age, exactly
 // as an edge restarted in the middle of a long outage does.

@@ -1,4 +1,4 @@
-module github.com/chasqui/chasqui/internal/deploytest
+module github.com/chasqui/chasqui/deploy/test
 
 go 1.26.0
 

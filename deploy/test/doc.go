@@ -11,5 +11,5 @@
 // pulls docker and JSON-schema libraries) must not enter the module graph of
 // the services: run it with
 //
-//	cd internal/deploytest && GOWORK=off go test ./...
+//	cd deploy/test && GOWORK=off go test ./...
 package deploytest
