@@ -289,7 +289,7 @@ func (q *Queue) start(p *flight) {
 	p.g.w.txn = nil
 	p.ahead = q.db.NewTransaction(true)
 	done := func(err error) { p.done <- err }
-	if hook := q.opts.commitGroup; hook != nil {
+	if hook := q.opts.hooks.commitGroup; hook != nil {
 		go hook(p, txn, done)
 		return
 	}
@@ -417,7 +417,7 @@ func (q *Queue) checkFresh() error {
 }
 
 func (q *Queue) reload() error {
-	if hook := q.opts.readBack; hook != nil {
+	if hook := q.opts.hooks.readBack; hook != nil {
 		if err := hook(); err != nil {
 			return err
 		}
@@ -834,7 +834,7 @@ func (b *batch) commit() error {
 
 // commitTxn commits the current Badger transaction, one part of the batch
 // (final: its last), unless the counters are stale (the caller holds wmu);
-// tests stand in for the commit with Options.commitPart. A commit during
+// tests stand in for the commit with testHooks.commitPart. A commit during
 // which Badger logged a failed value-log fsync fails with ErrSyncFailed.
 func (b *batch) commitTxn(final bool) error {
 	if err := b.q.checkFresh(); err != nil {
@@ -842,7 +842,7 @@ func (b *batch) commitTxn(final bool) error {
 		return err
 	}
 	var err error
-	if hook := b.q.opts.commitPart; hook != nil {
+	if hook := b.q.opts.hooks.commitPart; hook != nil {
 		err = hook(b.txn, final)
 	} else {
 		err = b.txn.Commit()

@@ -23,7 +23,7 @@ import (
 // has succeeded, never before and never after a failed one.
 
 // commits controls the Badger commits of a queue's append groups through
-// Options.commitGroup. Unless hold is set a commit is made at once;
+// testHooks.commitGroup. Unless hold is set a commit is made at once;
 // with hold set each is handed to the test on held, and made or failed
 // when the test says.
 type commits struct {
@@ -48,7 +48,7 @@ type heldCommit struct {
 // control.
 func newCommits(opts *Options) *commits {
 	c := &commits{held: make(chan *heldCommit), stop: make(chan struct{}), undecided: map[*heldCommit]struct{}{}}
-	opts.commitGroup = c.commitGroup
+	opts.hooks.commitGroup = c.commitGroup
 	return c
 }
 
@@ -448,7 +448,7 @@ func TestFailedGroupCommitAcknowledgesNothing(t *testing.T) {
 
 	// After a restart (without the hook: a plain queue on the same store).
 	require.NoError(t, q.Close())
-	opts.commitGroup = nil
+	opts.hooks.commitGroup = nil
 	q2, err := Open(opts)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, q2.Close()) }()

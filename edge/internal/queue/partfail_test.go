@@ -26,7 +26,7 @@ import (
 const partTxs = 6000
 
 // failingParts controls the Badger commits of a queue's batches through
-// Options.commitPart: once armed, each part commits until the first one
+// testHooks.commitPart: once armed, each part commits until the first one
 // fail picks, which is discarded and fails with errPart.
 type failingParts struct {
 	fail func(n int, final bool) bool // n counts the parts since armed, from 1
@@ -100,7 +100,7 @@ func TestFailedPartOfAPlainGroup(t *testing.T) {
 func failedPart(t *testing.T, sizes []int, direct bool, fail func(n int, final bool) bool) {
 	ctx := context.Background()
 	c := &failingParts{fail: fail}
-	q, opts := openDurableTest(t, func(o *Options) { o.commitPart = c.commitPart })
+	q, opts := openDurableTest(t, func(o *Options) { o.hooks.commitPart = c.commitPart })
 
 	// Acknowledged before the group (the pipelined path): the group's seqs
 	// start after them.
@@ -201,7 +201,7 @@ func failedPart(t *testing.T, sizes []int, direct bool, fail func(n int, final b
 
 	// After a restart (a plain queue on the same store).
 	require.NoError(t, q.Close())
-	opts.commitPart = nil
+	opts.hooks.commitPart = nil
 	q2, err := Open(opts)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, q2.Close()) }()

@@ -150,25 +150,8 @@ type Options struct {
 	// has no flag for it.
 	UnsafeNoSync bool
 
-	// commitGroup, set by tests only, stands in for handing an append
-	// group's Badger transaction to Badger (txn.CommitWith): it runs on a
-	// goroutine of its own, as CommitWith's callback does, and must call
-	// done once with the outcome, having committed txn or discarded it.
-	// Tests hold a group's commit with it, or fail it, before the appender
-	// lands the group.
-	commitGroup func(p *flight, txn *badger.Txn, done func(error))
-	// commitPart, set by tests only, stands in for the Badger commit
-	// (txn.Commit) of each part of a batch: of a group written the plain
-	// way, in parts when it outgrows one Badger transaction, and of the
-	// other writers (ApplyCommit, pruner, dead letters). final is false
-	// for a part committed because the batch outgrew it, true for the
-	// batch's last. It must commit txn or discard it, and return the
-	// outcome. Tests fail a later part of a group with it.
-	commitPart func(txn *badger.Txn, final bool) error
-	// readBack, set by tests only, is consulted first whenever the
-	// counters are read back from the store (reload): an error it returns
-	// fails the read-back. Tests leave the counters stale with it.
-	readBack func() error
+	// hooks: test stand-ins for commits and read-backs (testhooks.go).
+	hooks testHooks
 }
 
 func (o *Options) setDefaults() {

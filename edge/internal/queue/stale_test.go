@@ -33,15 +33,15 @@ func TestStaleCountersRefuseWrites(t *testing.T) {
 	var readBackFails atomic.Bool
 	var commits atomic.Int64 // Badger commits made: batch parts and pipelined groups
 	q, opts := openDurableTest(t, func(o *Options) {
-		o.commitPart = func(txn *badger.Txn, final bool) error {
+		o.hooks.commitPart = func(txn *badger.Txn, final bool) error {
 			commits.Add(1)
 			return c.commitPart(txn, final)
 		}
-		o.commitGroup = func(_ *flight, txn *badger.Txn, done func(error)) {
+		o.hooks.commitGroup = func(_ *flight, txn *badger.Txn, done func(error)) {
 			commits.Add(1)
 			done(txn.Commit())
 		}
-		o.readBack = func() error {
+		o.hooks.readBack = func() error {
 			if readBackFails.Load() {
 				return errReadBack
 			}
@@ -131,7 +131,7 @@ func TestStaleCountersRefuseWrites(t *testing.T) {
 
 	// After a restart (a plain queue on the same store).
 	require.NoError(t, q.Close())
-	opts.commitPart, opts.commitGroup, opts.readBack = nil, nil, nil
+	opts.hooks.commitPart, opts.hooks.commitGroup, opts.hooks.readBack = nil, nil, nil
 	q2, err := Open(opts)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, q2.Close()) }()

@@ -37,14 +37,14 @@ func TestFailedValueLogSyncIsNotAcknowledged(t *testing.T) {
 	var failNext atomic.Bool
 	var q *Queue
 	opts := Options{Dir: t.TempDir(), EdgeID: "edge-sync", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		commitGroup: func(_ *flight, txn *badger.Txn, done func(error)) {
+		hooks: testHooks{commitGroup: func(_ *flight, txn *badger.Txn, done func(error)) {
 			txn.CommitWith(func(err error) {
 				if failNext.Load() {
 					badgerSyncFails(q.db)
 				}
 				done(err)
 			})
-		}}
+		}}}
 	q, err := Open(opts)
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -100,13 +100,13 @@ func TestFailedValueLogSyncFailsApplyCommit(t *testing.T) {
 	var failNext atomic.Bool
 	var q *Queue
 	q, err := Open(Options{Dir: t.TempDir(), EdgeID: "edge-sync", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		commitPart: func(txn *badger.Txn, _ bool) error {
+		hooks: testHooks{commitPart: func(txn *badger.Txn, _ bool) error {
 			err := txn.Commit()
 			if failNext.Load() {
 				badgerSyncFails(q.db)
 			}
 			return err
-		}})
+		}}})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, q.Close()) }()
 	_, err = q.Submit(context.Background(), []*opsv1.Transaction{observationTxs(1)[0]})
