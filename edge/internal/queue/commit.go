@@ -367,136 +367,156 @@ func recordID(mu *opsv1.Mutation) string {
 // transaction's state is then rebuilt from it instead of read back.
 func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, res CommitResult, at time.Time, fresh *Entry) (bool, error) {
 	id := r.GetTransactionId()
-	var (
-		st    txState
-		found bool
-	)
-	if fresh != nil && r.GetOutcome() == centralv1.Outcome_OUTCOME_APPLIED {
-		st, found = acceptedState(fresh, id, r.GetSeq())
-	}
-	if !found {
-		var err error
-		if st, found, err = getState(b.txn, id); err != nil {
-			return false, err
-		}
+	st, found, err := q.heldState(b, r, fresh)
+	if err != nil {
+		return false, err
 	}
 	if !found || st.Seq != r.GetSeq() {
 		q.log.Warn("commit result for a transaction not held at that seq; ignored",
 			"tx", id, "seq", r.GetSeq(), "found", found, "held_seq", st.Seq)
 		return true, nil
 	}
-	accepted := int32(edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED)
+	if st.State != int32(edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED) {
+		return true, nil // answered before
+	}
 	switch r.GetOutcome() {
 	case centralv1.Outcome_OUTCOME_APPLIED:
-		if st.State != accepted {
-			return true, nil
-		}
-		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
-		st.CommittedAt, st.LSN, st.LSNText = at.UnixNano(), res.LSN, res.LSNText
-		e, err := stateEntry(id, st, q.opts.TxRetention)
-		if err != nil {
-			return false, err
-		}
-		if err := b.reserve(e); err != nil {
-			return false, err
-		}
-		if err := b.txn.SetEntry(e); err != nil {
-			return false, err
-		}
-		if err := q.markCommitted(b, m, id, st, at); err != nil {
-			return false, err
-		}
-		return true, q.logChange(b, m, id, st)
+		return true, q.recordApplied(b, m, id, st, res, at)
 	case centralv1.Outcome_OUTCOME_REJECTED:
-		if st.State != accepted {
-			return true, nil
-		}
-		var tx *opsv1.Transaction
-		item, err := b.txn.Get(seqKey(prefixQueue, st.Seq))
-		if err == nil {
-			err = item.Value(func(v []byte) error {
-				e, _, derr := decodeEntry(st.Seq, v, q.opts.EdgeID, q.epoch)
-				if derr != nil {
-					q.log.Error("rejected transaction's entry is corrupt; dead letter without payload", "tx", id, "err", derr)
-					return nil
-				}
-				tx = e.Tx
-				return nil
-			})
-		}
-		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
-			return false, err
-		}
-		dl := &edgev1.DeadLetter{
-			Transaction: tx,
-			Reason:      r.GetReason(),
-			Sqlstate:    r.GetSqlstate(),
-			RejectedAt:  timestamppb.New(at),
-		}
-		dv, err := proto.Marshal(dl)
-		if err != nil {
-			return false, err
-		}
-		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_REJECTED)
-		st.CommittedAt, st.Reason, st.SQLState = at.UnixNano(), r.GetReason(), r.GetSqlstate()
-		se, err := stateEntry(id, st, 0) // kept while the dead letter is
-		if err != nil {
-			return false, err
-		}
-		de := badger.NewEntry(idKey(prefixDead, id), dv)
-		if err := b.reserve(se, de); err != nil {
-			return false, err
-		}
-		if err := b.txn.SetEntry(se); err != nil {
-			return false, err
-		}
-		if err := b.txn.SetEntry(de); err != nil {
-			return false, err
-		}
-		m.dead++
-		// A rejected write never becomes visible: reads stop showing it.
-		if err := q.dropOverlays(b, st.Seq); err != nil {
-			return false, err
-		}
-		if err := q.logChange(b, m, id, st); err != nil {
-			return false, err
-		}
-		q.log.Warn("transaction rejected by central; moved to dead letters",
-			"tx", id, "seq", st.Seq, "reason", r.GetReason(), "sqlstate", r.GetSqlstate())
-		return true, nil
+		return true, q.recordRejected(b, m, r, st, at)
 	default:
-		// Central passed the seq but no longer knows its outcome (pruned
-		// after its retention; only centrals before the refusal of such
-		// resends answer so). Waiting would leave it ACCEPTED for good:
-		// it gets a final state of its own, never COMMITTED, for the
-		// operator to check against central's data.
-		if st.State != accepted {
-			return true, nil
-		}
-		reason := r.GetReason()
-		if reason == "" {
-			reason = "central answered without an outcome"
-		}
-		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_OUTCOME_UNKNOWN)
-		st.CommittedAt, st.Reason = at.UnixNano(), reason
-		e, err := stateEntry(id, st, q.opts.TxRetention)
-		if err != nil {
-			return false, err
-		}
-		if err := b.reserve(e); err != nil {
-			return false, err
-		}
-		if err := b.txn.SetEntry(e); err != nil {
-			return false, err
-		}
-		// Whether PostgreSQL holds it, the replica will tell readers.
-		if err := q.dropOverlays(b, st.Seq); err != nil {
-			return false, err
-		}
-		q.log.Error("central no longer knows this transaction's outcome; its state is OUTCOME_UNKNOWN: check central's data",
-			"tx", id, "seq", r.GetSeq(), "reason", reason)
-		return true, q.logChange(b, m, id, st)
+		return true, q.recordOutcomeUnknown(b, m, r, st, at)
 	}
+}
+
+// heldState is the state the edge holds for r's transaction: rebuilt from
+// fresh for an applied transaction never answered before, else read back.
+func (q *Queue) heldState(b *batch, r *centralv1.TransactionResult, fresh *Entry) (txState, bool, error) {
+	if fresh != nil && r.GetOutcome() == centralv1.Outcome_OUTCOME_APPLIED {
+		if st, found := acceptedState(fresh, r.GetTransactionId(), r.GetSeq()); found {
+			return st, true, nil
+		}
+	}
+	return getState(b.txn, r.GetTransactionId())
+}
+
+// putState writes st as id's state in b, kept for ttl (0: for good).
+func (q *Queue) putState(b *batch, id string, st txState, ttl time.Duration) error {
+	e, err := stateEntry(id, st, ttl)
+	if err != nil {
+		return err
+	}
+	if err := b.reserve(e); err != nil {
+		return err
+	}
+	return b.txn.SetEntry(e)
+}
+
+// recordApplied makes an accepted transaction COMMITTED with the LSN.
+func (q *Queue) recordApplied(b *batch, m *meta, id string, st txState, res CommitResult, at time.Time) error {
+	st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
+	st.CommittedAt, st.LSN, st.LSNText = at.UnixNano(), res.LSN, res.LSNText
+	if err := q.putState(b, id, st, q.opts.TxRetention); err != nil {
+		return err
+	}
+	if err := q.markCommitted(b, m, id, st, at); err != nil {
+		return err
+	}
+	return q.logChange(b, m, id, st)
+}
+
+// recordRejected makes an accepted transaction REJECTED and moves it, with
+// its payload, to the dead letters.
+func (q *Queue) recordRejected(b *batch, m *meta, r *centralv1.TransactionResult, st txState, at time.Time) error {
+	id := r.GetTransactionId()
+	tx, err := q.rejectedPayload(b, id, st.Seq)
+	if err != nil {
+		return err
+	}
+	dl := &edgev1.DeadLetter{
+		Transaction: tx,
+		Reason:      r.GetReason(),
+		Sqlstate:    r.GetSqlstate(),
+		RejectedAt:  timestamppb.New(at),
+	}
+	dv, err := proto.Marshal(dl)
+	if err != nil {
+		return err
+	}
+	st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_REJECTED)
+	st.CommittedAt, st.Reason, st.SQLState = at.UnixNano(), r.GetReason(), r.GetSqlstate()
+	se, err := stateEntry(id, st, 0) // kept while the dead letter is
+	if err != nil {
+		return err
+	}
+	de := badger.NewEntry(idKey(prefixDead, id), dv)
+	if err := b.reserve(se, de); err != nil {
+		return err
+	}
+	if err := b.txn.SetEntry(se); err != nil {
+		return err
+	}
+	if err := b.txn.SetEntry(de); err != nil {
+		return err
+	}
+	m.dead++
+	// A rejected write never becomes visible: reads stop showing it.
+	if err := q.dropOverlays(b, st.Seq); err != nil {
+		return err
+	}
+	if err := q.logChange(b, m, id, st); err != nil {
+		return err
+	}
+	q.log.Warn("transaction rejected by central; moved to dead letters",
+		"tx", id, "seq", st.Seq, "reason", r.GetReason(), "sqlstate", r.GetSqlstate())
+	return nil
+}
+
+// rejectedPayload is the transaction queued at seq for its dead letter:
+// nil when the entry is gone or corrupt (a dead letter without payload).
+func (q *Queue) rejectedPayload(b *batch, id string, seq uint64) (*opsv1.Transaction, error) {
+	var tx *opsv1.Transaction
+	item, err := b.txn.Get(seqKey(prefixQueue, seq))
+	if err == nil {
+		err = item.Value(func(v []byte) error {
+			e, _, derr := decodeEntry(seq, v, q.opts.EdgeID, q.epoch)
+			if derr != nil {
+				q.log.Error("rejected transaction's entry is corrupt; dead letter without payload", "tx", id, "err", derr)
+				return nil
+			}
+			tx = e.Tx
+			return nil
+		})
+	}
+	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, err
+	}
+	return tx, nil
+}
+
+// recordOutcomeUnknown: central passed the seq but no longer knows its
+// outcome (pruned after its retention; only centrals before the refusal
+// of such resends answer so). Waiting would leave it ACCEPTED for good:
+// it gets a final state of its own, never COMMITTED, for the operator to
+// check against central's data.
+func (q *Queue) recordOutcomeUnknown(b *batch, m *meta, r *centralv1.TransactionResult, st txState, at time.Time) error {
+	id := r.GetTransactionId()
+	reason := r.GetReason()
+	if reason == "" {
+		reason = "central answered without an outcome"
+	}
+	st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_OUTCOME_UNKNOWN)
+	st.CommittedAt, st.Reason = at.UnixNano(), reason
+	if err := q.putState(b, id, st, q.opts.TxRetention); err != nil {
+		return err
+	}
+	// Whether PostgreSQL holds it, the replica will tell readers.
+	if err := q.dropOverlays(b, st.Seq); err != nil {
+		return err
+	}
+	q.log.Error("central no longer knows this transaction's outcome; its state is OUTCOME_UNKNOWN: check central's data",
+		"tx", id, "seq", r.GetSeq(), "reason", reason)
+	return q.logChange(b, m, id, st)
 }
 
 // appendStateJSON appends st as encoding/json marshals txState, or
