@@ -110,89 +110,15 @@ func (q *Queue) do(ctx context.Context, r *submitReq) ([]*edgev1.SubmitResult, e
 // sequence. A prepared group is thrown away and prepared again when that
 // assumption breaks (the group failed, or another writer got in between).
 func (q *Queue) appendLoop() {
-	var fl *flight // the group committing, if any
-	var next *submitReq
+	a := &appender{q: q}
 	for {
-		var first *submitReq
-		if next != nil {
-			first, next = next, nil
-		} else {
-			var landed <-chan error
-			if fl != nil {
-				landed = fl.done
-			}
-			select {
-			case <-q.stop:
-				if fl != nil {
-					q.land(fl, <-fl.done)
-				}
-				for {
-					select {
-					case r := <-q.reqs:
-						r.done <- submitResp{err: ErrClosed}
-					default:
-						return
-					}
-				}
-			case err := <-landed:
-				q.land(fl, err)
-				fl = nil
-				continue
-			case first = <-q.reqs:
-			}
+		first, ok := a.nextRequest()
+		if !ok {
+			return
 		}
-		group := []*submitReq{first}
-		n, entries, bytes := len(first.txs), first.entries, first.bytes
-		pipelined := first.retry == nil
-	fill:
-		for n < q.opts.MaxGroup {
-			select {
-			case r := <-q.reqs:
-				if entries+r.entries > batchMaxEntries || bytes+r.bytes > batchMaxBytes {
-					next = r // starts the next group
-					break fill
-				}
-				group = append(group, r)
-				n, entries, bytes = n+len(r.txs), entries+r.entries, bytes+r.bytes
-				pipelined = pipelined && r.retry == nil
-			default:
-				break fill
-			}
-		}
-
-		var p *flight
-		if fl != nil && pipelined {
-			p = q.prepare(group, fl)
-		}
-		if fl != nil {
-			q.land(fl, <-fl.done)
-			fl = nil
-		}
-		q.wmu.Lock()
-		if p != nil && (p.g.fatal != nil || p.gen != q.wgen || p.base != q.snapshot()) {
-			p.g.w.discard()
-			p = nil
-		}
-		if p == nil {
-			p = q.prepare(group, nil)
-		}
-		// What arrived while the group ahead committed joins this one.
-		for next == nil && p.g.fatal == nil && n < q.opts.MaxGroup {
-			var r *submitReq
-			select {
-			case r = <-q.reqs:
-			default:
-			}
-			if r == nil {
-				break
-			}
-			if r.retry != nil || entries+r.entries > batchMaxEntries || bytes+r.bytes > batchMaxBytes {
-				next = r
-				break
-			}
-			p.add(r)
-			n, entries, bytes = n+len(r.txs), entries+r.entries, bytes+r.bytes
-		}
+		group, size, pipelined := a.fill(first)
+		p := a.prepareLocked(group, pipelined)
+		a.join(p, size)
 		if p.g.fatal != nil {
 			// Did not fit one Badger transaction (or a Badger read failed):
 			// the group is written the plain way, in parts if it must.
@@ -202,8 +128,140 @@ func (q *Queue) appendLoop() {
 			continue
 		}
 		q.start(p)
-		fl = p
+		a.fl = p
 		q.wmu.Unlock()
+	}
+}
+
+// appender is appendLoop's state from one group to the next.
+type appender struct {
+	q    *Queue
+	fl   *flight    // the group committing, if any
+	next *submitReq // a request that did not fit its group: starts the next
+}
+
+// groupSize is what a group holds so far: transactions, and the estimated
+// Badger entries and bytes.
+type groupSize struct{ n, entries, bytes int }
+
+// fits reports whether r still fits one Badger transaction with the group.
+func (s groupSize) fits(r *submitReq) bool {
+	return s.entries+r.entries <= batchMaxEntries && s.bytes+r.bytes <= batchMaxBytes
+}
+
+func (s *groupSize) add(r *submitReq) {
+	s.n, s.entries, s.bytes = s.n+len(r.txs), s.entries+r.entries, s.bytes+r.bytes
+}
+
+// nextRequest is the request that starts the next group, landing the
+// group in flight if it is done first. false: the queue is stopping (the
+// group in flight landed, every request waiting refused).
+func (a *appender) nextRequest() (*submitReq, bool) {
+	if a.next != nil {
+		r := a.next
+		a.next = nil
+		return r, true
+	}
+	for {
+		var landed <-chan error
+		if a.fl != nil {
+			landed = a.fl.done
+		}
+		select {
+		case <-a.q.stop:
+			a.shutdown()
+			return nil, false
+		case err := <-landed:
+			a.q.land(a.fl, err)
+			a.fl = nil
+		case r := <-a.q.reqs:
+			return r, true
+		}
+	}
+}
+
+// shutdown lands the group in flight and refuses every request waiting.
+func (a *appender) shutdown() {
+	if a.fl != nil {
+		a.q.land(a.fl, <-a.fl.done)
+	}
+	for {
+		select {
+		case r := <-a.q.reqs:
+			r.done <- submitResp{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+// fill gathers the requests already waiting behind first, up to MaxGroup
+// transactions and what one Badger transaction holds. pipelined: none is a
+// retry, so the group may be prepared while the one ahead commits.
+func (a *appender) fill(first *submitReq) (group []*submitReq, size groupSize, pipelined bool) {
+	group = []*submitReq{first}
+	size.add(first)
+	pipelined = first.retry == nil
+	for size.n < a.q.opts.MaxGroup {
+		select {
+		case r := <-a.q.reqs:
+			if !size.fits(r) {
+				a.next = r
+				return group, size, pipelined
+			}
+			group = append(group, r)
+			size.add(r)
+			pipelined = pipelined && r.retry == nil
+		default:
+			return group, size, pipelined
+		}
+	}
+	return group, size, pipelined
+}
+
+// prepareLocked prepares group, on top of the group in flight while it
+// commits when it can, lands that group, and returns with wmu held and
+// the group prepared on the current counters: a preparation the landing
+// (or another writer) made stale is thrown away and made again.
+func (a *appender) prepareLocked(group []*submitReq, pipelined bool) *flight {
+	q := a.q
+	var p *flight
+	if a.fl != nil && pipelined {
+		p = q.prepare(group, a.fl)
+	}
+	if a.fl != nil {
+		q.land(a.fl, <-a.fl.done)
+		a.fl = nil
+	}
+	q.wmu.Lock()
+	if p != nil && (p.g.fatal != nil || p.gen != q.wgen || p.base != q.snapshot()) {
+		p.g.w.discard()
+		p = nil
+	}
+	if p == nil {
+		p = q.prepare(group, nil)
+	}
+	return p
+}
+
+// join adds to p what arrived while the group ahead committed, until a
+// request does not fit (it starts the next group). wmu is held.
+func (a *appender) join(p *flight, size groupSize) {
+	for a.next == nil && p.g.fatal == nil && size.n < a.q.opts.MaxGroup {
+		var r *submitReq
+		select {
+		case r = <-a.q.reqs:
+		default:
+		}
+		if r == nil {
+			return
+		}
+		if r.retry != nil || !size.fits(r) {
+			a.next = r
+			return
+		}
+		p.add(r)
+		size.add(r)
 	}
 }
 
