@@ -315,10 +315,7 @@ func (r storedRow) result(txID string, seq uint64) TxResult {
 // (the error of a previous attempt), the data statements run under
 // savepoints to find the transactions PostgreSQL rejects.
 func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.CommitRequest, isolate *poisonError) (*Result, error) {
-	edgeID, epoch, first := req.GetEdgeId(), req.GetEpoch(), req.GetFirstSeq()
 	txs := req.GetTransactions()
-	last := first + uint64(len(txs)) - 1
-
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return nil, wrap("begin", err)
@@ -326,30 +323,72 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
 	ids := make([]uuid.UUID, len(txs))
-	pgIDs := make([]pgtype.UUID, len(txs))
 	for i, t := range txs {
 		ids[i] = parseUUID(t.GetId())
-		pgIDs[i] = pgUUID(ids[i])
 	}
+	st, err := readCommitState(ctx, tx, req, ids)
+	if err != nil {
+		return nil, err
+	}
+	res, plan, err := planCommit(req, ids, st)
+	if err != nil {
+		return nil, err
+	}
+	if len(plan) == 0 {
+		// Nothing new: the answer is the stored outcomes.
+		return res, wrap("commit", tx.Commit(ctx))
+	}
+	if err := s.applyPlan(ctx, tx, req, plan, isolate); err != nil {
+		return nil, err
+	}
+	for _, p := range plan {
+		if p.outcome == "duplicate" {
+			continue
+		}
+		r := TxResult{TxID: p.tx.GetId(), Seq: p.seq, Outcome: OutcomeApplied}
+		if p.outcome == "rejected" {
+			r.Outcome, r.Reason, r.SQLState = OutcomeRejected, p.reason, p.code
+		}
+		res.Txs[p.idx] = r
+	}
+	return res, nil
+}
 
-	// Lock the cursor (creating it for a new edge) and read what this
-	// batch's seqs and ids already have, in one round trip. The reads after
-	// the lock see every commit that preceded it (read committed).
-	var cursorEpoch string
+// commitState is what PostgreSQL holds for a call, read under the lock of
+// the edge's cursor.
+type commitState struct {
+	epoch  string // the cursor's
+	cursor uint64 // the last seq applied
+	// stored: the applied_transactions rows of the call's seqs.
+	stored map[uint64]storedRow
+	// appliedElsewhere: ids of the call applied under another seq or
+	// edge, with why.
+	appliedElsewhere map[uuid.UUID]string
+}
+
+// readCommitState locks the cursor (creating it for a new edge) and reads
+// what this batch's seqs and ids already have, in one round trip. The
+// reads after the lock see every commit that preceded it (read committed).
+func readCommitState(ctx context.Context, tx pgx.Tx, req *centralv1.CommitRequest, ids []uuid.UUID) (*commitState, error) {
+	edgeID, epoch, first := req.GetEdgeId(), req.GetEpoch(), req.GetFirstSeq()
+	last := first + uint64(len(ids)) - 1
+	pgIDs := make([]pgtype.UUID, len(ids))
+	for i, id := range ids {
+		pgIDs[i] = pgUUID(id)
+	}
+	st := &commitState{stored: map[uint64]storedRow{}, appliedElsewhere: map[uuid.UUID]string{}}
 	var cursorSeq int64
-	stored := map[uint64]storedRow{}
-	appliedElsewhere := map[uuid.UUID]string{}
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO chasqui.edge_cursors (edge_id, epoch) VALUES ($1, $2) ON CONFLICT (edge_id) DO NOTHING`, edgeID, epoch)
 	b.Queue(`SELECT epoch, last_seq FROM chasqui.edge_cursors WHERE edge_id = $1 FOR UPDATE`, edgeID).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&cursorEpoch, &cursorSeq) })
+		QueryRow(func(row pgx.Row) error { return row.Scan(&st.epoch, &cursorSeq) })
 	b.Queue(`SELECT seq, tx_id, outcome, reason, sqlstate FROM chasqui.applied_transactions WHERE edge_id = $1 AND seq BETWEEN $2 AND $3`,
 		edgeID, int64(first), int64(last)).
 		Query(func(rows pgx.Rows) error {
 			var seq int64
 			var r storedRow
 			_, err := pgx.ForEachRow(rows, []any{&seq, &r.txID, &r.outcome, &r.reason, &r.sqlstate}, func() error {
-				stored[uint64(seq)] = r
+				st.stored[uint64(seq)] = r
 				return nil
 			})
 			return err
@@ -361,7 +400,7 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 			var seq int64
 			_, err := pgx.ForEachRow(rows, []any{&id, &e, &seq}, func() error {
 				if e != edgeID || uint64(seq) < first || uint64(seq) > last {
-					appliedElsewhere[id] = fmt.Sprintf("already applied as seq %d of edge %q", seq, e)
+					st.appliedElsewhere[id] = fmt.Sprintf("already applied as seq %d of edge %q", seq, e)
 				}
 				return nil
 			})
@@ -370,18 +409,27 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, wrap("lock cursor", err)
 	}
-	cursor := uint64(cursorSeq)
+	st.cursor = uint64(cursorSeq)
+	return st, nil
+}
 
+// planCommit answers the seqs central passed from what it stored, and
+// plans the rest: applied, recorded as a duplicate, or rejected as
+// withdrawn. A gap before the call, or a passed seq central cannot match
+// to the request's transaction, is refused.
+func planCommit(req *centralv1.CommitRequest, ids []uuid.UUID, st *commitState) (*Result, []*planned, error) {
+	first, txs := req.GetFirstSeq(), req.GetTransactions()
+	last := first + uint64(len(txs)) - 1
+	cursor := st.cursor
 	if first > cursor+1 {
-		return nil, &GapError{Expected: cursor + 1}
+		return nil, nil, &GapError{Expected: cursor + 1}
 	}
-
 	res := &Result{CommittedThroughSeq: max(cursor, last), Txs: make([]TxResult, len(txs))}
 	var plan []*planned
 	for i, t := range txs {
 		seq := first + uint64(i)
 		if seq <= cursor {
-			row, ok := stored[seq]
+			row, ok := st.stored[seq]
 			switch {
 			case !ok:
 				// Pruned: central cannot tell whether this is the
@@ -391,16 +439,16 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 				// after the backup. Answering "applied", or any outcome,
 				// could acknowledge data never applied: refuse, and the
 				// edge holds its queue for the operator.
-				return nil, &ConflictError{Seq: seq, RequestTxID: t.GetId(), Epoch: cursorEpoch, CursorSeq: cursor}
+				return nil, nil, &ConflictError{Seq: seq, RequestTxID: t.GetId(), Epoch: st.epoch, CursorSeq: cursor}
 			case row.txID != ids[i]:
-				return nil, &ConflictError{Seq: seq, AppliedTxID: row.txID.String(), RequestTxID: t.GetId(), Epoch: cursorEpoch, CursorSeq: cursor}
+				return nil, nil, &ConflictError{Seq: seq, AppliedTxID: row.txID.String(), RequestTxID: t.GetId(), Epoch: st.epoch, CursorSeq: cursor}
 			default:
 				res.Txs[i] = row.result(t.GetId(), seq)
 			}
 			continue
 		}
 		p := &planned{idx: i, seq: seq, id: ids[i], tx: t}
-		if why, ok := appliedElsewhere[ids[i]]; ok {
+		if why, ok := st.appliedElsewhere[ids[i]]; ok {
 			p.outcome, p.reason = "duplicate", why
 			res.Txs[i] = TxResult{TxID: t.GetId(), Seq: seq, Outcome: OutcomeApplied, Duplicate: true}
 		} else if why := req.GetWithdrawReason(); why != "" {
@@ -410,21 +458,26 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 		}
 		plan = append(plan, p)
 	}
-	if len(plan) == 0 {
-		// Nothing new: the answer is the stored outcomes.
-		return res, wrap("commit", tx.Commit(ctx))
-	}
+	return res, plan, nil
+}
 
+// applyPlan writes the plan, the bookkeeping and the cursor, and commits.
+// With isolate the data statements run under savepoints first, marking
+// the transactions PostgreSQL rejects; without, a data error fails the
+// call with a poisonError for the retry that isolates.
+func (s *Store) applyPlan(ctx context.Context, tx pgx.Tx, req *centralv1.CommitRequest, plan []*planned, isolate *poisonError) error {
+	edgeID, epoch := req.GetEdgeId(), req.GetEpoch()
+	last := req.GetFirstSeq() + uint64(len(req.GetTransactions())) - 1
 	toApply := make([]*planned, 0, len(plan))
 	for _, p := range plan {
 		if p.outcome == "" {
 			toApply = append(toApply, p)
 		}
 	}
-	b = &pgx.Batch{}
+	b := &pgx.Batch{}
 	if isolate != nil {
 		if err := s.isolate(ctx, tx, edgeID, toApply, isolate.pgErr); err != nil {
-			return nil, err
+			return err
 		}
 	} else {
 		queue(b, dataStatements(edgeID, toApply))
@@ -440,25 +493,15 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 		var be *batchError
 		if errors.As(err, &be) && be.index < nData {
 			if c, pgErr := classify(be.err); c == classData {
-				return nil, &poisonError{pgErr: pgErr}
+				return &poisonError{pgErr: pgErr}
 			}
 		}
-		return nil, wrap("apply", err)
+		return wrap("apply", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, wrap("commit", err)
+		return wrap("commit", err)
 	}
-	for _, p := range plan {
-		if p.outcome == "duplicate" {
-			continue
-		}
-		r := TxResult{TxID: p.tx.GetId(), Seq: p.seq, Outcome: OutcomeApplied}
-		if p.outcome == "rejected" {
-			r.Outcome, r.Reason, r.SQLState = OutcomeRejected, p.reason, p.code
-		}
-		res.Txs[p.idx] = r
-	}
-	return res, nil
+	return nil
 }
 
 func queueBookkeeping(b *pgx.Batch, edgeID, epoch string, plan []*planned) {
