@@ -232,25 +232,9 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 	if at.IsZero() {
 		at = q.opts.Now()
 	}
-	high, err := readUint64(b.txn, keyApplyHigh)
+	untouched, err := q.raiseApplyHigh(b, m, res)
 	if err != nil {
-		return fmt.Errorf("queue: apply commit: %w", err)
-	}
-	// Seqs above untouched were never answered before: their states are
-	// still the appender's (see keyApplyHigh).
-	untouched := max(m.committed, high)
-	top := uint64(0)
-	for _, r := range res.Results {
-		top = max(top, r.GetSeq())
-	}
-	if top > high {
-		e := badger.NewEntry(keyApplyHigh, binary.BigEndian.AppendUint64(nil, top))
-		if err := b.reserve(e); err != nil {
-			return err
-		}
-		if err := b.txn.SetEntry(e); err != nil {
-			return err
-		}
+		return err
 	}
 	entries := res.Entries
 	if len(entries) != len(res.Results) {
@@ -274,23 +258,7 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 		}
 	}
 	if through > m.committed {
-		cum := m.cumCommitted
-		h, err := readHeader(b.txn, through)
-		switch {
-		case err == nil:
-			cum = h.cum
-		case errors.Is(err, errCorrupt):
-			q.log.Error("corrupt entry header; byte counters may drift", "seq", through, "err", err)
-		default:
-			return fmt.Errorf("queue: apply commit: entry %d: %w", through, err)
-		}
-		m.committed, m.cumCommitted = through, cum
-		mv := binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
-		mark := badger.NewEntry(seqKey(prefixMark, through), binary.BigEndian.AppendUint64(mv, cum))
-		if err := b.reserve(mark); err != nil {
-			return err
-		}
-		if err := b.txn.SetEntry(mark); err != nil {
+		if err := q.markThrough(b, &m, through, at); err != nil {
 			return err
 		}
 	}
@@ -299,6 +267,53 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 	}
 	q.setMeta(m)
 	return nil
+}
+
+// raiseApplyHigh raises keyApplyHigh to the top seq of res, and returns
+// the seq above which no result was ever written: the states there are
+// still the appender's (see keyApplyHigh).
+func (q *Queue) raiseApplyHigh(b *batch, m meta, res CommitResult) (uint64, error) {
+	high, err := readUint64(b.txn, keyApplyHigh)
+	if err != nil {
+		return 0, fmt.Errorf("queue: apply commit: %w", err)
+	}
+	untouched := max(m.committed, high)
+	top := uint64(0)
+	for _, r := range res.Results {
+		top = max(top, r.GetSeq())
+	}
+	if top > high {
+		e := badger.NewEntry(keyApplyHigh, binary.BigEndian.AppendUint64(nil, top))
+		if err := b.reserve(e); err != nil {
+			return 0, err
+		}
+		if err := b.txn.SetEntry(e); err != nil {
+			return 0, err
+		}
+	}
+	return untouched, nil
+}
+
+// markThrough moves the commit mark up to through: the counters, and a
+// c/ mark (committed at, cumulative bytes) for the pruner.
+func (q *Queue) markThrough(b *batch, m *meta, through uint64, at time.Time) error {
+	cum := m.cumCommitted
+	h, err := readHeader(b.txn, through)
+	switch {
+	case err == nil:
+		cum = h.cum
+	case errors.Is(err, errCorrupt):
+		q.log.Error("corrupt entry header; byte counters may drift", "seq", through, "err", err)
+	default:
+		return fmt.Errorf("queue: apply commit: entry %d: %w", through, err)
+	}
+	m.committed, m.cumCommitted = through, cum
+	mv := binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
+	mark := badger.NewEntry(seqKey(prefixMark, through), binary.BigEndian.AppendUint64(mv, cum))
+	if err := b.reserve(mark); err != nil {
+		return err
+	}
+	return b.txn.SetEntry(mark)
 }
 
 func readUint64(txn *badger.Txn, key []byte) (uint64, error) {
