@@ -38,16 +38,40 @@ func (q *Queue) Read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
 	if from > m.lastSeq || maxCount <= 0 {
 		return nil, nil
 	}
-	type bad struct {
-		i   int
-		raw []byte
-		err error
+	out, bads, err := q.scan(from, m.lastSeq, maxCount, maxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("queue: read from %d: %w", from, err)
 	}
-	var (
-		out  []Entry
-		bads []bad
-	)
-	err := q.db.View(func(txn *badger.Txn) error {
+	if len(out) == 0 || out[0].Seq != from {
+		// The entry is gone: pruned meanwhile, or lost.
+		if h := q.snapshot().head; from < h {
+			return nil, fmt.Errorf("%w: seq %d (payloads held from %d)", ErrPruned, from, h)
+		}
+		return nil, fmt.Errorf("queue: seq %d missing from the store (head %d, last %d)", from, m.head, m.lastSeq)
+	}
+	for _, b := range bads {
+		e, err := q.quarantine(out[b.i].Seq, b.raw, b.err)
+		if err != nil {
+			return nil, err
+		}
+		out[b.i] = e
+	}
+	return out, nil
+}
+
+// corruptRead is an entry scan found corrupt: its place in the result and
+// its bytes as found, for the quarantine.
+type corruptRead struct {
+	i   int
+	raw []byte
+	err error
+}
+
+// scan reads the entries from seq from on, gap-free and no further than
+// last, within maxCount and maxBytes (at least one entry when one exists).
+// A corrupt entry is an empty Entry in its place, listed in bads.
+func (q *Queue) scan(from, last uint64, maxCount, maxBytes int) (out []Entry, bads []corruptRead, err error) {
+	err = q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{
 			PrefetchValues: true,
 			PrefetchSize:   min(maxCount, 256),
@@ -58,7 +82,7 @@ func (q *Queue) Read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
 		for it.Seek(seqKey(prefixQueue, from)); it.Valid(); it.Next() {
 			item := it.Item()
 			seq := binary.BigEndian.Uint64(item.Key()[len(prefixQueue):])
-			if seq > m.lastSeq {
+			if seq > last {
 				break
 			}
 			if seq != expect {
@@ -71,7 +95,7 @@ func (q *Queue) Read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
 			err := item.Value(func(v []byte) error {
 				var derr error
 				if e, _, derr = decodeEntry(seq, v, q.opts.EdgeID, q.epoch); derr != nil {
-					bads = append(bads, bad{i: len(out), raw: bytes.Clone(v), err: derr})
+					bads = append(bads, corruptRead{i: len(out), raw: bytes.Clone(v), err: derr})
 					e = Entry{Seq: seq}
 				}
 				return nil
@@ -91,24 +115,7 @@ func (q *Queue) Read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("queue: read from %d: %w", from, err)
-	}
-	if len(out) == 0 || out[0].Seq != from {
-		// The entry is gone: pruned meanwhile, or lost.
-		if h := q.snapshot().head; from < h {
-			return nil, fmt.Errorf("%w: seq %d (payloads held from %d)", ErrPruned, from, h)
-		}
-		return nil, fmt.Errorf("queue: seq %d missing from the store (head %d, last %d)", from, m.head, m.lastSeq)
-	}
-	for _, b := range bads {
-		e, err := q.quarantine(out[b.i].Seq, b.raw, b.err)
-		if err != nil {
-			return nil, err
-		}
-		out[b.i] = e
-	}
-	return out, nil
+	return out, bads, err
 }
 
 // quarantine keeps a corrupt entry's bytes under x/<seq> and puts a
