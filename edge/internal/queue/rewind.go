@@ -53,93 +53,133 @@ func (q *Queue) Rewind(seq uint64) (n int, err error) {
 		}
 	}()
 	old := m.committed
+	if err := q.rewindMarks(b, seq, old); err != nil {
+		return 0, err
+	}
+	for s := seq; s <= old; s++ {
+		back, err := q.rewindOne(b, &m, s)
+		if err != nil {
+			return n, err
+		}
+		if back {
+			n++
+		}
+	}
+	cum, err := q.cumBefore(b, m, seq)
+	if err != nil {
+		return n, err
+	}
+	m.committed, m.cumCommitted = seq-1, cum
+	if err := b.commit(); err != nil {
+		return n, fmt.Errorf("queue: rewind to %d: %w", seq, err)
+	}
+	q.setMeta(m)
+	q.log.Warn("central lost commits this edge had recorded; they wait for central again",
+		"from_seq", seq, "through_seq", old, "transactions", n)
+	return n, nil
+}
+
+// rewindMarks takes back what marks seq through old as answered: it
+// raises keyApplyHigh to old, lowers keyVisibleHigh below seq, and drops
+// the unseen records and commit marks from seq on.
+func (q *Queue) rewindMarks(b *batch, seq, old uint64) error {
 	// The states of seq..old are read back, never rebuilt from entries
 	// as if never answered (see keyApplyHigh).
 	high, err := readUint64(b.txn, keyApplyHigh)
 	if err != nil {
-		return 0, fmt.Errorf("queue: rewind: %w", err)
+		return fmt.Errorf("queue: rewind: %w", err)
 	}
 	if old > high {
 		e := badger.NewEntry(keyApplyHigh, binary.BigEndian.AppendUint64(nil, old))
 		if err := b.reserve(e); err != nil {
-			return 0, err
+			return err
 		}
 		if err := b.txn.SetEntry(e); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	// The pruner deletes payloads through visibleThrough: the seqs taken
 	// back are not visible any more, and their payloads are to be resent.
 	vhigh, err := readUint64(b.txn, keyVisibleHigh)
 	if err != nil {
-		return 0, fmt.Errorf("queue: rewind: %w", err)
+		return fmt.Errorf("queue: rewind: %w", err)
 	}
 	if vhigh >= seq {
 		e := badger.NewEntry(keyVisibleHigh, binary.BigEndian.AppendUint64(nil, seq-1))
 		if err := b.reserve(e); err != nil {
-			return 0, err
+			return err
 		}
 		if err := b.txn.SetEntry(e); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if err := q.forgetUnseen(b, seq); err != nil {
-		return 0, fmt.Errorf("queue: rewind: %w", err)
+		return fmt.Errorf("queue: rewind: %w", err)
 	}
 	if err := q.dropMarks(b, seq); err != nil {
-		return 0, fmt.Errorf("queue: rewind: %w", err)
+		return fmt.Errorf("queue: rewind: %w", err)
 	}
+	return nil
+}
+
+// rewindOne takes seq s back to ACCEPTED, without its LSN, when it is
+// COMMITTED or VISIBLE there; a VISIBLE one gets its overlays back. It
+// reports whether it did.
+func (q *Queue) rewindOne(b *batch, m *meta, s uint64) (bool, error) {
 	committed := int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
 	visible := int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE)
-	for s := seq; s <= old; s++ {
-		item, err := b.txn.Get(seqKey(prefixQueue, s))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return n, err
-		}
-		var e Entry
-		err = item.Value(func(v []byte) error {
-			var derr error
-			e, _, derr = decodeEntry(s, v, q.opts.EdgeID, q.epoch)
-			return derr
-		})
-		if err != nil {
-			// Read quarantines it when the resend gets there.
-			q.log.Error("entry unreadable while taking back a lost commit", "seq", s, "err", err)
-			continue
-		}
-		id := e.Tx.GetId()
-		st, found, err := getState(b.txn, id)
-		if err != nil {
-			return n, err
-		}
-		if !found || st.Seq != s || (st.State != committed && st.State != visible) {
-			continue
-		}
-		if st.State == visible {
-			if err := q.writeOverlays(b, e.Tx); err != nil {
-				return n, err
-			}
-		}
-		st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED)
-		st.CommittedAt, st.LSN, st.LSNText, st.VisibleAt = 0, 0, "", 0
-		se, err := stateEntry(id, st, 0) // kept until settled again
-		if err != nil {
-			return n, err
-		}
-		if err := b.reserve(se); err != nil {
-			return n, err
-		}
-		if err := b.txn.SetEntry(se); err != nil {
-			return n, err
-		}
-		if err := q.logChange(b, &m, id, st); err != nil {
-			return n, err
-		}
-		n++
+	item, err := b.txn.Get(seqKey(prefixQueue, s))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
 	}
+	if err != nil {
+		return false, err
+	}
+	var e Entry
+	err = item.Value(func(v []byte) error {
+		var derr error
+		e, _, derr = decodeEntry(s, v, q.opts.EdgeID, q.epoch)
+		return derr
+	})
+	if err != nil {
+		// Read quarantines it when the resend gets there.
+		q.log.Error("entry unreadable while taking back a lost commit", "seq", s, "err", err)
+		return false, nil
+	}
+	id := e.Tx.GetId()
+	st, found, err := getState(b.txn, id)
+	if err != nil {
+		return false, err
+	}
+	if !found || st.Seq != s || (st.State != committed && st.State != visible) {
+		return false, nil
+	}
+	if st.State == visible {
+		if err := q.writeOverlays(b, e.Tx); err != nil {
+			return false, err
+		}
+	}
+	st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED)
+	st.CommittedAt, st.LSN, st.LSNText, st.VisibleAt = 0, 0, "", 0
+	se, err := stateEntry(id, st, 0) // kept until settled again
+	if err != nil {
+		return false, err
+	}
+	if err := b.reserve(se); err != nil {
+		return false, err
+	}
+	if err := b.txn.SetEntry(se); err != nil {
+		return false, err
+	}
+	if err := q.logChange(b, m, id, st); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// cumBefore is the cumulative byte count through seq-1, for the counters
+// of a commit mark taken back to it.
+func (q *Queue) cumBefore(b *batch, m meta, seq uint64) (uint64, error) {
 	cum := uint64(0)
 	switch {
 	case seq == 1:
@@ -154,17 +194,10 @@ func (q *Queue) Rewind(seq uint64) (n int, err error) {
 			q.log.Error("corrupt entry header; byte counters may drift", "seq", seq-1, "err", err)
 			cum = m.cumHead
 		default:
-			return n, fmt.Errorf("queue: rewind: entry %d: %w", seq-1, err)
+			return 0, fmt.Errorf("queue: rewind: entry %d: %w", seq-1, err)
 		}
 	}
-	m.committed, m.cumCommitted = seq-1, cum
-	if err := b.commit(); err != nil {
-		return n, fmt.Errorf("queue: rewind to %d: %w", seq, err)
-	}
-	q.setMeta(m)
-	q.log.Warn("central lost commits this edge had recorded; they wait for central again",
-		"from_seq", seq, "through_seq", old, "transactions", n)
-	return n, nil
+	return cum, nil
 }
 
 // forgetUnseen takes the seqs from seq on out of the unseen records: their
