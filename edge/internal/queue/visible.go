@@ -467,49 +467,12 @@ func (q *Queue) replayedStep(lsn uint64) (Acked, bool, error) {
 			return acked, false, err
 		}
 	}
-	now := q.opts.Now()
-	visible := int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE)
-	committed := int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
-	high, err := readUint64(b.txn, keyVisibleHigh)
-	if err != nil {
+	if err := raiseVisibleHigh(b, seqs); err != nil {
 		return acked, false, err
 	}
-	if len(seqs) > 0 && slices.Max(seqs) > high {
-		top := slices.Max(seqs)
-		e := badger.NewEntry(keyVisibleHigh, binary.BigEndian.AppendUint64(nil, top))
-		if err := b.reserve(e); err != nil {
-			return acked, false, err
-		}
-		if err := b.txn.SetEntry(e); err != nil {
-			return acked, false, err
-		}
-	}
+	now := q.opts.Now()
 	for i := range ids {
-		if err := q.dropOverlays(b, seqs[i]); err != nil {
-			return acked, false, err
-		}
-		st, found, err := getState(b.txn, ids[i])
-		if err != nil {
-			return acked, false, err
-		}
-		// Only a COMMITTED transaction whose own LSN is replayed: one
-		// taken back after central lost its commit (Rewind) waits for
-		// its new one.
-		if !found || st.Seq != seqs[i] || st.State != committed || st.LSN > lsn {
-			continue
-		}
-		st.State, st.VisibleAt = visible, now.UnixNano()
-		e, err := stateEntry(ids[i], st, q.opts.TxRetention)
-		if err != nil {
-			return acked, false, err
-		}
-		if err := b.reserve(e); err != nil {
-			return acked, false, err
-		}
-		if err := b.txn.SetEntry(e); err != nil {
-			return acked, false, err
-		}
-		if err := q.logChange(b, &m, ids[i], st); err != nil {
+		if err := q.makeVisible(b, &m, ids[i], seqs[i], lsn, now); err != nil {
 			return acked, false, err
 		}
 	}
@@ -521,6 +484,55 @@ func (q *Queue) replayedStep(lsn uint64) (Acked, bool, error) {
 	// More may be left: the next step takes the lock again, so Submit and
 	// the others get it in between.
 	return acked, acked.OldestUnreplayed.IsZero() && len(ids) >= replayStep, nil
+}
+
+// raiseVisibleHigh raises keyVisibleHigh to the highest of seqs.
+func raiseVisibleHigh(b *batch, seqs []uint64) error {
+	high, err := readUint64(b.txn, keyVisibleHigh)
+	if err != nil {
+		return err
+	}
+	if len(seqs) > 0 && slices.Max(seqs) > high {
+		top := slices.Max(seqs)
+		e := badger.NewEntry(keyVisibleHigh, binary.BigEndian.AppendUint64(nil, top))
+		if err := b.reserve(e); err != nil {
+			return err
+		}
+		if err := b.txn.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeVisible drops the overlays of transaction id at seq, whose unseen
+// record the replica replayed through lsn, and makes it VISIBLE at now.
+func (q *Queue) makeVisible(b *batch, m *meta, id string, seq, lsn uint64, now time.Time) error {
+	if err := q.dropOverlays(b, seq); err != nil {
+		return err
+	}
+	st, found, err := getState(b.txn, id)
+	if err != nil {
+		return err
+	}
+	// Only a COMMITTED transaction whose own LSN is replayed: one
+	// taken back after central lost its commit (Rewind) waits for
+	// its new one.
+	if !found || st.Seq != seq || st.State != int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED) || st.LSN > lsn {
+		return nil
+	}
+	st.State, st.VisibleAt = int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE), now.UnixNano()
+	e, err := stateEntry(id, st, q.opts.TxRetention)
+	if err != nil {
+		return err
+	}
+	if err := b.reserve(e); err != nil {
+		return err
+	}
+	if err := b.txn.SetEntry(e); err != nil {
+		return err
+	}
+	return q.logChange(b, m, id, st)
 }
 
 // Change is one entry of the change log.
