@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -179,4 +180,54 @@ func statFS(dir string) (uint64, error) {
 		return 0, err
 	}
 	return s.Bavail * uint64(s.Bsize), nil
+}
+
+// appendStateJSON appends st as encoding/json marshals txState, or
+// reports false when a string needs escaping.
+func appendStateJSON(b []byte, st txState) ([]byte, bool) {
+	b = strconv.AppendUint(append(b, `{"seq":`...), st.Seq, 10)
+	b = strconv.AppendInt(append(b, `,"state":`...), int64(st.State), 10)
+	b = strconv.AppendInt(append(b, `,"acc":`...), st.AcceptedAt, 10)
+	ok := true
+	str := func(name, v string) {
+		if v == "" {
+			return
+		}
+		b = append(append(append(b, `,"`...), name...), `":`...)
+		b, ok = appendJSONString(b, v, ok)
+	}
+	if len(st.RecordIDs) > 0 {
+		b = append(b, `,"rids":[`...)
+		for i, id := range st.RecordIDs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b, ok = appendJSONString(b, id, ok)
+		}
+		b = append(b, ']')
+	}
+	if st.CommittedAt != 0 {
+		b = strconv.AppendInt(append(b, `,"com":`...), st.CommittedAt, 10)
+	}
+	if st.LSN != 0 {
+		b = strconv.AppendUint(append(b, `,"lsn":`...), st.LSN, 10)
+	}
+	str("lsnt", st.LSNText)
+	str("reason", st.Reason)
+	str("sqlstate", st.SQLState)
+	if st.VisibleAt != 0 {
+		b = strconv.AppendInt(append(b, `,"vis":`...), st.VisibleAt, 10)
+	}
+	return append(b, '}'), ok
+}
+
+// appendJSONString quotes s when encoding/json would write it unescaped
+// (printable ASCII other than the quote, backslash and <, >, &).
+func appendJSONString(b []byte, s string, ok bool) ([]byte, bool) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			ok = false
+		}
+	}
+	return append(append(append(b, '"'), s...), '"'), ok
 }
