@@ -176,3 +176,140 @@ func (q *Queue) flushMemtables() error {
 	}
 	return q.db.DropPrefix(keyGCFlush)
 }
+
+// pruneChunk bounds what one step of pruneVisibility clears: the unseen
+// records of about that many transactions (with their overlays), or that
+// many change-log records. Each step is its own write under the writers'
+// lock, let go between steps so Submit is not starved behind a long prune.
+const pruneChunk = 1024
+
+// pruneVisibility drops change-log entries beyond MaxChanges, and the
+// overlays and visibility entries of commits older than cutoff
+// (OverlayRetention: an edge without a replica, or one that never caught
+// up), step by step until nothing older is left or ctx is done. Above a
+// fixed amount per prune (the pruner runs once a minute) a busy edge
+// without a replica would pile them up until its disk is full.
+func (q *Queue) pruneVisibility(ctx context.Context, cutoff time.Time) error {
+	var from []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		next, err := q.pruneUnseen(from, cutoff)
+		if err != nil {
+			return fmt.Errorf("queue: prune visibility: %w", err)
+		}
+		if next == nil {
+			break
+		}
+		from = next
+	}
+	var after uint64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		next, err := q.pruneChanges(after)
+		if err != nil {
+			return fmt.Errorf("queue: prune change log: %w", err)
+		}
+		if next == 0 {
+			return nil
+		}
+		after = next
+	}
+}
+
+// pruneUnseen clears one step of unseen records older than cutoff, from
+// the key from on, with their overlays. It returns the key to go on from,
+// nil when nothing older is left.
+func (q *Queue) pruneUnseen(from []byte, cutoff time.Time) ([]byte, error) {
+	q.lockWrite()
+	defer q.unlockWrite()
+	m := q.snapshot()
+	b := q.newBatch(&m)
+	defer b.discard()
+	var dels [][]byte
+	var seqs []uint64
+	newer := false
+	err := scanUnseen(b.txn, from, pruneChunk, func(r unseenRec) bool {
+		if !r.at.Before(cutoff) {
+			newer = true
+			return false
+		}
+		dels = append(dels, r.key)
+		seqs = append(seqs, r.seqs...)
+		return true
+	})
+	if err != nil || len(dels) == 0 {
+		return nil, err
+	}
+	for _, k := range dels {
+		if err := b.reserve(&badger.Entry{Key: k}); err != nil {
+			return nil, err
+		}
+		if err := b.txn.Delete(k); err != nil {
+			return nil, err
+		}
+	}
+	for _, seq := range seqs {
+		if err := q.dropOverlays(b, seq); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.commit(); err != nil {
+		q.refresh()
+		return nil, err
+	}
+	if newer {
+		return nil, nil
+	}
+	// Seek just past the last key cleared (deleted keys are not seen again).
+	return append(dels[len(dels)-1], 0), nil
+}
+
+// pruneChanges drops one step of change-log records beyond MaxChanges,
+// those numbered after after. It returns the number of the last record
+// dropped, 0 when none is left to drop.
+func (q *Queue) pruneChanges(after uint64) (uint64, error) {
+	q.lockWrite()
+	defer q.unlockWrite()
+	m := q.snapshot()
+	if m.change <= q.opts.MaxChanges {
+		return 0, nil
+	}
+	keep := m.change - q.opts.MaxChanges
+	b := q.newBatch(&m)
+	defer b.discard()
+	var dels [][]byte
+	last := uint64(0)
+	it := b.txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: prefixChange})
+	for it.Seek(seqKey(prefixChange, after+1)); it.Valid() && len(dels) < pruneChunk; it.Next() {
+		n := binary.BigEndian.Uint64(it.Item().Key()[len(prefixChange):])
+		if n > keep {
+			break
+		}
+		dels = append(dels, it.Item().KeyCopy(nil))
+		last = n
+	}
+	it.Close()
+	if len(dels) == 0 {
+		return 0, nil
+	}
+	for _, k := range dels {
+		if err := b.reserve(&badger.Entry{Key: k}); err != nil {
+			return 0, err
+		}
+		if err := b.txn.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	if err := b.commit(); err != nil {
+		q.refresh()
+		return 0, err
+	}
+	if len(dels) < pruneChunk {
+		return 0, nil
+	}
+	return last, nil
+}
