@@ -73,10 +73,10 @@ test: ## run all tests against a throwaway PostgreSQL (started by the tests), fa
 	$(MAKE) test-deploy
 
 .PHONY: test-python
-test-python: ## the Python client's tests (pytest against a real edge, central and PostgreSQL, driven by edge/e2e)
+test-python: ## the Python client's tests (pytest against a real edge, central and PostgreSQL, driven by systest/e2e)
 	./scripts/check-postgres.sh
 	./scripts/check-python.sh
-	cd edge && go test -count=1 -timeout 15m -run '^TestPythonClient$$' -v ./e2e/
+	cd systest && go test -count=1 -timeout 15m -run '^TestPythonClient$$' -v ./e2e/
 
 .PHONY: test-deploy
 test-deploy: ## check docker-compose.yml, alert rules, systemd units and env examples against the real binaries
@@ -85,7 +85,7 @@ test-deploy: ## check docker-compose.yml, alert rules, systemd units and env exa
 .PHONY: test-faults
 test-faults: ## the long fault suite (outages of minutes, many kills); the short form runs in `make test`
 	./scripts/check-postgres.sh
-	cd edge && CHASQUI_FAULTS=long go test -race -count=1 -timeout 60m -v ./e2e/
+	cd systest && CHASQUI_FAULTS=long go test -race -count=1 -timeout 60m -v ./e2e/
 	cd systest && CHASQUI_FAULTS=long go test -race -count=1 -timeout 60m -v ./powercut/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|POWERCUT|history:'
 
 .PHONY: bench

@@ -56,7 +56,7 @@ func (t *byteCountToxic) Pipe(stub *toxics.ToxicStub) {
 
 func init() { toxics.Register("bench_bytes", new(byteCountToxic)) }
 
-// wanProxy is Shopify's toxiproxy in process (as edge/e2e's fault proxy)
+// wanProxy is Shopify's toxiproxy in process (as edge/faultproxy)
 // between the forwarder and central.
 type wanProxy struct {
 	p    *toxiproxy.Proxy

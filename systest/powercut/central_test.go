@@ -15,10 +15,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/chasqui/chasqui/edge/e2e"
+	"github.com/chasqui/chasqui/edge/faultproxy"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/grpcclient"
 	"github.com/chasqui/chasqui/internal/pgtest"
+	"github.com/chasqui/chasqui/systest/e2e"
 	"github.com/chasqui/chasqui/systest/powercut"
 )
 
@@ -69,7 +70,7 @@ func centralPowerCutRun(t *testing.T, seed uint64, cuts int) {
 	centralAddr := e2e.FreeAddr(t)
 	e2e.StartProcess(t, "central", filepath.Join(dir, e2e.CentralBin), centralAddr,
 		"--insecure", "--grpc-addr", centralAddr, "--http-addr", e2e.FreeAddr(t), "--database-url", dbURL)
-	proxy := e2e.NewProxy(t, centralAddr)
+	proxy := faultproxy.New(t, centralAddr)
 	edgeID := fmt.Sprintf("site-pgcut-%d", seed%100000)
 	edgeAddr := e2e.FreeAddr(t)
 	e2e.StartProcess(t, "edge", filepath.Join(dir, e2e.EdgeBin), edgeAddr,

@@ -18,10 +18,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/chasqui/chasqui/edge/e2e"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/grpcclient"
 	"github.com/chasqui/chasqui/internal/pgtest"
+	"github.com/chasqui/chasqui/systest/e2e"
 	"github.com/chasqui/chasqui/systest/powercut"
 )
 

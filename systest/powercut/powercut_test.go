@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/chasqui/chasqui/edge/e2e"
 	"github.com/chasqui/chasqui/internal/pgtest"
+	"github.com/chasqui/chasqui/systest/e2e"
 	"github.com/chasqui/chasqui/systest/powercut"
 )
 

@@ -1,4 +1,4 @@
-"""Fixtures: the stack the Go driver (edge/e2e TestPythonClient) started,
+"""Fixtures: the stack the Go driver (systest/e2e TestPythonClient) started,
 and one driver per client kind, so every stack test runs against the sync
 client and the asyncio one."""
 
@@ -60,7 +60,7 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack() -> Stack:
     if "CHASQUI_EDGE_ADDR" not in os.environ:
-        pytest.skip("needs the stack: run through `make test-python` (edge/e2e TestPythonClient)")
+        pytest.skip("needs the stack: run through `make test-python` (systest/e2e TestPythonClient)")
     return Stack()
 
 

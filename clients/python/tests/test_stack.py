@@ -1,5 +1,5 @@
 """The client against a real chasqui-edge, chasqui-central and PostgreSQL,
-with the fault proxy in front of the edge (started by edge/e2e
+with the fault proxy in front of the edge (started by systest/e2e
 TestPythonClient). Each test runs with the sync and the asyncio client."""
 
 from __future__ import annotations

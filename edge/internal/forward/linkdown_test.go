@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/chasqui/chasqui/edge/e2e"
+	"github.com/chasqui/chasqui/edge/faultproxy"
 	"github.com/chasqui/chasqui/edge/internal/forward"
 )
 
@@ -21,7 +21,7 @@ import (
 func TestLinkDownDoesNotSplitBatches(t *testing.T) {
 	t.Parallel()
 	central := newFakeCentral()
-	proxy := e2e.NewProxy(t, serveCentral(t, central))
+	proxy := faultproxy.New(t, serveCentral(t, central))
 	proxy.Down()
 
 	store := newMemStore("e1")

@@ -5,9 +5,10 @@
 // PostgreSQL crashes, link outages, latency, narrow bandwidth and resets.
 //
 // The non-test files hold the harness: processes (this file), the stack of
-// PostgreSQL + central + proxy + edge (stack.go), the fault proxy
-// (proxy.go), a load generator (load.go) and a history checker (history.go)
-// that compares what clients were told with what PostgreSQL holds.
+// PostgreSQL + central + proxy + edge (stack.go; the fault proxy is
+// edge/faultproxy, which the edge's own tests use too), a load generator
+// (load.go) and a history checker (history.go) that compares what clients
+// were told with what PostgreSQL holds.
 package e2e
 
 import (

@@ -1,4 +1,8 @@
-package e2e
+// Package faultproxy is a TCP fault proxy (Shopify's toxiproxy, in process)
+// for tests: link outages, latency, narrow bandwidth, resets and cut calls
+// between an edge and central, with counts of what crossed the wire. The
+// edge's forwarder tests and the system tests (systest/e2e) use it.
+package faultproxy
 
 import (
 	"context"
@@ -86,9 +90,9 @@ func init() {
 
 var proxySeq atomic.Int64
 
-// NewProxy starts a proxy on a free 127.0.0.1 port forwarding to upstream,
+// New starts a proxy on a free 127.0.0.1 port forwarding to upstream,
 // stopped when t ends.
-func NewProxy(t testing.TB, upstream string) *Proxy {
+func New(t testing.TB, upstream string) *Proxy {
 	t.Helper()
 	name := fmt.Sprintf("wan-%d", proxySeq.Add(1))
 	stats := &ProxyStats{}
@@ -97,7 +101,7 @@ func NewProxy(t testing.TB, upstream string) *Proxy {
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), logger)
 	tp := toxiproxy.NewProxy(srv, name, "127.0.0.1:0", upstream)
 	if err := tp.Start(); err != nil {
-		t.Fatalf("e2e: starting proxy: %v", err)
+		t.Fatalf("faultproxy: starting proxy: %v", err)
 	}
 	p := &Proxy{t: t, p: tp, listen: tp.Listen, stats: stats}
 	// Keep the listen address across Down/Up: the edge dials it by address.
@@ -169,7 +173,7 @@ func (p *Proxy) listenRetry() net.Listener {
 			return lis
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("e2e: proxy down-listener on %s: %v", p.listen, err)
+			p.t.Fatalf("faultproxy: proxy down-listener on %s: %v", p.listen, err)
 		}
 		time.Sleep(50 * time.Millisecond) // retry interval, not a wait for state
 	}
@@ -196,7 +200,7 @@ func (p *Proxy) Up() {
 			break
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("e2e: proxy up on %s: %v", p.listen, err)
+			p.t.Fatalf("faultproxy: proxy up on %s: %v", p.listen, err)
 		}
 		time.Sleep(50 * time.Millisecond) // retry interval, not a wait for state
 	}
@@ -302,14 +306,14 @@ func (p *Proxy) addToxic(name, typ, direction string, attrs map[string]any) stri
 		p.t.Fatal(err)
 	}
 	if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(string(body))); err != nil {
-		p.t.Fatalf("e2e: adding %s toxic: %v", typ, err)
+		p.t.Fatalf("faultproxy: adding %s toxic: %v", typ, err)
 	}
 	return name
 }
 
 func (p *Proxy) removeToxic(name string) {
 	if err := p.p.Toxics.RemoveToxic(context.Background(), name); err != nil && err != toxiproxy.ErrToxicNotFound {
-		p.t.Errorf("e2e: removing toxic %s: %v", name, err)
+		p.t.Errorf("faultproxy: removing toxic %s: %v", name, err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
 
+	"github.com/chasqui/chasqui/edge/faultproxy"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/grpcclient"
 	"github.com/chasqui/chasqui/internal/pgtest"
@@ -47,7 +48,7 @@ type Stack struct {
 	DB      *pgxpool.Pool
 	Cluster *pgtest.Cluster // nil unless OwnCluster
 	Central *Process
-	Proxy   *Proxy
+	Proxy   *faultproxy.Proxy
 	Edge    *Process
 	DataDir string
 
@@ -122,7 +123,7 @@ func NewStack(t testing.TB, opts StackOptions) *Stack {
 		s.Central = StartProcess(t, "central", centralBin, centralAddr, centralArgs...)
 	}
 
-	s.Proxy = NewProxy(t, centralAddr)
+	s.Proxy = faultproxy.New(t, centralAddr)
 	s.DataDir = opts.DataDir
 	if s.DataDir == "" {
 		s.DataDir = filepath.Join(t.TempDir(), "edge-data")

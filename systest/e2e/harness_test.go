@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/chasqui/chasqui/edge/faultproxy"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
@@ -39,7 +40,7 @@ func TestProxyCountsAndCuts(t *testing.T) {
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 
-	p := NewProxy(t, lis.Addr().String())
+	p := faultproxy.New(t, lis.Addr().String())
 	conn, err := grpc.NewClient(p.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/chasqui/chasqui/edge/faultproxy"
 )
 
 // pythonBin is Debian's interpreter, which has Debian's python3-grpcio and
@@ -32,7 +34,7 @@ func TestPythonClient(t *testing.T) {
 		t.Fatalf("%s not found: run ./scripts/check-python.sh (Debian's python3, python3-grpcio, python3-protobuf, python3-pytest)", pythonBin)
 	}
 	s := NewStack(t, StackOptions{})
-	cp := NewProxy(t, s.Edge.Addr())
+	cp := faultproxy.New(t, s.Edge.Addr())
 	ctl := startControl(t, s, cp)
 	root := filepath.Dir(mustModuleDir(t, "edge"))
 
@@ -76,7 +78,7 @@ func mustModuleDir(t *testing.T, name string) string {
 // startControl serves the pytest side's view of the fault proxy and of
 // PostgreSQL on a loopback port, stopped when t ends. Only these fixed
 // queries exist: the tests name a value, never SQL.
-func startControl(t *testing.T, s *Stack, cp *Proxy) string {
+func startControl(t *testing.T, s *Stack, cp *faultproxy.Proxy) string {
 	t.Helper()
 	var mu sync.Mutex
 	var removers []func()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chasqui/chasqui/edge/faultproxy"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 )
 
@@ -57,7 +58,7 @@ func (f *faultRun) waitAcks(n int) {
 }
 
 // window runs fault and logs what the proxy saw meanwhile.
-func (f *faultRun) window(name string, fault func()) (d Snapshot, connPerSec, reqPerSec float64) {
+func (f *faultRun) window(name string, fault func()) (d faultproxy.Snapshot, connPerSec, reqPerSec float64) {
 	f.t.Helper()
 	a := f.s.Proxy.Stats()
 	fault()

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/chasqui/chasqui/edge/client"
+	"github.com/chasqui/chasqui/edge/faultproxy"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/grpcclient"
 	"github.com/chasqui/chasqui/internal/logging/logtest"
@@ -28,15 +29,15 @@ const maxAttemptsPerSec = 10
 // highest rate of attempts (requests + connections + refused connection
 // attempts) over any one-second window, and the average.
 type rateWatch struct {
-	p    *Proxy
+	p    *faultproxy.Proxy
 	stop chan struct{}
 	done chan struct{}
 
 	mu      sync.Mutex
-	samples []Snapshot
+	samples []faultproxy.Snapshot
 }
 
-func watchRates(p *Proxy) *rateWatch {
+func watchRates(p *faultproxy.Proxy) *rateWatch {
 	w := &rateWatch{p: p, stop: make(chan struct{}), done: make(chan struct{})}
 	w.samples = append(w.samples, p.Stats())
 	go func() {
@@ -62,7 +63,7 @@ func watchRates(p *Proxy) *rateWatch {
 
 // Stop ends sampling and returns the peak attempts in any 1 s window, the
 // average per second, and the totals over the whole window.
-func (w *rateWatch) Stop() (peak float64, avg float64, total Snapshot) {
+func (w *rateWatch) Stop() (peak float64, avg float64, total faultproxy.Snapshot) {
 	close(w.stop)
 	<-w.done
 	w.mu.Lock()
@@ -104,7 +105,7 @@ func TestFaultAttemptRates(t *testing.T) {
 	s := NewStack(t, StackOptions{})
 	// One instrument client (one connection, the project's policy) reaching
 	// the edge through its own proxy.
-	cp := NewProxy(t, s.Edge.Addr())
+	cp := faultproxy.New(t, s.Edge.Addr())
 	conn, err := grpcclient.Dial(cp.Addr(), grpcclient.Options{Logger: clientLogger(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
@@ -161,7 +162,7 @@ func (b *syncBuffer) Lines() []map[string]any {
 // are held by the client-wide retry budget, counted at the proxy.
 func TestFaultClientToEdge(t *testing.T) {
 	s := NewStack(t, StackOptions{})
-	cp := NewProxy(t, s.Edge.Addr())
+	cp := faultproxy.New(t, s.Edge.Addr())
 	var logs syncBuffer
 	const attempts = 4
 	c, err := client.Dial(context.Background(), cp.Addr(),
@@ -242,7 +243,7 @@ func TestFaultClientToEdge(t *testing.T) {
 	t.Run("retry_budget_holds_64_callers", func(t *testing.T) {
 		remove := cp.CutCalls()
 		defer remove()
-		run := func(ec edgev1.EdgeServiceClient) (Snapshot, time.Duration) {
+		run := func(ec edgev1.EdgeServiceClient) (faultproxy.Snapshot, time.Duration) {
 			before := cp.Stats()
 			t0 := time.Now()
 			var wg sync.WaitGroup
