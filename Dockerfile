@@ -28,6 +28,7 @@ COPY gen/go.mod gen/go.sum gen/
 COPY internal/go.mod internal/go.sum internal/
 COPY central/go.mod central/go.sum central/
 COPY edge/go.mod edge/go.sum edge/
+COPY systest/go.mod systest/go.sum systest/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 
 COPY . .
