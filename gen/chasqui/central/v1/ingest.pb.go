@@ -77,6 +77,113 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{0}
 }
 
+type GetSchemaRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	EdgeId string                 `protobuf:"bytes,1,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
+	// Version the edge holds; when it is current the answer carries no tables
+	// (unchanged is true).
+	KnownVersion  string `protobuf:"bytes,2,opt,name=known_version,json=knownVersion,proto3" json:"known_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSchemaRequest) Reset() {
+	*x = GetSchemaRequest{}
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSchemaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSchemaRequest) ProtoMessage() {}
+
+func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
+func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
+	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetSchemaRequest) GetEdgeId() string {
+	if x != nil {
+		return x.EdgeId
+	}
+	return ""
+}
+
+func (x *GetSchemaRequest) GetKnownVersion() string {
+	if x != nil {
+		return x.KnownVersion
+	}
+	return ""
+}
+
+type GetSchemaResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Schema *v1.Schema             `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	// True when known_version is current: schema holds only its version.
+	Unchanged     bool `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSchemaResponse) Reset() {
+	*x = GetSchemaResponse{}
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSchemaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSchemaResponse) ProtoMessage() {}
+
+func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
+func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
+	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetSchemaResponse) GetSchema() *v1.Schema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
+func (x *GetSchemaResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
+}
+
 type CommitRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	EdgeId string                 `protobuf:"bytes,1,opt,name=edge_id,json=edgeId,proto3" json:"edge_id,omitempty"`
@@ -99,7 +206,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[0]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +218,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[0]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +231,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{0}
+	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CommitRequest) GetEdgeId() string {
@@ -179,7 +286,7 @@ type TransactionResult struct {
 
 func (x *TransactionResult) Reset() {
 	*x = TransactionResult{}
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[1]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +298,7 @@ func (x *TransactionResult) String() string {
 func (*TransactionResult) ProtoMessage() {}
 
 func (x *TransactionResult) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[1]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +311,7 @@ func (x *TransactionResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransactionResult.ProtoReflect.Descriptor instead.
 func (*TransactionResult) Descriptor() ([]byte, []int) {
-	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{1}
+	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TransactionResult) GetTransactionId() string {
@@ -265,7 +372,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[2]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +384,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[2]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +397,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{2}
+	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CommitResponse) GetCommittedThroughSeq() uint64 {
@@ -331,7 +438,7 @@ type SequenceGap struct {
 
 func (x *SequenceGap) Reset() {
 	*x = SequenceGap{}
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[3]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +450,7 @@ func (x *SequenceGap) String() string {
 func (*SequenceGap) ProtoMessage() {}
 
 func (x *SequenceGap) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[3]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +463,7 @@ func (x *SequenceGap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SequenceGap.ProtoReflect.Descriptor instead.
 func (*SequenceGap) Descriptor() ([]byte, []int) {
-	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{3}
+	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SequenceGap) GetExpectedSeq() uint64 {
@@ -384,7 +491,7 @@ type CursorConflict struct {
 
 func (x *CursorConflict) Reset() {
 	*x = CursorConflict{}
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[4]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +503,7 @@ func (x *CursorConflict) String() string {
 func (*CursorConflict) ProtoMessage() {}
 
 func (x *CursorConflict) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[4]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +516,7 @@ func (x *CursorConflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CursorConflict.ProtoReflect.Descriptor instead.
 func (*CursorConflict) Descriptor() ([]byte, []int) {
-	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{4}
+	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CursorConflict) GetSeq() uint64 {
@@ -456,7 +563,7 @@ type GetCursorRequest struct {
 
 func (x *GetCursorRequest) Reset() {
 	*x = GetCursorRequest{}
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[5]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +575,7 @@ func (x *GetCursorRequest) String() string {
 func (*GetCursorRequest) ProtoMessage() {}
 
 func (x *GetCursorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[5]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +588,7 @@ func (x *GetCursorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCursorRequest.ProtoReflect.Descriptor instead.
 func (*GetCursorRequest) Descriptor() ([]byte, []int) {
-	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{5}
+	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetCursorRequest) GetEdgeId() string {
@@ -504,7 +611,7 @@ type GetCursorResponse struct {
 
 func (x *GetCursorResponse) Reset() {
 	*x = GetCursorResponse{}
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[6]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +623,7 @@ func (x *GetCursorResponse) String() string {
 func (*GetCursorResponse) ProtoMessage() {}
 
 func (x *GetCursorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[6]
+	mi := &file_chasqui_central_v1_ingest_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +636,7 @@ func (x *GetCursorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCursorResponse.ProtoReflect.Descriptor instead.
 func (*GetCursorResponse) Descriptor() ([]byte, []int) {
-	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{6}
+	return file_chasqui_central_v1_ingest_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetCursorResponse) GetEdgeId() string {
@@ -557,7 +664,13 @@ var File_chasqui_central_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_chasqui_central_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x1fchasqui/central/v1/ingest.proto\x12\x12chasqui.central.v1\x1a\x18chasqui/ops/v1/ops.proto\"\xc5\x01\n" +
+	"\x1fchasqui/central/v1/ingest.proto\x12\x12chasqui.central.v1\x1a\x18chasqui/ops/v1/ops.proto\"P\n" +
+	"\x10GetSchemaRequest\x12\x17\n" +
+	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12#\n" +
+	"\rknown_version\x18\x02 \x01(\tR\fknownVersion\"a\n" +
+	"\x11GetSchemaResponse\x12.\n" +
+	"\x06schema\x18\x01 \x01(\v2\x16.chasqui.ops.v1.SchemaR\x06schema\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"\xc5\x01\n" +
 	"\rCommitRequest\x12\x17\n" +
 	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x1b\n" +
@@ -595,10 +708,11 @@ const file_chasqui_central_v1_ingest_proto_rawDesc = "" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_APPLIED\x10\x01\x12\x14\n" +
-	"\x10OUTCOME_REJECTED\x10\x022\xba\x01\n" +
+	"\x10OUTCOME_REJECTED\x10\x022\x94\x02\n" +
 	"\rIngestService\x12O\n" +
 	"\x06Commit\x12!.chasqui.central.v1.CommitRequest\x1a\".chasqui.central.v1.CommitResponse\x12X\n" +
-	"\tGetCursor\x12$.chasqui.central.v1.GetCursorRequest\x1a%.chasqui.central.v1.GetCursorResponseB=Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1b\x06proto3"
+	"\tGetCursor\x12$.chasqui.central.v1.GetCursorRequest\x1a%.chasqui.central.v1.GetCursorResponse\x12X\n" +
+	"\tGetSchema\x12$.chasqui.central.v1.GetSchemaRequest\x1a%.chasqui.central.v1.GetSchemaResponseB=Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1b\x06proto3"
 
 var (
 	file_chasqui_central_v1_ingest_proto_rawDescOnce sync.Once
@@ -613,31 +727,37 @@ func file_chasqui_central_v1_ingest_proto_rawDescGZIP() []byte {
 }
 
 var file_chasqui_central_v1_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chasqui_central_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_chasqui_central_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_chasqui_central_v1_ingest_proto_goTypes = []any{
 	(Outcome)(0),              // 0: chasqui.central.v1.Outcome
-	(*CommitRequest)(nil),     // 1: chasqui.central.v1.CommitRequest
-	(*TransactionResult)(nil), // 2: chasqui.central.v1.TransactionResult
-	(*CommitResponse)(nil),    // 3: chasqui.central.v1.CommitResponse
-	(*SequenceGap)(nil),       // 4: chasqui.central.v1.SequenceGap
-	(*CursorConflict)(nil),    // 5: chasqui.central.v1.CursorConflict
-	(*GetCursorRequest)(nil),  // 6: chasqui.central.v1.GetCursorRequest
-	(*GetCursorResponse)(nil), // 7: chasqui.central.v1.GetCursorResponse
-	(*v1.Transaction)(nil),    // 8: chasqui.ops.v1.Transaction
+	(*GetSchemaRequest)(nil),  // 1: chasqui.central.v1.GetSchemaRequest
+	(*GetSchemaResponse)(nil), // 2: chasqui.central.v1.GetSchemaResponse
+	(*CommitRequest)(nil),     // 3: chasqui.central.v1.CommitRequest
+	(*TransactionResult)(nil), // 4: chasqui.central.v1.TransactionResult
+	(*CommitResponse)(nil),    // 5: chasqui.central.v1.CommitResponse
+	(*SequenceGap)(nil),       // 6: chasqui.central.v1.SequenceGap
+	(*CursorConflict)(nil),    // 7: chasqui.central.v1.CursorConflict
+	(*GetCursorRequest)(nil),  // 8: chasqui.central.v1.GetCursorRequest
+	(*GetCursorResponse)(nil), // 9: chasqui.central.v1.GetCursorResponse
+	(*v1.Schema)(nil),         // 10: chasqui.ops.v1.Schema
+	(*v1.Transaction)(nil),    // 11: chasqui.ops.v1.Transaction
 }
 var file_chasqui_central_v1_ingest_proto_depIdxs = []int32{
-	8, // 0: chasqui.central.v1.CommitRequest.transactions:type_name -> chasqui.ops.v1.Transaction
-	0, // 1: chasqui.central.v1.TransactionResult.outcome:type_name -> chasqui.central.v1.Outcome
-	2, // 2: chasqui.central.v1.CommitResponse.results:type_name -> chasqui.central.v1.TransactionResult
-	1, // 3: chasqui.central.v1.IngestService.Commit:input_type -> chasqui.central.v1.CommitRequest
-	6, // 4: chasqui.central.v1.IngestService.GetCursor:input_type -> chasqui.central.v1.GetCursorRequest
-	3, // 5: chasqui.central.v1.IngestService.Commit:output_type -> chasqui.central.v1.CommitResponse
-	7, // 6: chasqui.central.v1.IngestService.GetCursor:output_type -> chasqui.central.v1.GetCursorResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	10, // 0: chasqui.central.v1.GetSchemaResponse.schema:type_name -> chasqui.ops.v1.Schema
+	11, // 1: chasqui.central.v1.CommitRequest.transactions:type_name -> chasqui.ops.v1.Transaction
+	0,  // 2: chasqui.central.v1.TransactionResult.outcome:type_name -> chasqui.central.v1.Outcome
+	4,  // 3: chasqui.central.v1.CommitResponse.results:type_name -> chasqui.central.v1.TransactionResult
+	3,  // 4: chasqui.central.v1.IngestService.Commit:input_type -> chasqui.central.v1.CommitRequest
+	8,  // 5: chasqui.central.v1.IngestService.GetCursor:input_type -> chasqui.central.v1.GetCursorRequest
+	1,  // 6: chasqui.central.v1.IngestService.GetSchema:input_type -> chasqui.central.v1.GetSchemaRequest
+	5,  // 7: chasqui.central.v1.IngestService.Commit:output_type -> chasqui.central.v1.CommitResponse
+	9,  // 8: chasqui.central.v1.IngestService.GetCursor:output_type -> chasqui.central.v1.GetCursorResponse
+	2,  // 9: chasqui.central.v1.IngestService.GetSchema:output_type -> chasqui.central.v1.GetSchemaResponse
+	7,  // [7:10] is the sub-list for method output_type
+	4,  // [4:7] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_chasqui_central_v1_ingest_proto_init() }
@@ -651,7 +771,7 @@ func file_chasqui_central_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chasqui_central_v1_ingest_proto_rawDesc), len(file_chasqui_central_v1_ingest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	IngestService_Commit_FullMethodName    = "/chasqui.central.v1.IngestService/Commit"
 	IngestService_GetCursor_FullMethodName = "/chasqui.central.v1.IngestService/GetCursor"
+	IngestService_GetSchema_FullMethodName = "/chasqui.central.v1.IngestService/GetSchema"
 )
 
 // IngestServiceClient is the client API for IngestService service.
@@ -48,6 +49,10 @@ type IngestServiceClient interface {
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
 	// GetCursor tells where central stands for an edge.
 	GetCursor(ctx context.Context, in *GetCursorRequest, opts ...grpc.CallOption) (*GetCursorResponse, error)
+	// GetSchema tells an edge which tables it may write rows to, with their
+	// columns, types and keys. Central reads the catalog at start and again
+	// when a batch names a table or column it does not know.
+	GetSchema(ctx context.Context, in *GetSchemaRequest, opts ...grpc.CallOption) (*GetSchemaResponse, error)
 }
 
 type ingestServiceClient struct {
@@ -78,6 +83,16 @@ func (c *ingestServiceClient) GetCursor(ctx context.Context, in *GetCursorReques
 	return out, nil
 }
 
+func (c *ingestServiceClient) GetSchema(ctx context.Context, in *GetSchemaRequest, opts ...grpc.CallOption) (*GetSchemaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSchemaResponse)
+	err := c.cc.Invoke(ctx, IngestService_GetSchema_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IngestServiceServer is the server API for IngestService service.
 // All implementations must embed UnimplementedIngestServiceServer
 // for forward compatibility.
@@ -101,6 +116,10 @@ type IngestServiceServer interface {
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
 	// GetCursor tells where central stands for an edge.
 	GetCursor(context.Context, *GetCursorRequest) (*GetCursorResponse, error)
+	// GetSchema tells an edge which tables it may write rows to, with their
+	// columns, types and keys. Central reads the catalog at start and again
+	// when a batch names a table or column it does not know.
+	GetSchema(context.Context, *GetSchemaRequest) (*GetSchemaResponse, error)
 	mustEmbedUnimplementedIngestServiceServer()
 }
 
@@ -116,6 +135,9 @@ func (UnimplementedIngestServiceServer) Commit(context.Context, *CommitRequest) 
 }
 func (UnimplementedIngestServiceServer) GetCursor(context.Context, *GetCursorRequest) (*GetCursorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCursor not implemented")
+}
+func (UnimplementedIngestServiceServer) GetSchema(context.Context, *GetSchemaRequest) (*GetSchemaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSchema not implemented")
 }
 func (UnimplementedIngestServiceServer) mustEmbedUnimplementedIngestServiceServer() {}
 func (UnimplementedIngestServiceServer) testEmbeddedByValue()                       {}
@@ -174,6 +196,24 @@ func _IngestService_GetCursor_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IngestService_GetSchema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSchemaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IngestServiceServer).GetSchema(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IngestService_GetSchema_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IngestServiceServer).GetSchema(ctx, req.(*GetSchemaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IngestService_ServiceDesc is the grpc.ServiceDesc for IngestService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -188,6 +228,10 @@ var IngestService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCursor",
 			Handler:    _IngestService_GetCursor_Handler,
+		},
+		{
+			MethodName: "GetSchema",
+			Handler:    _IngestService_GetSchema_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -336,11 +337,147 @@ func (x *ListObservationsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type ListRowsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Schema-qualified table name (required).
+	Table string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// Column -> value: only rows equal on each (values as in Row.values).
+	Where *structpb.Struct `protobuf:"bytes,2,opt,name=where,proto3" json:"where,omitempty"`
+	// Only rows with these primary keys (each a Struct of the key columns,
+	// at most page_size of them); empty: any.
+	Keys []*structpb.Struct `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	// At most this many rows (default 100, at most 1000).
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; empty for the first.
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRowsRequest) Reset() {
+	*x = ListRowsRequest{}
+	mi := &file_chasqui_central_v1_read_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRowsRequest) ProtoMessage() {}
+
+func (x *ListRowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_central_v1_read_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRowsRequest.ProtoReflect.Descriptor instead.
+func (*ListRowsRequest) Descriptor() ([]byte, []int) {
+	return file_chasqui_central_v1_read_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListRowsRequest) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *ListRowsRequest) GetWhere() *structpb.Struct {
+	if x != nil {
+		return x.Where
+	}
+	return nil
+}
+
+func (x *ListRowsRequest) GetKeys() []*structpb.Struct {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ListRowsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRowsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListRowsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each row as column -> value, in the shapes Row.values uses.
+	Rows []*structpb.Struct `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRowsResponse) Reset() {
+	*x = ListRowsResponse{}
+	mi := &file_chasqui_central_v1_read_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRowsResponse) ProtoMessage() {}
+
+func (x *ListRowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_central_v1_read_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRowsResponse.ProtoReflect.Descriptor instead.
+func (*ListRowsResponse) Descriptor() ([]byte, []int) {
+	return file_chasqui_central_v1_read_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListRowsResponse) GetRows() []*structpb.Struct {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ListRowsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_chasqui_central_v1_read_proto protoreflect.FileDescriptor
 
 const file_chasqui_central_v1_read_proto_rawDesc = "" +
 	"\n" +
-	"\x1dchasqui/central/v1/read.proto\x12\x12chasqui.central.v1\x1a\x18chasqui/ops/v1/ops.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n" +
+	"\x1dchasqui/central/v1/read.proto\x12\x12chasqui.central.v1\x1a\x18chasqui/ops/v1/ops.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n" +
 	"\x11ObservationRecord\x12=\n" +
 	"\vobservation\x18\x01 \x01(\v2\x1b.chasqui.ops.v1.ObservationR\vobservation\x121\n" +
 	"\x05files\x18\x02 \x03(\v2\x1b.chasqui.ops.v1.RawDataFileR\x05files\x12:\n" +
@@ -364,10 +501,21 @@ const file_chasqui_central_v1_read_proto_rawDesc = "" +
 	"\x03ids\x18\b \x03(\tR\x03ids\"\x8d\x01\n" +
 	"\x18ListObservationsResponse\x12I\n" +
 	"\fobservations\x18\x01 \x03(\v2%.chasqui.central.v1.ObservationRecordR\fobservations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xe5\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbf\x01\n" +
+	"\x0fListRowsRequest\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12-\n" +
+	"\x05where\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x05where\x12+\n" +
+	"\x04keys\x18\x03 \x03(\v2\x17.google.protobuf.StructR\x04keys\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"g\n" +
+	"\x10ListRowsResponse\x12+\n" +
+	"\x04rows\x18\x01 \x03(\v2\x17.google.protobuf.StructR\x04rows\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xbc\x02\n" +
 	"\vReadService\x12g\n" +
 	"\x0eGetObservation\x12).chasqui.central.v1.GetObservationRequest\x1a*.chasqui.central.v1.GetObservationResponse\x12m\n" +
-	"\x10ListObservations\x12+.chasqui.central.v1.ListObservationsRequest\x1a,.chasqui.central.v1.ListObservationsResponseB=Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1b\x06proto3"
+	"\x10ListObservations\x12+.chasqui.central.v1.ListObservationsRequest\x1a,.chasqui.central.v1.ListObservationsResponse\x12U\n" +
+	"\bListRows\x12#.chasqui.central.v1.ListRowsRequest\x1a$.chasqui.central.v1.ListRowsResponseB=Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1b\x06proto3"
 
 var (
 	file_chasqui_central_v1_read_proto_rawDescOnce sync.Once
@@ -381,37 +529,45 @@ func file_chasqui_central_v1_read_proto_rawDescGZIP() []byte {
 	return file_chasqui_central_v1_read_proto_rawDescData
 }
 
-var file_chasqui_central_v1_read_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_chasqui_central_v1_read_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_chasqui_central_v1_read_proto_goTypes = []any{
 	(*ObservationRecord)(nil),        // 0: chasqui.central.v1.ObservationRecord
 	(*GetObservationRequest)(nil),    // 1: chasqui.central.v1.GetObservationRequest
 	(*GetObservationResponse)(nil),   // 2: chasqui.central.v1.GetObservationResponse
 	(*ListObservationsRequest)(nil),  // 3: chasqui.central.v1.ListObservationsRequest
 	(*ListObservationsResponse)(nil), // 4: chasqui.central.v1.ListObservationsResponse
-	(*v1.Observation)(nil),           // 5: chasqui.ops.v1.Observation
-	(*v1.RawDataFile)(nil),           // 6: chasqui.ops.v1.RawDataFile
-	(*v1.InstrumentConfig)(nil),      // 7: chasqui.ops.v1.InstrumentConfig
-	(v1.ObservationStatus)(0),        // 8: chasqui.ops.v1.ObservationStatus
-	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
+	(*ListRowsRequest)(nil),          // 5: chasqui.central.v1.ListRowsRequest
+	(*ListRowsResponse)(nil),         // 6: chasqui.central.v1.ListRowsResponse
+	(*v1.Observation)(nil),           // 7: chasqui.ops.v1.Observation
+	(*v1.RawDataFile)(nil),           // 8: chasqui.ops.v1.RawDataFile
+	(*v1.InstrumentConfig)(nil),      // 9: chasqui.ops.v1.InstrumentConfig
+	(v1.ObservationStatus)(0),        // 10: chasqui.ops.v1.ObservationStatus
+	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),          // 12: google.protobuf.Struct
 }
 var file_chasqui_central_v1_read_proto_depIdxs = []int32{
-	5,  // 0: chasqui.central.v1.ObservationRecord.observation:type_name -> chasqui.ops.v1.Observation
-	6,  // 1: chasqui.central.v1.ObservationRecord.files:type_name -> chasqui.ops.v1.RawDataFile
-	7,  // 2: chasqui.central.v1.ObservationRecord.configs:type_name -> chasqui.ops.v1.InstrumentConfig
+	7,  // 0: chasqui.central.v1.ObservationRecord.observation:type_name -> chasqui.ops.v1.Observation
+	8,  // 1: chasqui.central.v1.ObservationRecord.files:type_name -> chasqui.ops.v1.RawDataFile
+	9,  // 2: chasqui.central.v1.ObservationRecord.configs:type_name -> chasqui.ops.v1.InstrumentConfig
 	0,  // 3: chasqui.central.v1.GetObservationResponse.observation:type_name -> chasqui.central.v1.ObservationRecord
-	8,  // 4: chasqui.central.v1.ListObservationsRequest.status:type_name -> chasqui.ops.v1.ObservationStatus
-	9,  // 5: chasqui.central.v1.ListObservationsRequest.start_after:type_name -> google.protobuf.Timestamp
-	9,  // 6: chasqui.central.v1.ListObservationsRequest.start_before:type_name -> google.protobuf.Timestamp
+	10, // 4: chasqui.central.v1.ListObservationsRequest.status:type_name -> chasqui.ops.v1.ObservationStatus
+	11, // 5: chasqui.central.v1.ListObservationsRequest.start_after:type_name -> google.protobuf.Timestamp
+	11, // 6: chasqui.central.v1.ListObservationsRequest.start_before:type_name -> google.protobuf.Timestamp
 	0,  // 7: chasqui.central.v1.ListObservationsResponse.observations:type_name -> chasqui.central.v1.ObservationRecord
-	1,  // 8: chasqui.central.v1.ReadService.GetObservation:input_type -> chasqui.central.v1.GetObservationRequest
-	3,  // 9: chasqui.central.v1.ReadService.ListObservations:input_type -> chasqui.central.v1.ListObservationsRequest
-	2,  // 10: chasqui.central.v1.ReadService.GetObservation:output_type -> chasqui.central.v1.GetObservationResponse
-	4,  // 11: chasqui.central.v1.ReadService.ListObservations:output_type -> chasqui.central.v1.ListObservationsResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	12, // 8: chasqui.central.v1.ListRowsRequest.where:type_name -> google.protobuf.Struct
+	12, // 9: chasqui.central.v1.ListRowsRequest.keys:type_name -> google.protobuf.Struct
+	12, // 10: chasqui.central.v1.ListRowsResponse.rows:type_name -> google.protobuf.Struct
+	1,  // 11: chasqui.central.v1.ReadService.GetObservation:input_type -> chasqui.central.v1.GetObservationRequest
+	3,  // 12: chasqui.central.v1.ReadService.ListObservations:input_type -> chasqui.central.v1.ListObservationsRequest
+	5,  // 13: chasqui.central.v1.ReadService.ListRows:input_type -> chasqui.central.v1.ListRowsRequest
+	2,  // 14: chasqui.central.v1.ReadService.GetObservation:output_type -> chasqui.central.v1.GetObservationResponse
+	4,  // 15: chasqui.central.v1.ReadService.ListObservations:output_type -> chasqui.central.v1.ListObservationsResponse
+	6,  // 16: chasqui.central.v1.ReadService.ListRows:output_type -> chasqui.central.v1.ListRowsResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_chasqui_central_v1_read_proto_init() }
@@ -425,7 +581,7 @@ func file_chasqui_central_v1_read_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chasqui_central_v1_read_proto_rawDesc), len(file_chasqui_central_v1_read_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ReadService_GetObservation_FullMethodName   = "/chasqui.central.v1.ReadService/GetObservation"
 	ReadService_ListObservations_FullMethodName = "/chasqui.central.v1.ReadService/ListObservations"
+	ReadService_ListRows_FullMethodName         = "/chasqui.central.v1.ReadService/ListRows"
 )
 
 // ReadServiceClient is the client API for ReadService service.
@@ -39,6 +40,8 @@ type ReadServiceClient interface {
 	GetObservation(ctx context.Context, in *GetObservationRequest, opts ...grpc.CallOption) (*GetObservationResponse, error)
 	// ListObservations lists observations in (start_time, id) order, paged.
 	ListObservations(ctx context.Context, in *ListObservationsRequest, opts ...grpc.CallOption) (*ListObservationsResponse, error)
+	// ListRows reads rows of a table central allows, in primary key order, paged.
+	ListRows(ctx context.Context, in *ListRowsRequest, opts ...grpc.CallOption) (*ListRowsResponse, error)
 }
 
 type readServiceClient struct {
@@ -69,6 +72,16 @@ func (c *readServiceClient) ListObservations(ctx context.Context, in *ListObserv
 	return out, nil
 }
 
+func (c *readServiceClient) ListRows(ctx context.Context, in *ListRowsRequest, opts ...grpc.CallOption) (*ListRowsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRowsResponse)
+	err := c.cc.Invoke(ctx, ReadService_ListRows_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReadServiceServer is the server API for ReadService service.
 // All implementations must embed UnimplementedReadServiceServer
 // for forward compatibility.
@@ -85,6 +98,8 @@ type ReadServiceServer interface {
 	GetObservation(context.Context, *GetObservationRequest) (*GetObservationResponse, error)
 	// ListObservations lists observations in (start_time, id) order, paged.
 	ListObservations(context.Context, *ListObservationsRequest) (*ListObservationsResponse, error)
+	// ListRows reads rows of a table central allows, in primary key order, paged.
+	ListRows(context.Context, *ListRowsRequest) (*ListRowsResponse, error)
 	mustEmbedUnimplementedReadServiceServer()
 }
 
@@ -100,6 +115,9 @@ func (UnimplementedReadServiceServer) GetObservation(context.Context, *GetObserv
 }
 func (UnimplementedReadServiceServer) ListObservations(context.Context, *ListObservationsRequest) (*ListObservationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListObservations not implemented")
+}
+func (UnimplementedReadServiceServer) ListRows(context.Context, *ListRowsRequest) (*ListRowsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRows not implemented")
 }
 func (UnimplementedReadServiceServer) mustEmbedUnimplementedReadServiceServer() {}
 func (UnimplementedReadServiceServer) testEmbeddedByValue()                     {}
@@ -158,6 +176,24 @@ func _ReadService_ListObservations_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReadService_ListRows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReadServiceServer).ListRows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReadService_ListRows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReadServiceServer).ListRows(ctx, req.(*ListRowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReadService_ServiceDesc is the grpc.ServiceDesc for ReadService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -172,6 +208,10 @@ var ReadService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListObservations",
 			Handler:    _ReadService_ListObservations_Handler,
+		},
+		{
+			MethodName: "ListRows",
+			Handler:    _ReadService_ListRows_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -961,6 +962,401 @@ func (x *ListObservationsResponse) GetBufferOnly() bool {
 	return false
 }
 
+// RowView is one row as the edge sees it.
+type RowView struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Schema-qualified table name.
+	Table string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// Column -> value, in the shapes Row.values uses. A row only buffered
+	// holds the columns its writes set.
+	Values        *structpb.Struct `protobuf:"bytes,2,opt,name=values,proto3" json:"values,omitempty"`
+	Source        RecordSource     `protobuf:"varint,3,opt,name=source,proto3,enum=chasqui.edge.v1.RecordSource" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RowView) Reset() {
+	*x = RowView{}
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RowView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RowView) ProtoMessage() {}
+
+func (x *RowView) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RowView.ProtoReflect.Descriptor instead.
+func (*RowView) Descriptor() ([]byte, []int) {
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RowView) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *RowView) GetValues() *structpb.Struct {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *RowView) GetSource() RecordSource {
+	if x != nil {
+		return x.Source
+	}
+	return RecordSource_RECORD_SOURCE_UNSPECIFIED
+}
+
+type GetRowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Schema-qualified table name (required).
+	Table string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// The primary key columns -> values (required).
+	Key           *structpb.Struct `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRowRequest) Reset() {
+	*x = GetRowRequest{}
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRowRequest) ProtoMessage() {}
+
+func (x *GetRowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRowRequest.ProtoReflect.Descriptor instead.
+func (*GetRowRequest) Descriptor() ([]byte, []int) {
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetRowRequest) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *GetRowRequest) GetKey() *structpb.Struct {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type GetRowResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Row   *RowView               `protobuf:"bytes,1,opt,name=row,proto3" json:"row,omitempty"`
+	// True when neither the replica nor central could be read: the answer holds buffered writes only.
+	BufferOnly    bool `protobuf:"varint,2,opt,name=buffer_only,json=bufferOnly,proto3" json:"buffer_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRowResponse) Reset() {
+	*x = GetRowResponse{}
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRowResponse) ProtoMessage() {}
+
+func (x *GetRowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRowResponse.ProtoReflect.Descriptor instead.
+func (*GetRowResponse) Descriptor() ([]byte, []int) {
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetRowResponse) GetRow() *RowView {
+	if x != nil {
+		return x.Row
+	}
+	return nil
+}
+
+func (x *GetRowResponse) GetBufferOnly() bool {
+	if x != nil {
+		return x.BufferOnly
+	}
+	return false
+}
+
+// ListRowsRequest filters by equality and pages, in primary key order.
+type ListRowsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Schema-qualified table name (required).
+	Table string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// Column -> value: only rows equal on each; unset: any.
+	Where *structpb.Struct `protobuf:"bytes,2,opt,name=where,proto3" json:"where,omitempty"`
+	// At most this many rows (default 100, at most 1000).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; empty for the first.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRowsRequest) Reset() {
+	*x = ListRowsRequest{}
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRowsRequest) ProtoMessage() {}
+
+func (x *ListRowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRowsRequest.ProtoReflect.Descriptor instead.
+func (*ListRowsRequest) Descriptor() ([]byte, []int) {
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListRowsRequest) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *ListRowsRequest) GetWhere() *structpb.Struct {
+	if x != nil {
+		return x.Where
+	}
+	return nil
+}
+
+func (x *ListRowsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRowsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListRowsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          []*RowView             `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	BufferOnly    bool                   `protobuf:"varint,3,opt,name=buffer_only,json=bufferOnly,proto3" json:"buffer_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRowsResponse) Reset() {
+	*x = ListRowsResponse{}
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRowsResponse) ProtoMessage() {}
+
+func (x *ListRowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRowsResponse.ProtoReflect.Descriptor instead.
+func (*ListRowsResponse) Descriptor() ([]byte, []int) {
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListRowsResponse) GetRows() []*RowView {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *ListRowsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListRowsResponse) GetBufferOnly() bool {
+	if x != nil {
+		return x.BufferOnly
+	}
+	return false
+}
+
+type GetSchemaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSchemaRequest) Reset() {
+	*x = GetSchemaRequest{}
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSchemaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSchemaRequest) ProtoMessage() {}
+
+func (x *GetSchemaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSchemaRequest.ProtoReflect.Descriptor instead.
+func (*GetSchemaRequest) Descriptor() ([]byte, []int) {
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{18}
+}
+
+type GetSchemaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset when the edge never learned a schema (it then accepts rows after
+	// a shape check only).
+	Schema *v1.Schema `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	// When the edge last learned or confirmed it from central.
+	LearnedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=learned_at,json=learnedAt,proto3" json:"learned_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSchemaResponse) Reset() {
+	*x = GetSchemaResponse{}
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSchemaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSchemaResponse) ProtoMessage() {}
+
+func (x *GetSchemaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSchemaResponse.ProtoReflect.Descriptor instead.
+func (*GetSchemaResponse) Descriptor() ([]byte, []int) {
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetSchemaResponse) GetSchema() *v1.Schema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
+func (x *GetSchemaResponse) GetLearnedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LearnedAt
+	}
+	return nil
+}
+
 type GetStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -969,7 +1365,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[13]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1377,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[13]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1390,7 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{13}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{20}
 }
 
 type GetStatusResponse struct {
@@ -1041,7 +1437,7 @@ type GetStatusResponse struct {
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[14]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1449,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[14]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1462,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{14}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetStatusResponse) GetEdgeId() string {
@@ -1256,7 +1652,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[15]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1664,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[15]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1677,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{15}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeadLetter) GetTransaction() *v1.Transaction {
@@ -1322,7 +1718,7 @@ type ListDeadLettersRequest struct {
 
 func (x *ListDeadLettersRequest) Reset() {
 	*x = ListDeadLettersRequest{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[16]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1730,7 @@ func (x *ListDeadLettersRequest) String() string {
 func (*ListDeadLettersRequest) ProtoMessage() {}
 
 func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[16]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1743,7 @@ func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{16}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListDeadLettersRequest) GetPageSize() int32 {
@@ -1374,7 +1770,7 @@ type ListDeadLettersResponse struct {
 
 func (x *ListDeadLettersResponse) Reset() {
 	*x = ListDeadLettersResponse{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[17]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1782,7 @@ func (x *ListDeadLettersResponse) String() string {
 func (*ListDeadLettersResponse) ProtoMessage() {}
 
 func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[17]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1795,7 @@ func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{17}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
@@ -1425,7 +1821,7 @@ type GetDeadLetterRequest struct {
 
 func (x *GetDeadLetterRequest) Reset() {
 	*x = GetDeadLetterRequest{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[18]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1833,7 @@ func (x *GetDeadLetterRequest) String() string {
 func (*GetDeadLetterRequest) ProtoMessage() {}
 
 func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[18]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1846,7 @@ func (x *GetDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*GetDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{18}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetDeadLetterRequest) GetTransactionId() string {
@@ -1469,7 +1865,7 @@ type GetDeadLetterResponse struct {
 
 func (x *GetDeadLetterResponse) Reset() {
 	*x = GetDeadLetterResponse{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[19]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1877,7 @@ func (x *GetDeadLetterResponse) String() string {
 func (*GetDeadLetterResponse) ProtoMessage() {}
 
 func (x *GetDeadLetterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[19]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1890,7 @@ func (x *GetDeadLetterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeadLetterResponse.ProtoReflect.Descriptor instead.
 func (*GetDeadLetterResponse) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{19}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetDeadLetterResponse) GetDeadLetter() *DeadLetter {
@@ -1515,7 +1911,7 @@ type RetryDeadLetterRequest struct {
 
 func (x *RetryDeadLetterRequest) Reset() {
 	*x = RetryDeadLetterRequest{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[20]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1923,7 @@ func (x *RetryDeadLetterRequest) String() string {
 func (*RetryDeadLetterRequest) ProtoMessage() {}
 
 func (x *RetryDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[20]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1936,7 @@ func (x *RetryDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*RetryDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{20}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RetryDeadLetterRequest) GetTransactionId() string {
@@ -1566,7 +1962,7 @@ type RetryDeadLetterResponse struct {
 
 func (x *RetryDeadLetterResponse) Reset() {
 	*x = RetryDeadLetterResponse{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[21]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1974,7 @@ func (x *RetryDeadLetterResponse) String() string {
 func (*RetryDeadLetterResponse) ProtoMessage() {}
 
 func (x *RetryDeadLetterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[21]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1987,7 @@ func (x *RetryDeadLetterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryDeadLetterResponse.ProtoReflect.Descriptor instead.
 func (*RetryDeadLetterResponse) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{21}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetryDeadLetterResponse) GetResult() *SubmitResult {
@@ -1610,7 +2006,7 @@ type DiscardDeadLetterRequest struct {
 
 func (x *DiscardDeadLetterRequest) Reset() {
 	*x = DiscardDeadLetterRequest{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[22]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +2018,7 @@ func (x *DiscardDeadLetterRequest) String() string {
 func (*DiscardDeadLetterRequest) ProtoMessage() {}
 
 func (x *DiscardDeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[22]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +2031,7 @@ func (x *DiscardDeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardDeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*DiscardDeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{22}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DiscardDeadLetterRequest) GetTransactionId() string {
@@ -1653,7 +2049,7 @@ type DiscardDeadLetterResponse struct {
 
 func (x *DiscardDeadLetterResponse) Reset() {
 	*x = DiscardDeadLetterResponse{}
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[23]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +2061,7 @@ func (x *DiscardDeadLetterResponse) String() string {
 func (*DiscardDeadLetterResponse) ProtoMessage() {}
 
 func (x *DiscardDeadLetterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[23]
+	mi := &file_chasqui_edge_v1_edge_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,14 +2074,14 @@ func (x *DiscardDeadLetterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscardDeadLetterResponse.ProtoReflect.Descriptor instead.
 func (*DiscardDeadLetterResponse) Descriptor() ([]byte, []int) {
-	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{23}
+	return file_chasqui_edge_v1_edge_proto_rawDescGZIP(), []int{30}
 }
 
 var File_chasqui_edge_v1_edge_proto protoreflect.FileDescriptor
 
 const file_chasqui_edge_v1_edge_proto_rawDesc = "" +
 	"\n" +
-	"\x1achasqui/edge/v1/edge.proto\x12\x0fchasqui.edge.v1\x1a\x18chasqui/ops/v1/ops.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n" +
+	"\x1achasqui/edge/v1/edge.proto\x12\x0fchasqui.edge.v1\x1a\x18chasqui/ops/v1/ops.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n" +
 	"\rSubmitRequest\x12?\n" +
 	"\ftransactions\x18\x01 \x03(\v2\x1b.chasqui.ops.v1.TransactionR\ftransactions\"I\n" +
 	"\x0eSubmitResponse\x127\n" +
@@ -1751,7 +2147,34 @@ const file_chasqui_edge_v1_edge_proto_rawDesc = "" +
 	"\fobservations\x18\x01 \x03(\v2 .chasqui.edge.v1.ObservationViewR\fobservations\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n" +
 	"\vbuffer_only\x18\x03 \x01(\bR\n" +
+	"bufferOnly\"\x87\x01\n" +
+	"\aRowView\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12/\n" +
+	"\x06values\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x06values\x125\n" +
+	"\x06source\x18\x03 \x01(\x0e2\x1d.chasqui.edge.v1.RecordSourceR\x06source\"P\n" +
+	"\rGetRowRequest\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12)\n" +
+	"\x03key\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x03key\"]\n" +
+	"\x0eGetRowResponse\x12*\n" +
+	"\x03row\x18\x01 \x01(\v2\x18.chasqui.edge.v1.RowViewR\x03row\x12\x1f\n" +
+	"\vbuffer_only\x18\x02 \x01(\bR\n" +
+	"bufferOnly\"\x92\x01\n" +
+	"\x0fListRowsRequest\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12-\n" +
+	"\x05where\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x05where\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x89\x01\n" +
+	"\x10ListRowsResponse\x12,\n" +
+	"\x04rows\x18\x01 \x03(\v2\x18.chasqui.edge.v1.RowViewR\x04rows\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n" +
+	"\vbuffer_only\x18\x03 \x01(\bR\n" +
 	"bufferOnly\"\x12\n" +
+	"\x10GetSchemaRequest\"~\n" +
+	"\x11GetSchemaResponse\x12.\n" +
+	"\x06schema\x18\x01 \x01(\v2\x16.chasqui.ops.v1.SchemaR\x06schema\x129\n" +
+	"\n" +
+	"learned_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tlearnedAt\"\x12\n" +
 	"\x10GetStatusRequest\"\xe2\t\n" +
 	"\x11GetStatusResponse\x12\x17\n" +
 	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12\x14\n" +
@@ -1821,13 +2244,16 @@ const file_chasqui_edge_v1_edge_proto_rawDesc = "" +
 	"\x19RECORD_SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RECORD_SOURCE_BUFFERED\x10\x01\x12\x1b\n" +
 	"\x17RECORD_SOURCE_COMMITTED\x10\x02\x12\x19\n" +
-	"\x15RECORD_SOURCE_VISIBLE\x10\x032\xf5\x03\n" +
+	"\x15RECORD_SOURCE_VISIBLE\x10\x032\xe5\x05\n" +
 	"\vEdgeService\x12I\n" +
 	"\x06Submit\x12\x1e.chasqui.edge.v1.SubmitRequest\x1a\x1f.chasqui.edge.v1.SubmitResponse\x12a\n" +
 	"\x0eGetTransaction\x12&.chasqui.edge.v1.GetTransactionRequest\x1a'.chasqui.edge.v1.GetTransactionResponse\x12l\n" +
 	"\x11WatchTransactions\x12).chasqui.edge.v1.WatchTransactionsRequest\x1a*.chasqui.edge.v1.WatchTransactionsResponse0\x01\x12a\n" +
 	"\x0eGetObservation\x12&.chasqui.edge.v1.GetObservationRequest\x1a'.chasqui.edge.v1.GetObservationResponse\x12g\n" +
-	"\x10ListObservations\x12(.chasqui.edge.v1.ListObservationsRequest\x1a).chasqui.edge.v1.ListObservationsResponse2\xfa\x03\n" +
+	"\x10ListObservations\x12(.chasqui.edge.v1.ListObservationsRequest\x1a).chasqui.edge.v1.ListObservationsResponse\x12I\n" +
+	"\x06GetRow\x12\x1e.chasqui.edge.v1.GetRowRequest\x1a\x1f.chasqui.edge.v1.GetRowResponse\x12O\n" +
+	"\bListRows\x12 .chasqui.edge.v1.ListRowsRequest\x1a!.chasqui.edge.v1.ListRowsResponse\x12R\n" +
+	"\tGetSchema\x12!.chasqui.edge.v1.GetSchemaRequest\x1a\".chasqui.edge.v1.GetSchemaResponse2\xfa\x03\n" +
 	"\fAdminService\x12R\n" +
 	"\tGetStatus\x12!.chasqui.edge.v1.GetStatusRequest\x1a\".chasqui.edge.v1.GetStatusResponse\x12d\n" +
 	"\x0fListDeadLetters\x12'.chasqui.edge.v1.ListDeadLettersRequest\x1a(.chasqui.edge.v1.ListDeadLettersResponse\x12^\n" +
@@ -1848,7 +2274,7 @@ func file_chasqui_edge_v1_edge_proto_rawDescGZIP() []byte {
 }
 
 var file_chasqui_edge_v1_edge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_chasqui_edge_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_chasqui_edge_v1_edge_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_chasqui_edge_v1_edge_proto_goTypes = []any{
 	(TransactionState)(0),             // 0: chasqui.edge.v1.TransactionState
 	(RecordSource)(0),                 // 1: chasqui.edge.v1.RecordSource
@@ -1865,79 +2291,102 @@ var file_chasqui_edge_v1_edge_proto_goTypes = []any{
 	(*GetObservationResponse)(nil),    // 12: chasqui.edge.v1.GetObservationResponse
 	(*ListObservationsRequest)(nil),   // 13: chasqui.edge.v1.ListObservationsRequest
 	(*ListObservationsResponse)(nil),  // 14: chasqui.edge.v1.ListObservationsResponse
-	(*GetStatusRequest)(nil),          // 15: chasqui.edge.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),         // 16: chasqui.edge.v1.GetStatusResponse
-	(*DeadLetter)(nil),                // 17: chasqui.edge.v1.DeadLetter
-	(*ListDeadLettersRequest)(nil),    // 18: chasqui.edge.v1.ListDeadLettersRequest
-	(*ListDeadLettersResponse)(nil),   // 19: chasqui.edge.v1.ListDeadLettersResponse
-	(*GetDeadLetterRequest)(nil),      // 20: chasqui.edge.v1.GetDeadLetterRequest
-	(*GetDeadLetterResponse)(nil),     // 21: chasqui.edge.v1.GetDeadLetterResponse
-	(*RetryDeadLetterRequest)(nil),    // 22: chasqui.edge.v1.RetryDeadLetterRequest
-	(*RetryDeadLetterResponse)(nil),   // 23: chasqui.edge.v1.RetryDeadLetterResponse
-	(*DiscardDeadLetterRequest)(nil),  // 24: chasqui.edge.v1.DiscardDeadLetterRequest
-	(*DiscardDeadLetterResponse)(nil), // 25: chasqui.edge.v1.DiscardDeadLetterResponse
-	(*v1.Transaction)(nil),            // 26: chasqui.ops.v1.Transaction
-	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
-	(*v1.Observation)(nil),            // 28: chasqui.ops.v1.Observation
-	(*v1.RawDataFile)(nil),            // 29: chasqui.ops.v1.RawDataFile
-	(*v1.InstrumentConfig)(nil),       // 30: chasqui.ops.v1.InstrumentConfig
-	(v1.ObservationStatus)(0),         // 31: chasqui.ops.v1.ObservationStatus
+	(*RowView)(nil),                   // 15: chasqui.edge.v1.RowView
+	(*GetRowRequest)(nil),             // 16: chasqui.edge.v1.GetRowRequest
+	(*GetRowResponse)(nil),            // 17: chasqui.edge.v1.GetRowResponse
+	(*ListRowsRequest)(nil),           // 18: chasqui.edge.v1.ListRowsRequest
+	(*ListRowsResponse)(nil),          // 19: chasqui.edge.v1.ListRowsResponse
+	(*GetSchemaRequest)(nil),          // 20: chasqui.edge.v1.GetSchemaRequest
+	(*GetSchemaResponse)(nil),         // 21: chasqui.edge.v1.GetSchemaResponse
+	(*GetStatusRequest)(nil),          // 22: chasqui.edge.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),         // 23: chasqui.edge.v1.GetStatusResponse
+	(*DeadLetter)(nil),                // 24: chasqui.edge.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),    // 25: chasqui.edge.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),   // 26: chasqui.edge.v1.ListDeadLettersResponse
+	(*GetDeadLetterRequest)(nil),      // 27: chasqui.edge.v1.GetDeadLetterRequest
+	(*GetDeadLetterResponse)(nil),     // 28: chasqui.edge.v1.GetDeadLetterResponse
+	(*RetryDeadLetterRequest)(nil),    // 29: chasqui.edge.v1.RetryDeadLetterRequest
+	(*RetryDeadLetterResponse)(nil),   // 30: chasqui.edge.v1.RetryDeadLetterResponse
+	(*DiscardDeadLetterRequest)(nil),  // 31: chasqui.edge.v1.DiscardDeadLetterRequest
+	(*DiscardDeadLetterResponse)(nil), // 32: chasqui.edge.v1.DiscardDeadLetterResponse
+	(*v1.Transaction)(nil),            // 33: chasqui.ops.v1.Transaction
+	(*timestamppb.Timestamp)(nil),     // 34: google.protobuf.Timestamp
+	(*v1.Observation)(nil),            // 35: chasqui.ops.v1.Observation
+	(*v1.RawDataFile)(nil),            // 36: chasqui.ops.v1.RawDataFile
+	(*v1.InstrumentConfig)(nil),       // 37: chasqui.ops.v1.InstrumentConfig
+	(v1.ObservationStatus)(0),         // 38: chasqui.ops.v1.ObservationStatus
+	(*structpb.Struct)(nil),           // 39: google.protobuf.Struct
+	(*v1.Schema)(nil),                 // 40: chasqui.ops.v1.Schema
 }
 var file_chasqui_edge_v1_edge_proto_depIdxs = []int32{
-	26, // 0: chasqui.edge.v1.SubmitRequest.transactions:type_name -> chasqui.ops.v1.Transaction
+	33, // 0: chasqui.edge.v1.SubmitRequest.transactions:type_name -> chasqui.ops.v1.Transaction
 	4,  // 1: chasqui.edge.v1.SubmitResponse.results:type_name -> chasqui.edge.v1.SubmitResult
-	27, // 2: chasqui.edge.v1.SubmitResult.accepted_at:type_name -> google.protobuf.Timestamp
+	34, // 2: chasqui.edge.v1.SubmitResult.accepted_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: chasqui.edge.v1.SubmitResult.state:type_name -> chasqui.edge.v1.TransactionState
 	0,  // 4: chasqui.edge.v1.TransactionStatus.state:type_name -> chasqui.edge.v1.TransactionState
-	27, // 5: chasqui.edge.v1.TransactionStatus.accepted_at:type_name -> google.protobuf.Timestamp
-	27, // 6: chasqui.edge.v1.TransactionStatus.committed_at:type_name -> google.protobuf.Timestamp
-	27, // 7: chasqui.edge.v1.TransactionStatus.visible_at:type_name -> google.protobuf.Timestamp
+	34, // 5: chasqui.edge.v1.TransactionStatus.accepted_at:type_name -> google.protobuf.Timestamp
+	34, // 6: chasqui.edge.v1.TransactionStatus.committed_at:type_name -> google.protobuf.Timestamp
+	34, // 7: chasqui.edge.v1.TransactionStatus.visible_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: chasqui.edge.v1.GetTransactionResponse.transaction:type_name -> chasqui.edge.v1.TransactionStatus
 	5,  // 9: chasqui.edge.v1.WatchTransactionsResponse.transaction:type_name -> chasqui.edge.v1.TransactionStatus
-	28, // 10: chasqui.edge.v1.ObservationView.observation:type_name -> chasqui.ops.v1.Observation
+	35, // 10: chasqui.edge.v1.ObservationView.observation:type_name -> chasqui.ops.v1.Observation
 	1,  // 11: chasqui.edge.v1.ObservationView.source:type_name -> chasqui.edge.v1.RecordSource
-	29, // 12: chasqui.edge.v1.ObservationView.files:type_name -> chasqui.ops.v1.RawDataFile
-	30, // 13: chasqui.edge.v1.ObservationView.configs:type_name -> chasqui.ops.v1.InstrumentConfig
+	36, // 12: chasqui.edge.v1.ObservationView.files:type_name -> chasqui.ops.v1.RawDataFile
+	37, // 13: chasqui.edge.v1.ObservationView.configs:type_name -> chasqui.ops.v1.InstrumentConfig
 	10, // 14: chasqui.edge.v1.GetObservationResponse.observation:type_name -> chasqui.edge.v1.ObservationView
-	31, // 15: chasqui.edge.v1.ListObservationsRequest.status:type_name -> chasqui.ops.v1.ObservationStatus
-	27, // 16: chasqui.edge.v1.ListObservationsRequest.start_after:type_name -> google.protobuf.Timestamp
-	27, // 17: chasqui.edge.v1.ListObservationsRequest.start_before:type_name -> google.protobuf.Timestamp
+	38, // 15: chasqui.edge.v1.ListObservationsRequest.status:type_name -> chasqui.ops.v1.ObservationStatus
+	34, // 16: chasqui.edge.v1.ListObservationsRequest.start_after:type_name -> google.protobuf.Timestamp
+	34, // 17: chasqui.edge.v1.ListObservationsRequest.start_before:type_name -> google.protobuf.Timestamp
 	10, // 18: chasqui.edge.v1.ListObservationsResponse.observations:type_name -> chasqui.edge.v1.ObservationView
-	27, // 19: chasqui.edge.v1.GetStatusResponse.oldest_pending_accepted_at:type_name -> google.protobuf.Timestamp
-	27, // 20: chasqui.edge.v1.GetStatusResponse.last_commit_at:type_name -> google.protobuf.Timestamp
-	27, // 21: chasqui.edge.v1.GetStatusResponse.central_last_answer_at:type_name -> google.protobuf.Timestamp
-	27, // 22: chasqui.edge.v1.GetStatusResponse.forwarder_last_error_at:type_name -> google.protobuf.Timestamp
-	26, // 23: chasqui.edge.v1.DeadLetter.transaction:type_name -> chasqui.ops.v1.Transaction
-	27, // 24: chasqui.edge.v1.DeadLetter.rejected_at:type_name -> google.protobuf.Timestamp
-	17, // 25: chasqui.edge.v1.ListDeadLettersResponse.dead_letters:type_name -> chasqui.edge.v1.DeadLetter
-	17, // 26: chasqui.edge.v1.GetDeadLetterResponse.dead_letter:type_name -> chasqui.edge.v1.DeadLetter
-	26, // 27: chasqui.edge.v1.RetryDeadLetterRequest.edited:type_name -> chasqui.ops.v1.Transaction
-	4,  // 28: chasqui.edge.v1.RetryDeadLetterResponse.result:type_name -> chasqui.edge.v1.SubmitResult
-	2,  // 29: chasqui.edge.v1.EdgeService.Submit:input_type -> chasqui.edge.v1.SubmitRequest
-	6,  // 30: chasqui.edge.v1.EdgeService.GetTransaction:input_type -> chasqui.edge.v1.GetTransactionRequest
-	8,  // 31: chasqui.edge.v1.EdgeService.WatchTransactions:input_type -> chasqui.edge.v1.WatchTransactionsRequest
-	11, // 32: chasqui.edge.v1.EdgeService.GetObservation:input_type -> chasqui.edge.v1.GetObservationRequest
-	13, // 33: chasqui.edge.v1.EdgeService.ListObservations:input_type -> chasqui.edge.v1.ListObservationsRequest
-	15, // 34: chasqui.edge.v1.AdminService.GetStatus:input_type -> chasqui.edge.v1.GetStatusRequest
-	18, // 35: chasqui.edge.v1.AdminService.ListDeadLetters:input_type -> chasqui.edge.v1.ListDeadLettersRequest
-	20, // 36: chasqui.edge.v1.AdminService.GetDeadLetter:input_type -> chasqui.edge.v1.GetDeadLetterRequest
-	22, // 37: chasqui.edge.v1.AdminService.RetryDeadLetter:input_type -> chasqui.edge.v1.RetryDeadLetterRequest
-	24, // 38: chasqui.edge.v1.AdminService.DiscardDeadLetter:input_type -> chasqui.edge.v1.DiscardDeadLetterRequest
-	3,  // 39: chasqui.edge.v1.EdgeService.Submit:output_type -> chasqui.edge.v1.SubmitResponse
-	7,  // 40: chasqui.edge.v1.EdgeService.GetTransaction:output_type -> chasqui.edge.v1.GetTransactionResponse
-	9,  // 41: chasqui.edge.v1.EdgeService.WatchTransactions:output_type -> chasqui.edge.v1.WatchTransactionsResponse
-	12, // 42: chasqui.edge.v1.EdgeService.GetObservation:output_type -> chasqui.edge.v1.GetObservationResponse
-	14, // 43: chasqui.edge.v1.EdgeService.ListObservations:output_type -> chasqui.edge.v1.ListObservationsResponse
-	16, // 44: chasqui.edge.v1.AdminService.GetStatus:output_type -> chasqui.edge.v1.GetStatusResponse
-	19, // 45: chasqui.edge.v1.AdminService.ListDeadLetters:output_type -> chasqui.edge.v1.ListDeadLettersResponse
-	21, // 46: chasqui.edge.v1.AdminService.GetDeadLetter:output_type -> chasqui.edge.v1.GetDeadLetterResponse
-	23, // 47: chasqui.edge.v1.AdminService.RetryDeadLetter:output_type -> chasqui.edge.v1.RetryDeadLetterResponse
-	25, // 48: chasqui.edge.v1.AdminService.DiscardDeadLetter:output_type -> chasqui.edge.v1.DiscardDeadLetterResponse
-	39, // [39:49] is the sub-list for method output_type
-	29, // [29:39] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	39, // 19: chasqui.edge.v1.RowView.values:type_name -> google.protobuf.Struct
+	1,  // 20: chasqui.edge.v1.RowView.source:type_name -> chasqui.edge.v1.RecordSource
+	39, // 21: chasqui.edge.v1.GetRowRequest.key:type_name -> google.protobuf.Struct
+	15, // 22: chasqui.edge.v1.GetRowResponse.row:type_name -> chasqui.edge.v1.RowView
+	39, // 23: chasqui.edge.v1.ListRowsRequest.where:type_name -> google.protobuf.Struct
+	15, // 24: chasqui.edge.v1.ListRowsResponse.rows:type_name -> chasqui.edge.v1.RowView
+	40, // 25: chasqui.edge.v1.GetSchemaResponse.schema:type_name -> chasqui.ops.v1.Schema
+	34, // 26: chasqui.edge.v1.GetSchemaResponse.learned_at:type_name -> google.protobuf.Timestamp
+	34, // 27: chasqui.edge.v1.GetStatusResponse.oldest_pending_accepted_at:type_name -> google.protobuf.Timestamp
+	34, // 28: chasqui.edge.v1.GetStatusResponse.last_commit_at:type_name -> google.protobuf.Timestamp
+	34, // 29: chasqui.edge.v1.GetStatusResponse.central_last_answer_at:type_name -> google.protobuf.Timestamp
+	34, // 30: chasqui.edge.v1.GetStatusResponse.forwarder_last_error_at:type_name -> google.protobuf.Timestamp
+	33, // 31: chasqui.edge.v1.DeadLetter.transaction:type_name -> chasqui.ops.v1.Transaction
+	34, // 32: chasqui.edge.v1.DeadLetter.rejected_at:type_name -> google.protobuf.Timestamp
+	24, // 33: chasqui.edge.v1.ListDeadLettersResponse.dead_letters:type_name -> chasqui.edge.v1.DeadLetter
+	24, // 34: chasqui.edge.v1.GetDeadLetterResponse.dead_letter:type_name -> chasqui.edge.v1.DeadLetter
+	33, // 35: chasqui.edge.v1.RetryDeadLetterRequest.edited:type_name -> chasqui.ops.v1.Transaction
+	4,  // 36: chasqui.edge.v1.RetryDeadLetterResponse.result:type_name -> chasqui.edge.v1.SubmitResult
+	2,  // 37: chasqui.edge.v1.EdgeService.Submit:input_type -> chasqui.edge.v1.SubmitRequest
+	6,  // 38: chasqui.edge.v1.EdgeService.GetTransaction:input_type -> chasqui.edge.v1.GetTransactionRequest
+	8,  // 39: chasqui.edge.v1.EdgeService.WatchTransactions:input_type -> chasqui.edge.v1.WatchTransactionsRequest
+	11, // 40: chasqui.edge.v1.EdgeService.GetObservation:input_type -> chasqui.edge.v1.GetObservationRequest
+	13, // 41: chasqui.edge.v1.EdgeService.ListObservations:input_type -> chasqui.edge.v1.ListObservationsRequest
+	16, // 42: chasqui.edge.v1.EdgeService.GetRow:input_type -> chasqui.edge.v1.GetRowRequest
+	18, // 43: chasqui.edge.v1.EdgeService.ListRows:input_type -> chasqui.edge.v1.ListRowsRequest
+	20, // 44: chasqui.edge.v1.EdgeService.GetSchema:input_type -> chasqui.edge.v1.GetSchemaRequest
+	22, // 45: chasqui.edge.v1.AdminService.GetStatus:input_type -> chasqui.edge.v1.GetStatusRequest
+	25, // 46: chasqui.edge.v1.AdminService.ListDeadLetters:input_type -> chasqui.edge.v1.ListDeadLettersRequest
+	27, // 47: chasqui.edge.v1.AdminService.GetDeadLetter:input_type -> chasqui.edge.v1.GetDeadLetterRequest
+	29, // 48: chasqui.edge.v1.AdminService.RetryDeadLetter:input_type -> chasqui.edge.v1.RetryDeadLetterRequest
+	31, // 49: chasqui.edge.v1.AdminService.DiscardDeadLetter:input_type -> chasqui.edge.v1.DiscardDeadLetterRequest
+	3,  // 50: chasqui.edge.v1.EdgeService.Submit:output_type -> chasqui.edge.v1.SubmitResponse
+	7,  // 51: chasqui.edge.v1.EdgeService.GetTransaction:output_type -> chasqui.edge.v1.GetTransactionResponse
+	9,  // 52: chasqui.edge.v1.EdgeService.WatchTransactions:output_type -> chasqui.edge.v1.WatchTransactionsResponse
+	12, // 53: chasqui.edge.v1.EdgeService.GetObservation:output_type -> chasqui.edge.v1.GetObservationResponse
+	14, // 54: chasqui.edge.v1.EdgeService.ListObservations:output_type -> chasqui.edge.v1.ListObservationsResponse
+	17, // 55: chasqui.edge.v1.EdgeService.GetRow:output_type -> chasqui.edge.v1.GetRowResponse
+	19, // 56: chasqui.edge.v1.EdgeService.ListRows:output_type -> chasqui.edge.v1.ListRowsResponse
+	21, // 57: chasqui.edge.v1.EdgeService.GetSchema:output_type -> chasqui.edge.v1.GetSchemaResponse
+	23, // 58: chasqui.edge.v1.AdminService.GetStatus:output_type -> chasqui.edge.v1.GetStatusResponse
+	26, // 59: chasqui.edge.v1.AdminService.ListDeadLetters:output_type -> chasqui.edge.v1.ListDeadLettersResponse
+	28, // 60: chasqui.edge.v1.AdminService.GetDeadLetter:output_type -> chasqui.edge.v1.GetDeadLetterResponse
+	30, // 61: chasqui.edge.v1.AdminService.RetryDeadLetter:output_type -> chasqui.edge.v1.RetryDeadLetterResponse
+	32, // 62: chasqui.edge.v1.AdminService.DiscardDeadLetter:output_type -> chasqui.edge.v1.DiscardDeadLetterResponse
+	50, // [50:63] is the sub-list for method output_type
+	37, // [37:50] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_chasqui_edge_v1_edge_proto_init() }
@@ -1951,7 +2400,7 @@ func file_chasqui_edge_v1_edge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chasqui_edge_v1_edge_proto_rawDesc), len(file_chasqui_edge_v1_edge_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -27,6 +27,9 @@ const (
 	EdgeService_WatchTransactions_FullMethodName = "/chasqui.edge.v1.EdgeService/WatchTransactions"
 	EdgeService_GetObservation_FullMethodName    = "/chasqui.edge.v1.EdgeService/GetObservation"
 	EdgeService_ListObservations_FullMethodName  = "/chasqui.edge.v1.EdgeService/ListObservations"
+	EdgeService_GetRow_FullMethodName            = "/chasqui.edge.v1.EdgeService/GetRow"
+	EdgeService_ListRows_FullMethodName          = "/chasqui.edge.v1.EdgeService/ListRows"
+	EdgeService_GetSchema_FullMethodName         = "/chasqui.edge.v1.EdgeService/GetSchema"
 )
 
 // EdgeServiceClient is the client API for EdgeService service.
@@ -49,6 +52,15 @@ type EdgeServiceClient interface {
 	GetObservation(ctx context.Context, in *GetObservationRequest, opts ...grpc.CallOption) (*GetObservationResponse, error)
 	// ListObservations lists observations, merged from the buffer and the replica.
 	ListObservations(ctx context.Context, in *ListObservationsRequest, opts ...grpc.CallOption) (*ListObservationsResponse, error)
+	// GetRow reads one row of a table by its primary key, merged from the
+	// buffer and the replica.
+	GetRow(ctx context.Context, in *GetRowRequest, opts ...grpc.CallOption) (*GetRowResponse, error)
+	// ListRows lists rows of a table in primary key order, merged from the
+	// buffer and the replica.
+	ListRows(ctx context.Context, in *ListRowsRequest, opts ...grpc.CallOption) (*ListRowsResponse, error)
+	// GetSchema tells which tables the edge may take rows for, as it last
+	// learned them from central.
+	GetSchema(ctx context.Context, in *GetSchemaRequest, opts ...grpc.CallOption) (*GetSchemaResponse, error)
 }
 
 type edgeServiceClient struct {
@@ -118,6 +130,36 @@ func (c *edgeServiceClient) ListObservations(ctx context.Context, in *ListObserv
 	return out, nil
 }
 
+func (c *edgeServiceClient) GetRow(ctx context.Context, in *GetRowRequest, opts ...grpc.CallOption) (*GetRowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRowResponse)
+	err := c.cc.Invoke(ctx, EdgeService_GetRow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *edgeServiceClient) ListRows(ctx context.Context, in *ListRowsRequest, opts ...grpc.CallOption) (*ListRowsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRowsResponse)
+	err := c.cc.Invoke(ctx, EdgeService_ListRows_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *edgeServiceClient) GetSchema(ctx context.Context, in *GetSchemaRequest, opts ...grpc.CallOption) (*GetSchemaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSchemaResponse)
+	err := c.cc.Invoke(ctx, EdgeService_GetSchema_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EdgeServiceServer is the server API for EdgeService service.
 // All implementations must embed UnimplementedEdgeServiceServer
 // for forward compatibility.
@@ -138,6 +180,15 @@ type EdgeServiceServer interface {
 	GetObservation(context.Context, *GetObservationRequest) (*GetObservationResponse, error)
 	// ListObservations lists observations, merged from the buffer and the replica.
 	ListObservations(context.Context, *ListObservationsRequest) (*ListObservationsResponse, error)
+	// GetRow reads one row of a table by its primary key, merged from the
+	// buffer and the replica.
+	GetRow(context.Context, *GetRowRequest) (*GetRowResponse, error)
+	// ListRows lists rows of a table in primary key order, merged from the
+	// buffer and the replica.
+	ListRows(context.Context, *ListRowsRequest) (*ListRowsResponse, error)
+	// GetSchema tells which tables the edge may take rows for, as it last
+	// learned them from central.
+	GetSchema(context.Context, *GetSchemaRequest) (*GetSchemaResponse, error)
 	mustEmbedUnimplementedEdgeServiceServer()
 }
 
@@ -162,6 +213,15 @@ func (UnimplementedEdgeServiceServer) GetObservation(context.Context, *GetObserv
 }
 func (UnimplementedEdgeServiceServer) ListObservations(context.Context, *ListObservationsRequest) (*ListObservationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListObservations not implemented")
+}
+func (UnimplementedEdgeServiceServer) GetRow(context.Context, *GetRowRequest) (*GetRowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRow not implemented")
+}
+func (UnimplementedEdgeServiceServer) ListRows(context.Context, *ListRowsRequest) (*ListRowsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRows not implemented")
+}
+func (UnimplementedEdgeServiceServer) GetSchema(context.Context, *GetSchemaRequest) (*GetSchemaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSchema not implemented")
 }
 func (UnimplementedEdgeServiceServer) mustEmbedUnimplementedEdgeServiceServer() {}
 func (UnimplementedEdgeServiceServer) testEmbeddedByValue()                     {}
@@ -267,6 +327,60 @@ func _EdgeService_ListObservations_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EdgeService_GetRow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EdgeServiceServer).GetRow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EdgeService_GetRow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EdgeServiceServer).GetRow(ctx, req.(*GetRowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EdgeService_ListRows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EdgeServiceServer).ListRows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EdgeService_ListRows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EdgeServiceServer).ListRows(ctx, req.(*ListRowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EdgeService_GetSchema_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSchemaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EdgeServiceServer).GetSchema(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EdgeService_GetSchema_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EdgeServiceServer).GetSchema(ctx, req.(*GetSchemaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EdgeService_ServiceDesc is the grpc.ServiceDesc for EdgeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -289,6 +403,18 @@ var EdgeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListObservations",
 			Handler:    _EdgeService_ListObservations_Handler,
+		},
+		{
+			MethodName: "GetRow",
+			Handler:    _EdgeService_GetRow_Handler,
+		},
+		{
+			MethodName: "ListRows",
+			Handler:    _EdgeService_ListRows_Handler,
+		},
+		{
+			MethodName: "GetSchema",
+			Handler:    _EdgeService_GetSchema_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -82,6 +82,138 @@ func (ObservationStatus) EnumDescriptor() ([]byte, []int) {
 	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{0}
 }
 
+// RowOp is what a row mutation does to its row.
+type RowOp int32
+
+const (
+	RowOp_ROW_OP_UNSPECIFIED RowOp = 0
+	// Inserts the row; a row with the same key already there is a rejection.
+	RowOp_ROW_OP_INSERT RowOp = 1
+	// Inserts the row, or sets the given columns of the row with its key.
+	RowOp_ROW_OP_UPSERT RowOp = 2
+	// Sets the given columns of the row with the key; no such row is a rejection.
+	RowOp_ROW_OP_UPDATE RowOp = 3
+	// Deletes the row with the key; no such row is a rejection.
+	RowOp_ROW_OP_DELETE RowOp = 4
+)
+
+// Enum value maps for RowOp.
+var (
+	RowOp_name = map[int32]string{
+		0: "ROW_OP_UNSPECIFIED",
+		1: "ROW_OP_INSERT",
+		2: "ROW_OP_UPSERT",
+		3: "ROW_OP_UPDATE",
+		4: "ROW_OP_DELETE",
+	}
+	RowOp_value = map[string]int32{
+		"ROW_OP_UNSPECIFIED": 0,
+		"ROW_OP_INSERT":      1,
+		"ROW_OP_UPSERT":      2,
+		"ROW_OP_UPDATE":      3,
+		"ROW_OP_DELETE":      4,
+	}
+)
+
+func (x RowOp) Enum() *RowOp {
+	p := new(RowOp)
+	*p = x
+	return p
+}
+
+func (x RowOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RowOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_chasqui_ops_v1_ops_proto_enumTypes[1].Descriptor()
+}
+
+func (RowOp) Type() protoreflect.EnumType {
+	return &file_chasqui_ops_v1_ops_proto_enumTypes[1]
+}
+
+func (x RowOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RowOp.Descriptor instead.
+func (RowOp) EnumDescriptor() ([]byte, []int) {
+	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{1}
+}
+
+// ValueKind is the shape a column's value must have in Row.values.
+type ValueKind int32
+
+const (
+	ValueKind_VALUE_KIND_UNSPECIFIED ValueKind = 0
+	// A string (text, varchar, uuid, date, timestamptz, inet, ...; the type
+	// name says which, and PostgreSQL parses it).
+	ValueKind_VALUE_KIND_STRING ValueKind = 1
+	// An integral number, or a string of decimal digits (beyond 2^53).
+	ValueKind_VALUE_KIND_INTEGER ValueKind = 2
+	// A number, or a string holding an exact numeric (numeric, real, double).
+	ValueKind_VALUE_KIND_NUMBER ValueKind = 3
+	ValueKind_VALUE_KIND_BOOL   ValueKind = 4
+	// Any JSON value (json, jsonb).
+	ValueKind_VALUE_KIND_JSON ValueKind = 5
+	// A base64 string (bytea).
+	ValueKind_VALUE_KIND_BYTES ValueKind = 6
+	// One of ColumnSchema.enum_labels.
+	ValueKind_VALUE_KIND_ENUM ValueKind = 7
+)
+
+// Enum value maps for ValueKind.
+var (
+	ValueKind_name = map[int32]string{
+		0: "VALUE_KIND_UNSPECIFIED",
+		1: "VALUE_KIND_STRING",
+		2: "VALUE_KIND_INTEGER",
+		3: "VALUE_KIND_NUMBER",
+		4: "VALUE_KIND_BOOL",
+		5: "VALUE_KIND_JSON",
+		6: "VALUE_KIND_BYTES",
+		7: "VALUE_KIND_ENUM",
+	}
+	ValueKind_value = map[string]int32{
+		"VALUE_KIND_UNSPECIFIED": 0,
+		"VALUE_KIND_STRING":      1,
+		"VALUE_KIND_INTEGER":     2,
+		"VALUE_KIND_NUMBER":      3,
+		"VALUE_KIND_BOOL":        4,
+		"VALUE_KIND_JSON":        5,
+		"VALUE_KIND_BYTES":       6,
+		"VALUE_KIND_ENUM":        7,
+	}
+)
+
+func (x ValueKind) Enum() *ValueKind {
+	p := new(ValueKind)
+	*p = x
+	return p
+}
+
+func (x ValueKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ValueKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_chasqui_ops_v1_ops_proto_enumTypes[2].Descriptor()
+}
+
+func (ValueKind) Type() protoreflect.EnumType {
+	return &file_chasqui_ops_v1_ops_proto_enumTypes[2]
+}
+
+func (x ValueKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ValueKind.Descriptor instead.
+func (ValueKind) EnumDescriptor() ([]byte, []int) {
+	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{2}
+}
+
 // Observation is one observation as it starts (or as a whole, when already finished).
 type Observation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -428,6 +560,78 @@ func (x *RawDataFile) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Row is a change to one row of a table of the operations database: any
+// table central allows, in the user's own schemas.
+type Row struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Schema-qualified table name, e.g. "ops.raw_data_package" (required).
+	Table string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Op    RowOp  `protobuf:"varint,2,opt,name=op,proto3,enum=chasqui.ops.v1.RowOp" json:"op,omitempty"`
+	// Column name -> value. Values are JSON-like and PostgreSQL's input
+	// function of each column parses them: text, numbers, booleans, lists for
+	// arrays, objects for json/jsonb; integers beyond 2^53 and exact numerics
+	// may travel as strings, bytea as base64 (standard encoding). A null value
+	// sets SQL NULL. The values must hold every column of the table's primary
+	// key, chosen by the caller before the first attempt (UUIDv7 or natural
+	// keys). INSERT and UPSERT carry the whole row (columns left out take
+	// their defaults); UPDATE carries the key plus the changed columns;
+	// DELETE carries the key only.
+	Values        *structpb.Struct `protobuf:"bytes,3,opt,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Row) Reset() {
+	*x = Row{}
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Row) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Row) ProtoMessage() {}
+
+func (x *Row) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Row.ProtoReflect.Descriptor instead.
+func (*Row) Descriptor() ([]byte, []int) {
+	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Row) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *Row) GetOp() RowOp {
+	if x != nil {
+		return x.Op
+	}
+	return RowOp_ROW_OP_UNSPECIFIED
+}
+
+func (x *Row) GetValues() *structpb.Struct {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // Mutation is one change inside a transaction.
 type Mutation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -437,6 +641,7 @@ type Mutation struct {
 	//	*Mutation_ObservationUpdate
 	//	*Mutation_InstrumentConfig
 	//	*Mutation_RawDataFile
+	//	*Mutation_Row
 	Kind          isMutation_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -444,7 +649,7 @@ type Mutation struct {
 
 func (x *Mutation) Reset() {
 	*x = Mutation{}
-	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[4]
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +661,7 @@ func (x *Mutation) String() string {
 func (*Mutation) ProtoMessage() {}
 
 func (x *Mutation) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[4]
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +674,7 @@ func (x *Mutation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mutation.ProtoReflect.Descriptor instead.
 func (*Mutation) Descriptor() ([]byte, []int) {
-	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{4}
+	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Mutation) GetKind() isMutation_Kind {
@@ -515,6 +720,15 @@ func (x *Mutation) GetRawDataFile() *RawDataFile {
 	return nil
 }
 
+func (x *Mutation) GetRow() *Row {
+	if x != nil {
+		if x, ok := x.Kind.(*Mutation_Row); ok {
+			return x.Row
+		}
+	}
+	return nil
+}
+
 type isMutation_Kind interface {
 	isMutation_Kind()
 }
@@ -535,6 +749,11 @@ type Mutation_RawDataFile struct {
 	RawDataFile *RawDataFile `protobuf:"bytes,4,opt,name=raw_data_file,json=rawDataFile,proto3,oneof"`
 }
 
+type Mutation_Row struct {
+	// A row of any table central allows.
+	Row *Row `protobuf:"bytes,5,opt,name=row,proto3,oneof"`
+}
+
 func (*Mutation_Observation) isMutation_Kind() {}
 
 func (*Mutation_ObservationUpdate) isMutation_Kind() {}
@@ -542,6 +761,8 @@ func (*Mutation_ObservationUpdate) isMutation_Kind() {}
 func (*Mutation_InstrumentConfig) isMutation_Kind() {}
 
 func (*Mutation_RawDataFile) isMutation_Kind() {}
+
+func (*Mutation_Row) isMutation_Kind() {}
 
 // Transaction is the unit of atomicity: all its mutations commit together or not at all.
 type Transaction struct {
@@ -565,7 +786,7 @@ type Transaction struct {
 
 func (x *Transaction) Reset() {
 	*x = Transaction{}
-	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[5]
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +798,7 @@ func (x *Transaction) String() string {
 func (*Transaction) ProtoMessage() {}
 
 func (x *Transaction) ProtoReflect() protoreflect.Message {
-	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[5]
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +811,7 @@ func (x *Transaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transaction.ProtoReflect.Descriptor instead.
 func (*Transaction) Descriptor() ([]byte, []int) {
-	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{5}
+	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Transaction) GetId() string {
@@ -642,6 +863,332 @@ func (x *Transaction) GetTraceContext() map[string]string {
 	return nil
 }
 
+// ColumnSchema is one column of a table central allows.
+type ColumnSchema struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// PostgreSQL's name of the type, as format_type prints it, e.g.
+	// "timestamp with time zone", "text[]", "ops.unit_status".
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// Shape of the value (of each element, for an array).
+	Kind ValueKind `protobuf:"varint,3,opt,name=kind,proto3,enum=chasqui.ops.v1.ValueKind" json:"kind,omitempty"`
+	// The value is a list of elements of kind.
+	Array    bool `protobuf:"varint,4,opt,name=array,proto3" json:"array,omitempty"`
+	Nullable bool `protobuf:"varint,5,opt,name=nullable,proto3" json:"nullable,omitempty"`
+	// The column has a default: INSERT and UPSERT may leave it out.
+	HasDefault bool `protobuf:"varint,6,opt,name=has_default,json=hasDefault,proto3" json:"has_default,omitempty"`
+	// Generated or GENERATED ALWAYS identity: rows must not set it.
+	Generated bool `protobuf:"varint,7,opt,name=generated,proto3" json:"generated,omitempty"`
+	// Labels of the enum type, in order, when kind is VALUE_KIND_ENUM.
+	EnumLabels    []string `protobuf:"bytes,8,rep,name=enum_labels,json=enumLabels,proto3" json:"enum_labels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ColumnSchema) Reset() {
+	*x = ColumnSchema{}
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ColumnSchema) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ColumnSchema) ProtoMessage() {}
+
+func (x *ColumnSchema) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ColumnSchema.ProtoReflect.Descriptor instead.
+func (*ColumnSchema) Descriptor() ([]byte, []int) {
+	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ColumnSchema) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ColumnSchema) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ColumnSchema) GetKind() ValueKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ValueKind_VALUE_KIND_UNSPECIFIED
+}
+
+func (x *ColumnSchema) GetArray() bool {
+	if x != nil {
+		return x.Array
+	}
+	return false
+}
+
+func (x *ColumnSchema) GetNullable() bool {
+	if x != nil {
+		return x.Nullable
+	}
+	return false
+}
+
+func (x *ColumnSchema) GetHasDefault() bool {
+	if x != nil {
+		return x.HasDefault
+	}
+	return false
+}
+
+func (x *ColumnSchema) GetGenerated() bool {
+	if x != nil {
+		return x.Generated
+	}
+	return false
+}
+
+func (x *ColumnSchema) GetEnumLabels() []string {
+	if x != nil {
+		return x.EnumLabels
+	}
+	return nil
+}
+
+// ForeignKey is one foreign key of a table central allows.
+type ForeignKey struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Columns []string               `protobuf:"bytes,2,rep,name=columns,proto3" json:"columns,omitempty"`
+	// Schema-qualified referenced table.
+	ReferencesTable   string   `protobuf:"bytes,3,opt,name=references_table,json=referencesTable,proto3" json:"references_table,omitempty"`
+	ReferencesColumns []string `protobuf:"bytes,4,rep,name=references_columns,json=referencesColumns,proto3" json:"references_columns,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ForeignKey) Reset() {
+	*x = ForeignKey{}
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForeignKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForeignKey) ProtoMessage() {}
+
+func (x *ForeignKey) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForeignKey.ProtoReflect.Descriptor instead.
+func (*ForeignKey) Descriptor() ([]byte, []int) {
+	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ForeignKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ForeignKey) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *ForeignKey) GetReferencesTable() string {
+	if x != nil {
+		return x.ReferencesTable
+	}
+	return ""
+}
+
+func (x *ForeignKey) GetReferencesColumns() []string {
+	if x != nil {
+		return x.ReferencesColumns
+	}
+	return nil
+}
+
+// TableSchema is a table central allows, as PostgreSQL's catalog describes it.
+type TableSchema struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Schema-qualified name, e.g. "ops.observation_unit".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Columns in their ordinal order.
+	Columns []*ColumnSchema `protobuf:"bytes,2,rep,name=columns,proto3" json:"columns,omitempty"`
+	// Columns of the primary key, in key order.
+	PrimaryKey  []string      `protobuf:"bytes,3,rep,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
+	ForeignKeys []*ForeignKey `protobuf:"bytes,4,rep,name=foreign_keys,json=foreignKeys,proto3" json:"foreign_keys,omitempty"`
+	// Non-empty when the table is allowed but cannot take rows, and why (no
+	// primary key; a key only a sequence can fill, so a retried insert could
+	// not be deduplicated).
+	RefusedReason string `protobuf:"bytes,5,opt,name=refused_reason,json=refusedReason,proto3" json:"refused_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TableSchema) Reset() {
+	*x = TableSchema{}
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TableSchema) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TableSchema) ProtoMessage() {}
+
+func (x *TableSchema) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TableSchema.ProtoReflect.Descriptor instead.
+func (*TableSchema) Descriptor() ([]byte, []int) {
+	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TableSchema) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TableSchema) GetColumns() []*ColumnSchema {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *TableSchema) GetPrimaryKey() []string {
+	if x != nil {
+		return x.PrimaryKey
+	}
+	return nil
+}
+
+func (x *TableSchema) GetForeignKeys() []*ForeignKey {
+	if x != nil {
+		return x.ForeignKeys
+	}
+	return nil
+}
+
+func (x *TableSchema) GetRefusedReason() string {
+	if x != nil {
+		return x.RefusedReason
+	}
+	return ""
+}
+
+// Schema is what an edge may write: the tables central allows it, read from
+// PostgreSQL's catalog.
+type Schema struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tables sorted by name.
+	Tables []*TableSchema `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
+	// Changes whenever the tables, columns or keys change (a digest of them).
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// When central read the catalog.
+	ReadAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Schema) Reset() {
+	*x = Schema{}
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schema) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schema) ProtoMessage() {}
+
+func (x *Schema) ProtoReflect() protoreflect.Message {
+	mi := &file_chasqui_ops_v1_ops_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schema.ProtoReflect.Descriptor instead.
+func (*Schema) Descriptor() ([]byte, []int) {
+	return file_chasqui_ops_v1_ops_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Schema) GetTables() []*TableSchema {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *Schema) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Schema) GetReadAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadAt
+	}
+	return nil
+}
+
 var File_chasqui_ops_v1_ops_proto protoreflect.FileDescriptor
 
 const file_chasqui_ops_v1_ops_proto_rawDesc = "" +
@@ -686,12 +1233,17 @@ const file_chasqui_ops_v1_ops_proto_rawDesc = "" +
 	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x12\x1a\n" +
 	"\bchecksum\x18\x05 \x01(\tR\bchecksum\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xbb\x02\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"s\n" +
+	"\x03Row\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12%\n" +
+	"\x02op\x18\x02 \x01(\x0e2\x15.chasqui.ops.v1.RowOpR\x02op\x12/\n" +
+	"\x06values\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x06values\"\xe4\x02\n" +
 	"\bMutation\x12?\n" +
 	"\vobservation\x18\x01 \x01(\v2\x1b.chasqui.ops.v1.ObservationH\x00R\vobservation\x12R\n" +
 	"\x12observation_update\x18\x02 \x01(\v2!.chasqui.ops.v1.ObservationUpdateH\x00R\x11observationUpdate\x12O\n" +
 	"\x11instrument_config\x18\x03 \x01(\v2 .chasqui.ops.v1.InstrumentConfigH\x00R\x10instrumentConfig\x12A\n" +
-	"\rraw_data_file\x18\x04 \x01(\v2\x1b.chasqui.ops.v1.RawDataFileH\x00R\vrawDataFileB\x06\n" +
+	"\rraw_data_file\x18\x04 \x01(\v2\x1b.chasqui.ops.v1.RawDataFileH\x00R\vrawDataFile\x12'\n" +
+	"\x03row\x18\x05 \x01(\v2\x13.chasqui.ops.v1.RowH\x00R\x03rowB\x06\n" +
 	"\x04kind\"\xe8\x02\n" +
 	"\vTransaction\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
@@ -704,13 +1256,56 @@ const file_chasqui_ops_v1_ops_proto_rawDesc = "" +
 	"\rtrace_context\x18\a \x03(\v2-.chasqui.ops.v1.Transaction.TraceContextEntryR\ftraceContext\x1a?\n" +
 	"\x11TraceContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xb8\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf7\x01\n" +
+	"\fColumnSchema\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12-\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x19.chasqui.ops.v1.ValueKindR\x04kind\x12\x14\n" +
+	"\x05array\x18\x04 \x01(\bR\x05array\x12\x1a\n" +
+	"\bnullable\x18\x05 \x01(\bR\bnullable\x12\x1f\n" +
+	"\vhas_default\x18\x06 \x01(\bR\n" +
+	"hasDefault\x12\x1c\n" +
+	"\tgenerated\x18\a \x01(\bR\tgenerated\x12\x1f\n" +
+	"\venum_labels\x18\b \x03(\tR\n" +
+	"enumLabels\"\x94\x01\n" +
+	"\n" +
+	"ForeignKey\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acolumns\x18\x02 \x03(\tR\acolumns\x12)\n" +
+	"\x10references_table\x18\x03 \x01(\tR\x0freferencesTable\x12-\n" +
+	"\x12references_columns\x18\x04 \x03(\tR\x11referencesColumns\"\xe0\x01\n" +
+	"\vTableSchema\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
+	"\acolumns\x18\x02 \x03(\v2\x1c.chasqui.ops.v1.ColumnSchemaR\acolumns\x12\x1f\n" +
+	"\vprimary_key\x18\x03 \x03(\tR\n" +
+	"primaryKey\x12=\n" +
+	"\fforeign_keys\x18\x04 \x03(\v2\x1a.chasqui.ops.v1.ForeignKeyR\vforeignKeys\x12%\n" +
+	"\x0erefused_reason\x18\x05 \x01(\tR\rrefusedReason\"\x8c\x01\n" +
+	"\x06Schema\x123\n" +
+	"\x06tables\x18\x01 \x03(\v2\x1b.chasqui.ops.v1.TableSchemaR\x06tables\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x123\n" +
+	"\aread_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt*\xb8\x01\n" +
 	"\x11ObservationStatus\x12\"\n" +
 	"\x1eOBSERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aOBSERVATION_STATUS_RUNNING\x10\x01\x12 \n" +
 	"\x1cOBSERVATION_STATUS_COMPLETED\x10\x02\x12\x1d\n" +
 	"\x19OBSERVATION_STATUS_FAILED\x10\x03\x12\x1e\n" +
-	"\x1aOBSERVATION_STATUS_ABORTED\x10\x04B5Z3github.com/chasqui/chasqui/gen/chasqui/ops/v1;opsv1b\x06proto3"
+	"\x1aOBSERVATION_STATUS_ABORTED\x10\x04*k\n" +
+	"\x05RowOp\x12\x16\n" +
+	"\x12ROW_OP_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rROW_OP_INSERT\x10\x01\x12\x11\n" +
+	"\rROW_OP_UPSERT\x10\x02\x12\x11\n" +
+	"\rROW_OP_UPDATE\x10\x03\x12\x11\n" +
+	"\rROW_OP_DELETE\x10\x04*\xc2\x01\n" +
+	"\tValueKind\x12\x1a\n" +
+	"\x16VALUE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11VALUE_KIND_STRING\x10\x01\x12\x16\n" +
+	"\x12VALUE_KIND_INTEGER\x10\x02\x12\x15\n" +
+	"\x11VALUE_KIND_NUMBER\x10\x03\x12\x13\n" +
+	"\x0fVALUE_KIND_BOOL\x10\x04\x12\x13\n" +
+	"\x0fVALUE_KIND_JSON\x10\x05\x12\x14\n" +
+	"\x10VALUE_KIND_BYTES\x10\x06\x12\x13\n" +
+	"\x0fVALUE_KIND_ENUM\x10\aB5Z3github.com/chasqui/chasqui/gen/chasqui/ops/v1;opsv1b\x06proto3"
 
 var (
 	file_chasqui_ops_v1_ops_proto_rawDescOnce sync.Once
@@ -724,43 +1319,58 @@ func file_chasqui_ops_v1_ops_proto_rawDescGZIP() []byte {
 	return file_chasqui_ops_v1_ops_proto_rawDescData
 }
 
-var file_chasqui_ops_v1_ops_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chasqui_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_chasqui_ops_v1_ops_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_chasqui_ops_v1_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_chasqui_ops_v1_ops_proto_goTypes = []any{
 	(ObservationStatus)(0),        // 0: chasqui.ops.v1.ObservationStatus
-	(*Observation)(nil),           // 1: chasqui.ops.v1.Observation
-	(*ObservationUpdate)(nil),     // 2: chasqui.ops.v1.ObservationUpdate
-	(*InstrumentConfig)(nil),      // 3: chasqui.ops.v1.InstrumentConfig
-	(*RawDataFile)(nil),           // 4: chasqui.ops.v1.RawDataFile
-	(*Mutation)(nil),              // 5: chasqui.ops.v1.Mutation
-	(*Transaction)(nil),           // 6: chasqui.ops.v1.Transaction
-	nil,                           // 7: chasqui.ops.v1.Transaction.TraceContextEntry
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 9: google.protobuf.Struct
+	(RowOp)(0),                    // 1: chasqui.ops.v1.RowOp
+	(ValueKind)(0),                // 2: chasqui.ops.v1.ValueKind
+	(*Observation)(nil),           // 3: chasqui.ops.v1.Observation
+	(*ObservationUpdate)(nil),     // 4: chasqui.ops.v1.ObservationUpdate
+	(*InstrumentConfig)(nil),      // 5: chasqui.ops.v1.InstrumentConfig
+	(*RawDataFile)(nil),           // 6: chasqui.ops.v1.RawDataFile
+	(*Row)(nil),                   // 7: chasqui.ops.v1.Row
+	(*Mutation)(nil),              // 8: chasqui.ops.v1.Mutation
+	(*Transaction)(nil),           // 9: chasqui.ops.v1.Transaction
+	(*ColumnSchema)(nil),          // 10: chasqui.ops.v1.ColumnSchema
+	(*ForeignKey)(nil),            // 11: chasqui.ops.v1.ForeignKey
+	(*TableSchema)(nil),           // 12: chasqui.ops.v1.TableSchema
+	(*Schema)(nil),                // 13: chasqui.ops.v1.Schema
+	nil,                           // 14: chasqui.ops.v1.Transaction.TraceContextEntry
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 16: google.protobuf.Struct
 }
 var file_chasqui_ops_v1_ops_proto_depIdxs = []int32{
 	0,  // 0: chasqui.ops.v1.Observation.status:type_name -> chasqui.ops.v1.ObservationStatus
-	8,  // 1: chasqui.ops.v1.Observation.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: chasqui.ops.v1.Observation.end_time:type_name -> google.protobuf.Timestamp
-	9,  // 3: chasqui.ops.v1.Observation.attributes:type_name -> google.protobuf.Struct
+	15, // 1: chasqui.ops.v1.Observation.start_time:type_name -> google.protobuf.Timestamp
+	15, // 2: chasqui.ops.v1.Observation.end_time:type_name -> google.protobuf.Timestamp
+	16, // 3: chasqui.ops.v1.Observation.attributes:type_name -> google.protobuf.Struct
 	0,  // 4: chasqui.ops.v1.ObservationUpdate.status:type_name -> chasqui.ops.v1.ObservationStatus
-	8,  // 5: chasqui.ops.v1.ObservationUpdate.end_time:type_name -> google.protobuf.Timestamp
-	9,  // 6: chasqui.ops.v1.ObservationUpdate.attributes:type_name -> google.protobuf.Struct
-	8,  // 7: chasqui.ops.v1.InstrumentConfig.recorded_at:type_name -> google.protobuf.Timestamp
-	9,  // 8: chasqui.ops.v1.InstrumentConfig.config:type_name -> google.protobuf.Struct
-	8,  // 9: chasqui.ops.v1.RawDataFile.created_at:type_name -> google.protobuf.Timestamp
-	1,  // 10: chasqui.ops.v1.Mutation.observation:type_name -> chasqui.ops.v1.Observation
-	2,  // 11: chasqui.ops.v1.Mutation.observation_update:type_name -> chasqui.ops.v1.ObservationUpdate
-	3,  // 12: chasqui.ops.v1.Mutation.instrument_config:type_name -> chasqui.ops.v1.InstrumentConfig
-	4,  // 13: chasqui.ops.v1.Mutation.raw_data_file:type_name -> chasqui.ops.v1.RawDataFile
-	5,  // 14: chasqui.ops.v1.Transaction.mutations:type_name -> chasqui.ops.v1.Mutation
-	8,  // 15: chasqui.ops.v1.Transaction.accepted_at:type_name -> google.protobuf.Timestamp
-	7,  // 16: chasqui.ops.v1.Transaction.trace_context:type_name -> chasqui.ops.v1.Transaction.TraceContextEntry
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 5: chasqui.ops.v1.ObservationUpdate.end_time:type_name -> google.protobuf.Timestamp
+	16, // 6: chasqui.ops.v1.ObservationUpdate.attributes:type_name -> google.protobuf.Struct
+	15, // 7: chasqui.ops.v1.InstrumentConfig.recorded_at:type_name -> google.protobuf.Timestamp
+	16, // 8: chasqui.ops.v1.InstrumentConfig.config:type_name -> google.protobuf.Struct
+	15, // 9: chasqui.ops.v1.RawDataFile.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 10: chasqui.ops.v1.Row.op:type_name -> chasqui.ops.v1.RowOp
+	16, // 11: chasqui.ops.v1.Row.values:type_name -> google.protobuf.Struct
+	3,  // 12: chasqui.ops.v1.Mutation.observation:type_name -> chasqui.ops.v1.Observation
+	4,  // 13: chasqui.ops.v1.Mutation.observation_update:type_name -> chasqui.ops.v1.ObservationUpdate
+	5,  // 14: chasqui.ops.v1.Mutation.instrument_config:type_name -> chasqui.ops.v1.InstrumentConfig
+	6,  // 15: chasqui.ops.v1.Mutation.raw_data_file:type_name -> chasqui.ops.v1.RawDataFile
+	7,  // 16: chasqui.ops.v1.Mutation.row:type_name -> chasqui.ops.v1.Row
+	8,  // 17: chasqui.ops.v1.Transaction.mutations:type_name -> chasqui.ops.v1.Mutation
+	15, // 18: chasqui.ops.v1.Transaction.accepted_at:type_name -> google.protobuf.Timestamp
+	14, // 19: chasqui.ops.v1.Transaction.trace_context:type_name -> chasqui.ops.v1.Transaction.TraceContextEntry
+	2,  // 20: chasqui.ops.v1.ColumnSchema.kind:type_name -> chasqui.ops.v1.ValueKind
+	10, // 21: chasqui.ops.v1.TableSchema.columns:type_name -> chasqui.ops.v1.ColumnSchema
+	11, // 22: chasqui.ops.v1.TableSchema.foreign_keys:type_name -> chasqui.ops.v1.ForeignKey
+	12, // 23: chasqui.ops.v1.Schema.tables:type_name -> chasqui.ops.v1.TableSchema
+	15, // 24: chasqui.ops.v1.Schema.read_at:type_name -> google.protobuf.Timestamp
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_chasqui_ops_v1_ops_proto_init() }
@@ -769,19 +1379,20 @@ func file_chasqui_ops_v1_ops_proto_init() {
 		return
 	}
 	file_chasqui_ops_v1_ops_proto_msgTypes[1].OneofWrappers = []any{}
-	file_chasqui_ops_v1_ops_proto_msgTypes[4].OneofWrappers = []any{
+	file_chasqui_ops_v1_ops_proto_msgTypes[5].OneofWrappers = []any{
 		(*Mutation_Observation)(nil),
 		(*Mutation_ObservationUpdate)(nil),
 		(*Mutation_InstrumentConfig)(nil),
 		(*Mutation_RawDataFile)(nil),
+		(*Mutation_Row)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chasqui_ops_v1_ops_proto_rawDesc), len(file_chasqui_ops_v1_ops_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   7,
+			NumEnums:      3,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

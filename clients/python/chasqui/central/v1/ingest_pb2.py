@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from chasqui.ops.v1 import ops_pb2 as chasqui_dot_ops_dot_v1_dot_ops__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hasqui/central/v1/ingest.proto\x12\x12\x63hasqui.central.v1\x1a\x18\x63hasqui/ops/v1/ops.proto\"\x8e\x01\n\rCommitRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x11\n\tfirst_seq\x18\x03 \x01(\x04\x12\x31\n\x0ctransactions\x18\x04 \x03(\x0b\x32\x1b.chasqui.ops.v1.Transaction\x12\x17\n\x0fwithdraw_reason\x18\x05 \x01(\t\"\x9b\x01\n\x11TransactionResult\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.chasqui.central.v1.Outcome\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08sqlstate\x18\x05 \x01(\t\x12\x11\n\tduplicate\x18\x06 \x01(\x08\"\x95\x01\n\x0e\x43ommitResponse\x12\x1d\n\x15\x63ommitted_through_seq\x18\x01 \x01(\x04\x12\x12\n\ncommit_lsn\x18\x02 \x01(\t\x12\x18\n\x10\x63ommit_lsn_value\x18\x03 \x01(\x04\x12\x36\n\x07results\x18\x04 \x03(\x0b\x32%.chasqui.central.v1.TransactionResult\"#\n\x0bSequenceGap\x12\x14\n\x0c\x65xpected_seq\x18\x01 \x01(\x04\"\x80\x01\n\x0e\x43ursorConflict\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x1e\n\x16\x61pplied_transaction_id\x18\x02 \x01(\t\x12\x1e\n\x16request_transaction_id\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\t\x12\x12\n\ncursor_seq\x18\x05 \x01(\x04\"#\n\x10GetCursorRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\"E\n\x11GetCursorResponse\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x10\n\x08last_seq\x18\x03 \x01(\x04*M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_APPLIED\x10\x01\x12\x14\n\x10OUTCOME_REJECTED\x10\x02\x32\xba\x01\n\rIngestService\x12O\n\x06\x43ommit\x12!.chasqui.central.v1.CommitRequest\x1a\".chasqui.central.v1.CommitResponse\x12X\n\tGetCursor\x12$.chasqui.central.v1.GetCursorRequest\x1a%.chasqui.central.v1.GetCursorResponseB=Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hasqui/central/v1/ingest.proto\x12\x12\x63hasqui.central.v1\x1a\x18\x63hasqui/ops/v1/ops.proto\":\n\x10GetSchemaRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x15\n\rknown_version\x18\x02 \x01(\t\"N\n\x11GetSchemaResponse\x12&\n\x06schema\x18\x01 \x01(\x0b\x32\x16.chasqui.ops.v1.Schema\x12\x11\n\tunchanged\x18\x02 \x01(\x08\"\x8e\x01\n\rCommitRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x11\n\tfirst_seq\x18\x03 \x01(\x04\x12\x31\n\x0ctransactions\x18\x04 \x03(\x0b\x32\x1b.chasqui.ops.v1.Transaction\x12\x17\n\x0fwithdraw_reason\x18\x05 \x01(\t\"\x9b\x01\n\x11TransactionResult\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.chasqui.central.v1.Outcome\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08sqlstate\x18\x05 \x01(\t\x12\x11\n\tduplicate\x18\x06 \x01(\x08\"\x95\x01\n\x0e\x43ommitResponse\x12\x1d\n\x15\x63ommitted_through_seq\x18\x01 \x01(\x04\x12\x12\n\ncommit_lsn\x18\x02 \x01(\t\x12\x18\n\x10\x63ommit_lsn_value\x18\x03 \x01(\x04\x12\x36\n\x07results\x18\x04 \x03(\x0b\x32%.chasqui.central.v1.TransactionResult\"#\n\x0bSequenceGap\x12\x14\n\x0c\x65xpected_seq\x18\x01 \x01(\x04\"\x80\x01\n\x0e\x43ursorConflict\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x1e\n\x16\x61pplied_transaction_id\x18\x02 \x01(\t\x12\x1e\n\x16request_transaction_id\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\t\x12\x12\n\ncursor_seq\x18\x05 \x01(\x04\"#\n\x10GetCursorRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\"E\n\x11GetCursorResponse\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x10\n\x08last_seq\x18\x03 \x01(\x04*M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_APPLIED\x10\x01\x12\x14\n\x10OUTCOME_REJECTED\x10\x02\x32\x94\x02\n\rIngestService\x12O\n\x06\x43ommit\x12!.chasqui.central.v1.CommitRequest\x1a\".chasqui.central.v1.CommitResponse\x12X\n\tGetCursor\x12$.chasqui.central.v1.GetCursorRequest\x1a%.chasqui.central.v1.GetCursorResponse\x12X\n\tGetSchema\x12$.chasqui.central.v1.GetSchemaRequest\x1a%.chasqui.central.v1.GetSchemaResponseB=Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chasqui.central.v1.ingest_pb2', globals())
@@ -22,22 +22,26 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1'
-  _OUTCOME._serialized_start=812
-  _OUTCOME._serialized_end=889
-  _COMMITREQUEST._serialized_start=82
-  _COMMITREQUEST._serialized_end=224
-  _TRANSACTIONRESULT._serialized_start=227
-  _TRANSACTIONRESULT._serialized_end=382
-  _COMMITRESPONSE._serialized_start=385
-  _COMMITRESPONSE._serialized_end=534
-  _SEQUENCEGAP._serialized_start=536
-  _SEQUENCEGAP._serialized_end=571
-  _CURSORCONFLICT._serialized_start=574
-  _CURSORCONFLICT._serialized_end=702
-  _GETCURSORREQUEST._serialized_start=704
-  _GETCURSORREQUEST._serialized_end=739
-  _GETCURSORRESPONSE._serialized_start=741
-  _GETCURSORRESPONSE._serialized_end=810
-  _INGESTSERVICE._serialized_start=892
-  _INGESTSERVICE._serialized_end=1078
+  _OUTCOME._serialized_start=952
+  _OUTCOME._serialized_end=1029
+  _GETSCHEMAREQUEST._serialized_start=81
+  _GETSCHEMAREQUEST._serialized_end=139
+  _GETSCHEMARESPONSE._serialized_start=141
+  _GETSCHEMARESPONSE._serialized_end=219
+  _COMMITREQUEST._serialized_start=222
+  _COMMITREQUEST._serialized_end=364
+  _TRANSACTIONRESULT._serialized_start=367
+  _TRANSACTIONRESULT._serialized_end=522
+  _COMMITRESPONSE._serialized_start=525
+  _COMMITRESPONSE._serialized_end=674
+  _SEQUENCEGAP._serialized_start=676
+  _SEQUENCEGAP._serialized_end=711
+  _CURSORCONFLICT._serialized_start=714
+  _CURSORCONFLICT._serialized_end=842
+  _GETCURSORREQUEST._serialized_start=844
+  _GETCURSORREQUEST._serialized_end=879
+  _GETCURSORRESPONSE._serialized_start=881
+  _GETCURSORRESPONSE._serialized_end=950
+  _INGESTSERVICE._serialized_start=1032
+  _INGESTSERVICE._serialized_end=1308
 # @@protoc_insertion_point(module_scope)

@@ -66,6 +66,22 @@ class GetCursorResponse(_message.Message):
     last_seq: int
     def __init__(self, edge_id: _Optional[str] = ..., epoch: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
+class GetSchemaRequest(_message.Message):
+    __slots__ = ["edge_id", "known_version"]
+    EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    edge_id: str
+    known_version: str
+    def __init__(self, edge_id: _Optional[str] = ..., known_version: _Optional[str] = ...) -> None: ...
+
+class GetSchemaResponse(_message.Message):
+    __slots__ = ["schema", "unchanged"]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    schema: _ops_pb2.Schema
+    unchanged: bool
+    def __init__(self, schema: _Optional[_Union[_ops_pb2.Schema, _Mapping]] = ..., unchanged: bool = ...) -> None: ...
+
 class SequenceGap(_message.Message):
     __slots__ = ["expected_seq"]
     EXPECTED_SEQ_FIELD_NUMBER: _ClassVar[int]

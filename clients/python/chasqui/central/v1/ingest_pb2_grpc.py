@@ -36,6 +36,11 @@ class IngestServiceStub(object):
                 request_serializer=chasqui_dot_central_dot_v1_dot_ingest__pb2.GetCursorRequest.SerializeToString,
                 response_deserializer=chasqui_dot_central_dot_v1_dot_ingest__pb2.GetCursorResponse.FromString,
                 )
+        self.GetSchema = channel.unary_unary(
+                '/chasqui.central.v1.IngestService/GetSchema',
+                request_serializer=chasqui_dot_central_dot_v1_dot_ingest__pb2.GetSchemaRequest.SerializeToString,
+                response_deserializer=chasqui_dot_central_dot_v1_dot_ingest__pb2.GetSchemaResponse.FromString,
+                )
 
 
 class IngestServiceServicer(object):
@@ -68,6 +73,15 @@ class IngestServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSchema(self, request, context):
+        """GetSchema tells an edge which tables it may write rows to, with their
+        columns, types and keys. Central reads the catalog at start and again
+        when a batch names a table or column it does not know.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +94,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.GetCursor,
                     request_deserializer=chasqui_dot_central_dot_v1_dot_ingest__pb2.GetCursorRequest.FromString,
                     response_serializer=chasqui_dot_central_dot_v1_dot_ingest__pb2.GetCursorResponse.SerializeToString,
+            ),
+            'GetSchema': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchema,
+                    request_deserializer=chasqui_dot_central_dot_v1_dot_ingest__pb2.GetSchemaRequest.FromString,
+                    response_serializer=chasqui_dot_central_dot_v1_dot_ingest__pb2.GetSchemaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,5 +153,22 @@ class IngestService(object):
         return grpc.experimental.unary_unary(request, target, '/chasqui.central.v1.IngestService/GetCursor',
             chasqui_dot_central_dot_v1_dot_ingest__pb2.GetCursorRequest.SerializeToString,
             chasqui_dot_central_dot_v1_dot_ingest__pb2.GetCursorResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetSchema(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/chasqui.central.v1.IngestService/GetSchema',
+            chasqui_dot_central_dot_v1_dot_ingest__pb2.GetSchemaRequest.SerializeToString,
+            chasqui_dot_central_dot_v1_dot_ingest__pb2.GetSchemaResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

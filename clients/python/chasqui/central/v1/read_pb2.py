@@ -12,10 +12,11 @@ _sym_db = _symbol_database.Default()
 
 
 from chasqui.ops.v1 import ops_pb2 as chasqui_dot_ops_dot_v1_dot_ops__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63hasqui/central/v1/read.proto\x12\x12\x63hasqui.central.v1\x1a\x18\x63hasqui/ops/v1/ops.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n\x11ObservationRecord\x12\x30\n\x0bobservation\x18\x01 \x01(\x0b\x32\x1b.chasqui.ops.v1.Observation\x12*\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x1b.chasqui.ops.v1.RawDataFile\x12\x31\n\x07\x63onfigs\x18\x03 \x03(\x0b\x32 .chasqui.ops.v1.InstrumentConfig\"#\n\x15GetObservationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"T\n\x16GetObservationResponse\x12:\n\x0bobservation\x18\x01 \x01(\x0b\x32%.chasqui.central.v1.ObservationRecord\"\x89\x02\n\x17ListObservationsRequest\x12\x12\n\ninstrument\x18\x01 \x01(\t\x12\x10\n\x08obs_unit\x18\x02 \x01(\t\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.chasqui.ops.v1.ObservationStatus\x12/\n\x0bstart_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstart_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x0b\n\x03ids\x18\x08 \x03(\t\"p\n\x18ListObservationsResponse\x12;\n\x0cobservations\x18\x01 \x03(\x0b\x32%.chasqui.central.v1.ObservationRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe5\x01\n\x0bReadService\x12g\n\x0eGetObservation\x12).chasqui.central.v1.GetObservationRequest\x1a*.chasqui.central.v1.GetObservationResponse\x12m\n\x10ListObservations\x12+.chasqui.central.v1.ListObservationsRequest\x1a,.chasqui.central.v1.ListObservationsResponseB=Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63hasqui/central/v1/read.proto\x12\x12\x63hasqui.central.v1\x1a\x18\x63hasqui/ops/v1/ops.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n\x11ObservationRecord\x12\x30\n\x0bobservation\x18\x01 \x01(\x0b\x32\x1b.chasqui.ops.v1.Observation\x12*\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x1b.chasqui.ops.v1.RawDataFile\x12\x31\n\x07\x63onfigs\x18\x03 \x03(\x0b\x32 .chasqui.ops.v1.InstrumentConfig\"#\n\x15GetObservationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"T\n\x16GetObservationResponse\x12:\n\x0bobservation\x18\x01 \x01(\x0b\x32%.chasqui.central.v1.ObservationRecord\"\x89\x02\n\x17ListObservationsRequest\x12\x12\n\ninstrument\x18\x01 \x01(\t\x12\x10\n\x08obs_unit\x18\x02 \x01(\t\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.chasqui.ops.v1.ObservationStatus\x12/\n\x0bstart_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cstart_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x0b\n\x03ids\x18\x08 \x03(\t\"p\n\x18ListObservationsResponse\x12;\n\x0cobservations\x18\x01 \x03(\x0b\x32%.chasqui.central.v1.ObservationRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x96\x01\n\x0fListRowsRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12&\n\x05where\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x04keys\x18\x03 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"R\n\x10ListRowsResponse\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbc\x02\n\x0bReadService\x12g\n\x0eGetObservation\x12).chasqui.central.v1.GetObservationRequest\x1a*.chasqui.central.v1.GetObservationResponse\x12m\n\x10ListObservations\x12+.chasqui.central.v1.ListObservationsRequest\x1a,.chasqui.central.v1.ListObservationsResponse\x12U\n\x08ListRows\x12#.chasqui.central.v1.ListRowsRequest\x1a$.chasqui.central.v1.ListRowsResponseB=Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chasqui.central.v1.read_pb2', globals())
@@ -23,16 +24,20 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'Z;github.com/chasqui/chasqui/gen/chasqui/central/v1;centralv1'
-  _OBSERVATIONRECORD._serialized_start=113
-  _OBSERVATIONRECORD._serialized_end=277
-  _GETOBSERVATIONREQUEST._serialized_start=279
-  _GETOBSERVATIONREQUEST._serialized_end=314
-  _GETOBSERVATIONRESPONSE._serialized_start=316
-  _GETOBSERVATIONRESPONSE._serialized_end=400
-  _LISTOBSERVATIONSREQUEST._serialized_start=403
-  _LISTOBSERVATIONSREQUEST._serialized_end=668
-  _LISTOBSERVATIONSRESPONSE._serialized_start=670
-  _LISTOBSERVATIONSRESPONSE._serialized_end=782
-  _READSERVICE._serialized_start=785
-  _READSERVICE._serialized_end=1014
+  _OBSERVATIONRECORD._serialized_start=143
+  _OBSERVATIONRECORD._serialized_end=307
+  _GETOBSERVATIONREQUEST._serialized_start=309
+  _GETOBSERVATIONREQUEST._serialized_end=344
+  _GETOBSERVATIONRESPONSE._serialized_start=346
+  _GETOBSERVATIONRESPONSE._serialized_end=430
+  _LISTOBSERVATIONSREQUEST._serialized_start=433
+  _LISTOBSERVATIONSREQUEST._serialized_end=698
+  _LISTOBSERVATIONSRESPONSE._serialized_start=700
+  _LISTOBSERVATIONSRESPONSE._serialized_end=812
+  _LISTROWSREQUEST._serialized_start=815
+  _LISTROWSREQUEST._serialized_end=965
+  _LISTROWSRESPONSE._serialized_start=967
+  _LISTROWSRESPONSE._serialized_end=1049
+  _READSERVICE._serialized_start=1052
+  _READSERVICE._serialized_end=1368
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from chasqui.ops.v1 import ops_pb2 as _ops_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -46,6 +47,28 @@ class ListObservationsResponse(_message.Message):
     next_page_token: str
     observations: _containers.RepeatedCompositeFieldContainer[ObservationRecord]
     def __init__(self, observations: _Optional[_Iterable[_Union[ObservationRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListRowsRequest(_message.Message):
+    __slots__ = ["keys", "page_size", "page_token", "table", "where"]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    page_size: int
+    page_token: str
+    table: str
+    where: _struct_pb2.Struct
+    def __init__(self, table: _Optional[str] = ..., where: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListRowsResponse(_message.Message):
+    __slots__ = ["next_page_token", "rows"]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    next_page_token: str
+    rows: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    def __init__(self, rows: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ObservationRecord(_message.Message):
     __slots__ = ["configs", "files", "observation"]

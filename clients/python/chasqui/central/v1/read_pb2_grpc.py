@@ -30,6 +30,11 @@ class ReadServiceStub(object):
                 request_serializer=chasqui_dot_central_dot_v1_dot_read__pb2.ListObservationsRequest.SerializeToString,
                 response_deserializer=chasqui_dot_central_dot_v1_dot_read__pb2.ListObservationsResponse.FromString,
                 )
+        self.ListRows = channel.unary_unary(
+                '/chasqui.central.v1.ReadService/ListRows',
+                request_serializer=chasqui_dot_central_dot_v1_dot_read__pb2.ListRowsRequest.SerializeToString,
+                response_deserializer=chasqui_dot_central_dot_v1_dot_read__pb2.ListRowsResponse.FromString,
+                )
 
 
 class ReadServiceServicer(object):
@@ -56,6 +61,13 @@ class ReadServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRows(self, request, context):
+        """ListRows reads rows of a table central allows, in primary key order, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReadServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -68,6 +80,11 @@ def add_ReadServiceServicer_to_server(servicer, server):
                     servicer.ListObservations,
                     request_deserializer=chasqui_dot_central_dot_v1_dot_read__pb2.ListObservationsRequest.FromString,
                     response_serializer=chasqui_dot_central_dot_v1_dot_read__pb2.ListObservationsResponse.SerializeToString,
+            ),
+            'ListRows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRows,
+                    request_deserializer=chasqui_dot_central_dot_v1_dot_read__pb2.ListRowsRequest.FromString,
+                    response_serializer=chasqui_dot_central_dot_v1_dot_read__pb2.ListRowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -116,5 +133,22 @@ class ReadService(object):
         return grpc.experimental.unary_unary(request, target, '/chasqui.central.v1.ReadService/ListObservations',
             chasqui_dot_central_dot_v1_dot_read__pb2.ListObservationsRequest.SerializeToString,
             chasqui_dot_central_dot_v1_dot_read__pb2.ListObservationsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListRows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/chasqui.central.v1.ReadService/ListRows',
+            chasqui_dot_central_dot_v1_dot_read__pb2.ListRowsRequest.SerializeToString,
+            chasqui_dot_central_dot_v1_dot_read__pb2.ListRowsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

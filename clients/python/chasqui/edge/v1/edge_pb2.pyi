@@ -1,4 +1,5 @@
 from chasqui.ops.v1 import ops_pb2 as _ops_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -65,6 +66,34 @@ class GetObservationResponse(_message.Message):
     buffer_only: bool
     observation: ObservationView
     def __init__(self, observation: _Optional[_Union[ObservationView, _Mapping]] = ..., buffer_only: bool = ...) -> None: ...
+
+class GetRowRequest(_message.Message):
+    __slots__ = ["key", "table"]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    key: _struct_pb2.Struct
+    table: str
+    def __init__(self, table: _Optional[str] = ..., key: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class GetRowResponse(_message.Message):
+    __slots__ = ["buffer_only", "row"]
+    BUFFER_ONLY_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    buffer_only: bool
+    row: RowView
+    def __init__(self, row: _Optional[_Union[RowView, _Mapping]] = ..., buffer_only: bool = ...) -> None: ...
+
+class GetSchemaRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class GetSchemaResponse(_message.Message):
+    __slots__ = ["learned_at", "schema"]
+    LEARNED_AT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    learned_at: _timestamp_pb2.Timestamp
+    schema: _ops_pb2.Schema
+    def __init__(self, schema: _Optional[_Union[_ops_pb2.Schema, _Mapping]] = ..., learned_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = []
@@ -180,6 +209,28 @@ class ListObservationsResponse(_message.Message):
     observations: _containers.RepeatedCompositeFieldContainer[ObservationView]
     def __init__(self, observations: _Optional[_Iterable[_Union[ObservationView, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., buffer_only: bool = ...) -> None: ...
 
+class ListRowsRequest(_message.Message):
+    __slots__ = ["page_size", "page_token", "table", "where"]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    table: str
+    where: _struct_pb2.Struct
+    def __init__(self, table: _Optional[str] = ..., where: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListRowsResponse(_message.Message):
+    __slots__ = ["buffer_only", "next_page_token", "rows"]
+    BUFFER_ONLY_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    buffer_only: bool
+    next_page_token: str
+    rows: _containers.RepeatedCompositeFieldContainer[RowView]
+    def __init__(self, rows: _Optional[_Iterable[_Union[RowView, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., buffer_only: bool = ...) -> None: ...
+
 class ObservationView(_message.Message):
     __slots__ = ["configs", "files", "observation", "source"]
     CONFIGS_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +256,16 @@ class RetryDeadLetterResponse(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     result: SubmitResult
     def __init__(self, result: _Optional[_Union[SubmitResult, _Mapping]] = ...) -> None: ...
+
+class RowView(_message.Message):
+    __slots__ = ["source", "table", "values"]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    source: RecordSource
+    table: str
+    values: _struct_pb2.Struct
+    def __init__(self, table: _Optional[str] = ..., values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., source: _Optional[_Union[RecordSource, str]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ["transactions"]

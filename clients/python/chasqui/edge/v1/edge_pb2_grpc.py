@@ -41,6 +41,21 @@ class EdgeServiceStub(object):
                 request_serializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.ListObservationsRequest.SerializeToString,
                 response_deserializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.ListObservationsResponse.FromString,
                 )
+        self.GetRow = channel.unary_unary(
+                '/chasqui.edge.v1.EdgeService/GetRow',
+                request_serializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.GetRowRequest.SerializeToString,
+                response_deserializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.GetRowResponse.FromString,
+                )
+        self.ListRows = channel.unary_unary(
+                '/chasqui.edge.v1.EdgeService/ListRows',
+                request_serializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.ListRowsRequest.SerializeToString,
+                response_deserializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.ListRowsResponse.FromString,
+                )
+        self.GetSchema = channel.unary_unary(
+                '/chasqui.edge.v1.EdgeService/GetSchema',
+                request_serializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.GetSchemaRequest.SerializeToString,
+                response_deserializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.GetSchemaResponse.FromString,
+                )
 
 
 class EdgeServiceServicer(object):
@@ -86,6 +101,30 @@ class EdgeServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRow(self, request, context):
+        """GetRow reads one row of a table by its primary key, merged from the
+        buffer and the replica.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRows(self, request, context):
+        """ListRows lists rows of a table in primary key order, merged from the
+        buffer and the replica.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchema(self, request, context):
+        """GetSchema tells which tables the edge may take rows for, as it last
+        learned them from central.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +152,21 @@ def add_EdgeServiceServicer_to_server(servicer, server):
                     servicer.ListObservations,
                     request_deserializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.ListObservationsRequest.FromString,
                     response_serializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.ListObservationsResponse.SerializeToString,
+            ),
+            'GetRow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRow,
+                    request_deserializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.GetRowRequest.FromString,
+                    response_serializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.GetRowResponse.SerializeToString,
+            ),
+            'ListRows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRows,
+                    request_deserializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.ListRowsRequest.FromString,
+                    response_serializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.ListRowsResponse.SerializeToString,
+            ),
+            'GetSchema': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchema,
+                    request_deserializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.GetSchemaRequest.FromString,
+                    response_serializer=chasqui_dot_edge_dot_v1_dot_edge__pb2.GetSchemaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -208,6 +262,57 @@ class EdgeService(object):
         return grpc.experimental.unary_unary(request, target, '/chasqui.edge.v1.EdgeService/ListObservations',
             chasqui_dot_edge_dot_v1_dot_edge__pb2.ListObservationsRequest.SerializeToString,
             chasqui_dot_edge_dot_v1_dot_edge__pb2.ListObservationsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetRow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/chasqui.edge.v1.EdgeService/GetRow',
+            chasqui_dot_edge_dot_v1_dot_edge__pb2.GetRowRequest.SerializeToString,
+            chasqui_dot_edge_dot_v1_dot_edge__pb2.GetRowResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListRows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/chasqui.edge.v1.EdgeService/ListRows',
+            chasqui_dot_edge_dot_v1_dot_edge__pb2.ListRowsRequest.SerializeToString,
+            chasqui_dot_edge_dot_v1_dot_edge__pb2.ListRowsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetSchema(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/chasqui.edge.v1.EdgeService/GetSchema',
+            chasqui_dot_edge_dot_v1_dot_edge__pb2.GetSchemaRequest.SerializeToString,
+            chasqui_dot_edge_dot_v1_dot_edge__pb2.GetSchemaResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

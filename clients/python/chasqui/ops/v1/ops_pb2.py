@@ -15,7 +15,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63hasqui/ops/v1/ops.proto\x12\x0e\x63hasqui.ops.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n\x0bObservation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ninstrument\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08obs_unit\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.chasqui.ops.v1.ObservationStatus\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nattributes\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbd\x01\n\x11ObservationUpdate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x36\n\x06status\x18\x02 \x01(\x0e\x32!.chasqui.ops.v1.ObservationStatusH\x00\x88\x01\x01\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nattributes\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_status\"\xa4\x01\n\x10InstrumentConfig\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ninstrument\x18\x02 \x01(\t\x12\x16\n\x0eobservation_id\x18\x03 \x01(\t\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x95\x01\n\x0bRawDataFile\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0eobservation_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfc\x01\n\x08Mutation\x12\x32\n\x0bobservation\x18\x01 \x01(\x0b\x32\x1b.chasqui.ops.v1.ObservationH\x00\x12?\n\x12observation_update\x18\x02 \x01(\x0b\x32!.chasqui.ops.v1.ObservationUpdateH\x00\x12=\n\x11instrument_config\x18\x03 \x01(\x0b\x32 .chasqui.ops.v1.InstrumentConfigH\x00\x12\x34\n\rraw_data_file\x18\x04 \x01(\x0b\x32\x1b.chasqui.ops.v1.RawDataFileH\x00\x42\x06\n\x04kind\"\x9f\x02\n\x0bTransaction\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\tmutations\x18\x02 \x03(\x0b\x32\x18.chasqui.ops.v1.Mutation\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65\x64ge_id\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12\x44\n\rtrace_context\x18\x07 \x03(\x0b\x32-.chasqui.ops.v1.Transaction.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xb8\x01\n\x11ObservationStatus\x12\"\n\x1eOBSERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aOBSERVATION_STATUS_RUNNING\x10\x01\x12 \n\x1cOBSERVATION_STATUS_COMPLETED\x10\x02\x12\x1d\n\x19OBSERVATION_STATUS_FAILED\x10\x03\x12\x1e\n\x1aOBSERVATION_STATUS_ABORTED\x10\x04\x42\x35Z3github.com/chasqui/chasqui/gen/chasqui/ops/v1;opsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63hasqui/ops/v1/ops.proto\x12\x0e\x63hasqui.ops.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n\x0bObservation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ninstrument\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08obs_unit\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.chasqui.ops.v1.ObservationStatus\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nattributes\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xbd\x01\n\x11ObservationUpdate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x36\n\x06status\x18\x02 \x01(\x0e\x32!.chasqui.ops.v1.ObservationStatusH\x00\x88\x01\x01\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nattributes\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_status\"\xa4\x01\n\x10InstrumentConfig\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ninstrument\x18\x02 \x01(\t\x12\x16\n\x0eobservation_id\x18\x03 \x01(\t\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x95\x01\n\x0bRawDataFile\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0eobservation_id\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x03Row\x12\r\n\x05table\x18\x01 \x01(\t\x12!\n\x02op\x18\x02 \x01(\x0e\x32\x15.chasqui.ops.v1.RowOp\x12\'\n\x06values\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa0\x02\n\x08Mutation\x12\x32\n\x0bobservation\x18\x01 \x01(\x0b\x32\x1b.chasqui.ops.v1.ObservationH\x00\x12?\n\x12observation_update\x18\x02 \x01(\x0b\x32!.chasqui.ops.v1.ObservationUpdateH\x00\x12=\n\x11instrument_config\x18\x03 \x01(\x0b\x32 .chasqui.ops.v1.InstrumentConfigH\x00\x12\x34\n\rraw_data_file\x18\x04 \x01(\x0b\x32\x1b.chasqui.ops.v1.RawDataFileH\x00\x12\"\n\x03row\x18\x05 \x01(\x0b\x32\x13.chasqui.ops.v1.RowH\x00\x42\x06\n\x04kind\"\x9f\x02\n\x0bTransaction\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\tmutations\x18\x02 \x03(\x0b\x32\x18.chasqui.ops.v1.Mutation\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65\x64ge_id\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12\x44\n\rtrace_context\x18\x07 \x03(\x0b\x32-.chasqui.ops.v1.Transaction.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb1\x01\n\x0c\x43olumnSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\'\n\x04kind\x18\x03 \x01(\x0e\x32\x19.chasqui.ops.v1.ValueKind\x12\r\n\x05\x61rray\x18\x04 \x01(\x08\x12\x10\n\x08nullable\x18\x05 \x01(\x08\x12\x13\n\x0bhas_default\x18\x06 \x01(\x08\x12\x11\n\tgenerated\x18\x07 \x01(\x08\x12\x13\n\x0b\x65num_labels\x18\x08 \x03(\t\"a\n\nForeignKey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x18\n\x10references_table\x18\x03 \x01(\t\x12\x1a\n\x12references_columns\x18\x04 \x03(\t\"\xa9\x01\n\x0bTableSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x1c.chasqui.ops.v1.ColumnSchema\x12\x13\n\x0bprimary_key\x18\x03 \x03(\t\x12\x30\n\x0c\x66oreign_keys\x18\x04 \x03(\x0b\x32\x1a.chasqui.ops.v1.ForeignKey\x12\x16\n\x0erefused_reason\x18\x05 \x01(\t\"s\n\x06Schema\x12+\n\x06tables\x18\x01 \x03(\x0b\x32\x1b.chasqui.ops.v1.TableSchema\x12\x0f\n\x07version\x18\x02 \x01(\t\x12+\n\x07read_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xb8\x01\n\x11ObservationStatus\x12\"\n\x1eOBSERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aOBSERVATION_STATUS_RUNNING\x10\x01\x12 \n\x1cOBSERVATION_STATUS_COMPLETED\x10\x02\x12\x1d\n\x19OBSERVATION_STATUS_FAILED\x10\x03\x12\x1e\n\x1aOBSERVATION_STATUS_ABORTED\x10\x04*k\n\x05RowOp\x12\x16\n\x12ROW_OP_UNSPECIFIED\x10\x00\x12\x11\n\rROW_OP_INSERT\x10\x01\x12\x11\n\rROW_OP_UPSERT\x10\x02\x12\x11\n\rROW_OP_UPDATE\x10\x03\x12\x11\n\rROW_OP_DELETE\x10\x04*\xc2\x01\n\tValueKind\x12\x1a\n\x16VALUE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11VALUE_KIND_STRING\x10\x01\x12\x16\n\x12VALUE_KIND_INTEGER\x10\x02\x12\x15\n\x11VALUE_KIND_NUMBER\x10\x03\x12\x13\n\x0fVALUE_KIND_BOOL\x10\x04\x12\x13\n\x0fVALUE_KIND_JSON\x10\x05\x12\x14\n\x10VALUE_KIND_BYTES\x10\x06\x12\x13\n\x0fVALUE_KIND_ENUM\x10\x07\x42\x35Z3github.com/chasqui/chasqui/gen/chasqui/ops/v1;opsv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chasqui.ops.v1.ops_pb2', globals())
@@ -25,8 +25,12 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._serialized_options = b'Z3github.com/chasqui/chasqui/gen/chasqui/ops/v1;opsv1'
   _TRANSACTION_TRACECONTEXTENTRY._options = None
   _TRANSACTION_TRACECONTEXTENTRY._serialized_options = b'8\001'
-  _OBSERVATIONSTATUS._serialized_start=1436
-  _OBSERVATIONSTATUS._serialized_end=1620
+  _OBSERVATIONSTATUS._serialized_start=2138
+  _OBSERVATIONSTATUS._serialized_end=2322
+  _ROWOP._serialized_start=2324
+  _ROWOP._serialized_end=2431
+  _VALUEKIND._serialized_start=2434
+  _VALUEKIND._serialized_end=2628
   _OBSERVATION._serialized_start=108
   _OBSERVATION._serialized_end=377
   _OBSERVATIONUPDATE._serialized_start=380
@@ -35,10 +39,20 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _INSTRUMENTCONFIG._serialized_end=736
   _RAWDATAFILE._serialized_start=739
   _RAWDATAFILE._serialized_end=888
-  _MUTATION._serialized_start=891
-  _MUTATION._serialized_end=1143
-  _TRANSACTION._serialized_start=1146
-  _TRANSACTION._serialized_end=1433
-  _TRANSACTION_TRACECONTEXTENTRY._serialized_start=1382
-  _TRANSACTION_TRACECONTEXTENTRY._serialized_end=1433
+  _ROW._serialized_start=890
+  _ROW._serialized_end=986
+  _MUTATION._serialized_start=989
+  _MUTATION._serialized_end=1277
+  _TRANSACTION._serialized_start=1280
+  _TRANSACTION._serialized_end=1567
+  _TRANSACTION_TRACECONTEXTENTRY._serialized_start=1516
+  _TRANSACTION_TRACECONTEXTENTRY._serialized_end=1567
+  _COLUMNSCHEMA._serialized_start=1570
+  _COLUMNSCHEMA._serialized_end=1747
+  _FOREIGNKEY._serialized_start=1749
+  _FOREIGNKEY._serialized_end=1846
+  _TABLESCHEMA._serialized_start=1849
+  _TABLESCHEMA._serialized_end=2018
+  _SCHEMA._serialized_start=2020
+  _SCHEMA._serialized_end=2135
 # @@protoc_insertion_point(module_scope)
