@@ -25,6 +25,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/rows"
 )
 
 // Limits. They bound what one request can make either service hold in
@@ -44,6 +45,13 @@ const (
 	MaxStructDepth = 32
 	// MaxTraceContextEntries bounds a transaction's trace context.
 	MaxTraceContextEntries = 8
+	// MaxRowBytes bounds one row's values, encoded: a row is one tuple, and
+	// its values (bytea included) travel in one Commit with the rest of
+	// its transaction.
+	MaxRowBytes = 1 << 20
+	// MaxRowColumns is PostgreSQL's limit on the columns of a table: a row
+	// naming more cannot be a row of any table.
+	MaxRowColumns = 1600
 	// MaxWithdrawReasonLen bounds a Commit's withdraw_reason, in bytes.
 	MaxWithdrawReasonLen = 1024
 	// maxViolations keeps an error (and its BadRequest detail) small.
@@ -284,8 +292,10 @@ func checkTransaction(c *checker, p string, tx *opsv1.Transaction, requireIDs bo
 			checkInstrumentConfig(c, mp+".instrument_config", k.InstrumentConfig, requireIDs)
 		case *opsv1.Mutation_RawDataFile:
 			checkRawDataFile(c, mp+".raw_data_file", k.RawDataFile, requireIDs)
+		case *opsv1.Mutation_Row:
+			checkRow(c, mp+".row", k.Row)
 		default:
-			c.add(mp, "no record set: one of observation, observation_update, instrument_config, raw_data_file is required")
+			c.add(mp, "no record set: one of observation, observation_update, instrument_config, raw_data_file, row is required")
 		}
 	}
 }
@@ -373,6 +383,67 @@ func checkRawDataFile(c *checker, p string, f *opsv1.RawDataFile, requireID bool
 	if f.GetCreatedAt() != nil {
 		checkTime(c, at(p, ".created_at"), f.GetCreatedAt())
 	}
+}
+
+// checkRow checks a row's shape only: which tables and columns exist, and
+// which values fit them, is the schema's business (the edge checks it when
+// it knows the schema; central's PostgreSQL always does). Names must be
+// plain identifiers so that no quoting question ever reaches SQL.
+func checkRow(c *checker, p string, r *opsv1.Row) {
+	if r == nil {
+		c.add(p, "is required")
+		return
+	}
+	if r.GetTable() == "" {
+		c.add(p+".table", "is required (schema.table)")
+	} else if _, err := rows.ParseTable(r.GetTable()); err != nil {
+		c.add(p+".table", "%s", clipErr(err))
+	}
+	switch op := r.GetOp(); op {
+	case opsv1.RowOp_ROW_OP_UNSPECIFIED:
+		c.add(p+".op", "is required (INSERT, UPSERT, UPDATE or DELETE)")
+	default:
+		if _, ok := opsv1.RowOp_name[int32(op)]; !ok {
+			c.add(p+".op", "unknown value %d", int32(op))
+		}
+	}
+	vals := r.GetValues()
+	if len(vals.GetFields()) == 0 {
+		c.add(p+".values", "are required: at least the primary key's columns")
+		return
+	}
+	if n := len(vals.GetFields()); n > MaxRowColumns {
+		c.add(p+".values", "%d columns, at most %d allowed", n, MaxRowColumns)
+		return
+	}
+	for name := range vals.GetFields() {
+		if err := rows.CheckIdentifier(name); err != nil {
+			c.add(p+".values", "column %s", clipErr(err))
+			return
+		}
+	}
+	if !structDepthOK(vals, 1) {
+		c.add(p+".values", "nested deeper than %d levels", MaxStructDepth)
+		return
+	}
+	if n := proto.Size(vals); n > MaxRowBytes {
+		c.add(p+".values", "%d bytes encoded, at most %d (MaxRowBytes) allowed", n, MaxRowBytes)
+		return
+	}
+	if !jsonStorable(vals) {
+		// No PostgreSQL text or jsonb value can hold U+0000, and JSON has
+		// no NaN or infinity.
+		c.add(p+".values", "contain a NUL character or a non-finite number")
+	}
+}
+
+// clipErr bounds an error message that quotes client input.
+func clipErr(err error) string {
+	s := err.Error()
+	if len(s) <= 200 {
+		return s
+	}
+	return s[:200] + "..."
 }
 
 // checkID checks a record's or transaction's own id: a UUIDv7 in canonical

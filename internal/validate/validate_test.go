@@ -247,3 +247,51 @@ func FuzzValidateSubmit(f *testing.F) {
 		}
 	})
 }
+
+func rowMutation(table string, op opsv1.RowOp, values map[string]any) *opsv1.Mutation {
+	s, err := structpb.NewStruct(values)
+	if err != nil {
+		panic(err)
+	}
+	return &opsv1.Mutation{Kind: &opsv1.Mutation_Row{Row: &opsv1.Row{Table: table, Op: op, Values: s}}}
+}
+
+func TestValidateRowShape(t *testing.T) {
+	t.Parallel()
+	ok := map[string]any{"id": v7(), "name": "x", "n": "9007199254740993", "tags": []any{"a"}, "doc": map[string]any{"k": 1.0}, "gone": nil}
+	tests := []struct {
+		name  string
+		mut   *opsv1.Mutation
+		field string
+		desc  string
+	}{
+		{"valid", rowMutation("ops.unit", opsv1.RowOp_ROW_OP_INSERT, ok), "", ""},
+		{"delete by key", rowMutation("ops.unit", opsv1.RowOp_ROW_OP_DELETE, map[string]any{"id": v7()}), "", ""},
+		{"row nil", &opsv1.Mutation{Kind: &opsv1.Mutation_Row{}}, ".row", "required"},
+		{"table missing", rowMutation("", opsv1.RowOp_ROW_OP_INSERT, ok), ".row.table", "required"},
+		{"table unqualified", rowMutation("unit", opsv1.RowOp_ROW_OP_INSERT, ok), ".row.table", "schema.table"},
+		{"table hostile", rowMutation(`ops.unit";drop table x;--`, opsv1.RowOp_ROW_OP_INSERT, ok), ".row.table", `holds '"'`},
+		{"table upper case", rowMutation("ops.Unit", opsv1.RowOp_ROW_OP_INSERT, ok), ".row.table", `holds 'U'`},
+		{"op missing", rowMutation("ops.unit", opsv1.RowOp_ROW_OP_UNSPECIFIED, ok), ".row.op", "required"},
+		{"op unknown", rowMutation("ops.unit", opsv1.RowOp(42), ok), ".row.op", "unknown value 42"},
+		{"values missing", rowMutation("ops.unit", opsv1.RowOp_ROW_OP_UPDATE, map[string]any{}), ".row.values", "required"},
+		{"column hostile", rowMutation("ops.unit", opsv1.RowOp_ROW_OP_INSERT, map[string]any{"id) values (1); --": 1.0}), ".row.values", "column name"},
+		{"nul in value", rowMutation("ops.unit", opsv1.RowOp_ROW_OP_INSERT, map[string]any{"name": "a\x00b"}), ".row.values", "NUL"},
+		{"too large", rowMutation("ops.unit", opsv1.RowOp_ROW_OP_INSERT, map[string]any{"blob": strings.Repeat("A", validate.MaxRowBytes)}), ".row.values", "MaxRowBytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req := &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{{Id: v7(), Mutations: []*opsv1.Mutation{tt.mut}}}}
+			err := validate.ValidateSubmit(req)
+			if tt.field == "" {
+				require.NoError(t, err)
+				return
+			}
+			var ve *validate.Error
+			require.ErrorAs(t, err, &ve)
+			require.Equal(t, "transactions[0].mutations[0]"+tt.field, ve.Violations[0].Field, "violations: %v", ve.Violations)
+			require.Contains(t, ve.Violations[0].Description, tt.desc)
+		})
+	}
+}
