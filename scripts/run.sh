@@ -72,6 +72,11 @@ fi
 as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qtAc "SELECT 1 FROM pg_database WHERE datname='chasqui'" | grep -q 1 \
   || as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U postgres chasqui
 DB_URL="postgres://postgres@127.0.0.1:$PGPORT/chasqui?sslmode=disable"
+# The site's own operations database (examples/ops-schema.sql), which
+# central may write and the simulator writes rows of. Applying it again
+# changes nothing; stdin, so that the postgres user need not read the tree.
+PGOPTIONS="-c client_min_messages=warning" as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -d chasqui -qX -v ON_ERROR_STOP=1 \
+  <examples/ops-schema.sql >>"$RUN/logs/run.log"
 # The site replica: seeded once, reused by later runs.
 ./scripts/site-replica.sh seed
 REPLICA_URL="postgres://postgres@127.0.0.1:$REPLICA_PORT/chasqui?sslmode=disable"

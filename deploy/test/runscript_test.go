@@ -41,6 +41,10 @@ func TestRunScriptStopsPostgresWithStdoutGone(t *testing.T) {
 	for _, s := range []string{"run.sh", "site-replica.sh", "check-postgres.sh"} {
 		copyFile(t, repoPath("scripts/"+s), filepath.Join(root, "scripts", s), 0o755)
 	}
+	if err := os.MkdirAll(filepath.Join(root, "examples"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, repoPath("examples/ops-schema.sql"), filepath.Join(root, "examples", "ops-schema.sql"), 0o644)
 	for _, b := range []string{"chasqui-central", "chasqui-edge", "chasqui"} {
 		bin, err := buildBinary(b)
 		if err != nil {
@@ -108,6 +112,20 @@ func TestRunScriptStopsPostgresWithStdoutGone(t *testing.T) {
 		if postgresPID(filepath.Join(run, d)) == 0 {
 			t.Fatalf("run.sh is up but no postgres serves %s (the test would prove nothing)", d)
 		}
+	}
+	// The site's own ops schema (examples/ops-schema.sql) is in the database
+	// central writes: applied before central starts, so central's allow-list
+	// finds its tables.
+	pgPort := ""
+	for _, kv := range cmd.Env {
+		if v, ok := strings.CutPrefix(kv, "CHASQUI_RUN_PG_PORT="); ok {
+			pgPort = v
+		}
+	}
+	got, err := asPostgres("psql", "-h", "127.0.0.1", "-p", pgPort, "-U", "postgres", "-d", "chasqui", "-qtAXc",
+		`SELECT count(*) FROM pg_class WHERE oid IN ('ops.observation_unit'::regclass, 'ops.raw_data_package'::regclass)`).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "2" {
+		t.Errorf("ops schema not applied by run.sh: %v: %s", err, got)
 	}
 	if err := r.Close(); err != nil { // the reader (tee) is gone
 		t.Fatal(err)
