@@ -750,6 +750,11 @@ func fillRecordID(mu *opsv1.Mutation) (string, error) {
 			return "", errors.New("empty raw_data_file")
 		}
 		idp = &k.RawDataFile.Id
+	case *opsv1.Mutation_Row:
+		if k.Row == nil {
+			return "", errors.New("empty row")
+		}
+		return "", nil // its key is in its values, chosen by the caller
 	default:
 		return "", errors.New("no kind set")
 	}

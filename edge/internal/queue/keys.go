@@ -12,7 +12,8 @@ var (
 	prefixMark       = []byte("c/")  // + be64(through seq) -> commit mark (committed at, cumulative bytes)
 	prefixQuarantine = []byte("x/")  // + be64(seq) -> corrupt entry as found, with the error
 	prefixOverlay    = []byte("o/")  // + observation id + "/" + be64(seq) + be16(index) -> opsv1.Mutation (overlayKey)
-	prefixOverlaySeq = []byte("os/") // + be64(seq) -> the length-prefixed o/ keys of that transaction
+	prefixRowOverlay = []byte("r/")  // + table + 0 + row key + 0 + be64(seq) + be16(index) -> opsv1.Mutation (rowoverlay.go)
+	prefixOverlaySeq = []byte("os/") // + be64(seq) -> the length-prefixed o/ and r/ keys of that transaction
 	prefixUnseen     = []byte("v/")  // + be64(seq): one per transaction: stores written before unseen records
 	prefixUnseenRec  = []byte("V/")  // + be64(last seq): unseen records, one per Badger transaction
 	prefixChange     = []byte("w/")  // + be64(last change number) -> the changes one Badger transaction logs

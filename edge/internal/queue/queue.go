@@ -27,6 +27,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/google/uuid"
+
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 )
 
 // Badger memory and disk options, chosen for < 256 MiB RSS with a backlog of
@@ -149,6 +151,12 @@ type Options struct {
 	// reports what the accept path costs without its fsync); chasqui-edge
 	// has no flag for it.
 	UnsafeNoSync bool
+	// RowKey gives a row's canonical primary key (internal/rows.Key over
+	// the key columns of its table, from the schema the edge learned), or
+	// false when it cannot (the table is not known yet). Row overlays are
+	// kept under that key; those it cannot key are kept per table and keyed
+	// by the reader (rowoverlay.go). Nil: every row is kept unkeyed.
+	RowKey func(*opsv1.Row) (key string, ok bool)
 
 	// hooks: test stand-ins for commits and read-backs (testhooks.go).
 	hooks testHooks

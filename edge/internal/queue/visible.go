@@ -68,15 +68,19 @@ func (q *Queue) writeOverlays(b *batch, tx *opsv1.Transaction) error {
 	var keys [][]byte
 	var es []*badger.Entry
 	for j, m := range tx.GetMutations() {
-		obs := overlayObservation(m)
-		if obs == "" {
+		var k []byte
+		if r := m.GetRow(); r != nil {
+			k = q.rowOverlayKey(r, tx.GetSeq(), j) // rowoverlay.go
+		} else if obs := overlayObservation(m); obs != "" {
+			k = overlayKey(obs, tx.GetSeq(), j)
+		}
+		if k == nil {
 			continue
 		}
 		v, err := proto.Marshal(m)
 		if err != nil {
 			return err
 		}
-		k := overlayKey(obs, tx.GetSeq(), j)
 		keys = append(keys, k)
 		es = append(es, badger.NewEntry(k, v))
 	}
