@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/chasqui/chasqui/central/internal/server"
@@ -42,6 +43,14 @@ func realMain(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.HTTP2Window, "http2-window", grpcserver.DefaultWindowBytes, "HTTP/2 flow-control window per stream and per connection, in bytes (fixed: sized for the link's bandwidth x RTT)")
 	fs.DurationVar(&cfg.GapWait, "gap-wait", server.DefaultGapWait, "how long a batch ahead of its predecessors waits (woken when they commit) before ABORTED, longer while one that fills the gap is in flight")
 	fs.DurationVar(&cfg.Retention, "retention", server.DefaultRetention, "how long applied-transaction outcomes are kept")
+	fs.Func("allow-tables", "comma-separated tables edges may write rows to: schema.table or schema.* (pg_*, information_schema and chasqui never)", func(v string) error {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				cfg.AllowTables = append(cfg.AllowTables, e)
+			}
+		}
+		return nil
+	})
 	common := config.AddCommon(fs)
 	fs.Usage = config.Usage(fs, "chasqui-central commits the edges' batches to PostgreSQL exactly once, in order.")
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {

@@ -14,7 +14,9 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 
+	"github.com/chasqui/chasqui/central/internal/catalog"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 	"github.com/chasqui/chasqui/internal/validate"
@@ -38,17 +40,42 @@ type Authorizer func(ctx context.Context, edgeID string) error
 type Service struct {
 	centralv1.UnimplementedIngestServiceServer
 	store     Store
+	catalog   *catalog.Catalog
 	authorize Authorizer
 	logger    *slog.Logger
 }
 
 // New returns the service. A nil authorize lets every caller act as any
-// edge (until per-edge identity lands).
-func New(st Store, authorize Authorizer, logger *slog.Logger) *Service {
+// edge (until per-edge identity lands). A nil cat allows no tables.
+func New(st Store, cat *catalog.Catalog, authorize Authorizer, logger *slog.Logger) *Service {
 	if authorize == nil {
 		authorize = func(context.Context, string) error { return nil }
 	}
-	return &Service{store: st, authorize: authorize, logger: logger}
+	return &Service{store: st, catalog: cat, authorize: authorize, logger: logger}
+}
+
+// GetSchema tells the edge which tables it may write rows to. It re-reads
+// the catalog when it was read longer than the refresh interval ago, so an
+// edge reconnecting after a migration learns it.
+func (s *Service) GetSchema(ctx context.Context, req *centralv1.GetSchemaRequest) (*centralv1.GetSchemaResponse, error) {
+	if req.GetEdgeId() == "" {
+		return nil, s.toStatus(ctx, &validate.Error{Violations: []validate.Violation{{Field: "edge_id", Description: "is required"}}})
+	}
+	if err := s.authorize(ctx, req.GetEdgeId()); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	schema := &opsv1.Schema{}
+	if s.catalog != nil {
+		snap, err := s.catalog.Refresh(ctx)
+		if err != nil {
+			return nil, s.toStatus(ctx, &store.UnavailableError{Op: "read catalog", Err: err})
+		}
+		schema = snap.Schema
+	}
+	if schema.GetVersion() != "" && req.GetKnownVersion() == schema.GetVersion() {
+		return &centralv1.GetSchemaResponse{Schema: &opsv1.Schema{Version: schema.GetVersion(), ReadAt: schema.GetReadAt()}, Unchanged: true}, nil
+	}
+	return &centralv1.GetSchemaResponse{Schema: schema}, nil
 }
 
 // Commit validates the batch, then applies it.

@@ -15,6 +15,7 @@ import (
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 
+	"github.com/chasqui/chasqui/central/internal/catalog"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/internal/records"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
@@ -24,13 +25,15 @@ import (
 // Service implements centralv1.ReadServiceServer.
 type Service struct {
 	centralv1.UnimplementedReadServiceServer
-	db     records.Querier
-	logger *slog.Logger
+	db      records.Querier
+	catalog *catalog.Catalog
+	logger  *slog.Logger
 }
 
-// New returns the service reading from db (a *pgxpool.Pool).
-func New(db records.Querier, logger *slog.Logger) *Service {
-	return &Service{db: db, logger: logger.With("component", "read")}
+// New returns the service reading from db (a *pgxpool.Pool); rows only of
+// the tables cat allows (none when nil).
+func New(db records.Querier, cat *catalog.Catalog, logger *slog.Logger) *Service {
+	return &Service{db: db, catalog: cat, logger: logger.With("component", "read")}
 }
 
 // GetObservation reads one observation with its files and configurations.

@@ -42,7 +42,7 @@ func setup(t *testing.T) *bundle {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return &bundle{store: store.New(pool, store.Options{}), svc: read.New(pool, logger)}
+	return &bundle{store: store.New(pool, store.Options{}), svc: read.New(pool, nil, logger)}
 }
 
 func (b *bundle) commit(t *testing.T, txs ...*opsv1.Transaction) {

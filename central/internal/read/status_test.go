@@ -17,7 +17,7 @@ import (
 func TestToStatusUnknownIsInternal(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := New(nil, slog.New(slog.DiscardHandler))
+	s := New(nil, nil, slog.New(slog.DiscardHandler))
 
 	err := s.toStatus(ctx, errors.New("decoding row 7: secret detail"))
 	require.Equal(t, codes.Internal, status.Code(err))

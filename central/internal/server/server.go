@@ -31,6 +31,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 
 	"github.com/chasqui/chasqui/central/internal/api"
+	"github.com/chasqui/chasqui/central/internal/catalog"
 	"github.com/chasqui/chasqui/central/internal/read"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/central/migrations"
@@ -103,6 +104,13 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful stop; calls still running after it
 	// are cut off. Default 10s.
 	ShutdownTimeout time.Duration
+	// AllowTables lists the tables edges may write rows to: "schema.table"
+	// or "schema.*". PostgreSQL's catalogs (pg_*, information_schema) and
+	// chasqui's own schema are never writable, even if listed. Default
+	// none: every row is rejected. Central's database role needs INSERT,
+	// UPDATE, DELETE and SELECT on exactly these tables
+	// (docs/operations.md).
+	AllowTables []string
 	// MaxConns bounds the PostgreSQL connection pool. Default 16.
 	MaxConns int32
 	// AuthorizeEdge, when set, decides per call whether the caller may act
@@ -189,6 +197,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: Retention (--retention) must be at least 1m, got %s", c.Retention)
 	case c.PruneInterval < 0, c.HealthInterval < 0, c.ShutdownTimeout < 0, c.DatabaseRetryMax < 0:
 		return errors.New("config: PruneInterval, HealthInterval, ShutdownTimeout and DatabaseRetryMax must not be negative")
+	case allowErr(c.AllowTables) != nil:
+		return fmt.Errorf("config: AllowTables (--allow-tables): %w", allowErr(c.AllowTables))
 	case c.MaxConns < 2:
 		return fmt.Errorf("config: MaxConns must be at least 2, got %d", c.MaxConns)
 	}
@@ -201,6 +211,7 @@ type Server struct {
 	logger  *slog.Logger
 	pool    *pgxpool.Pool
 	store   *store.Store
+	catalog *catalog.Catalog
 	grpc    *grpcserver.Server
 	grpcLis net.Listener
 	httpLis net.Listener
@@ -258,7 +269,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	if s.pool, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
 		return nil, fmt.Errorf("database pool: %w", err)
 	}
-	s.store = store.New(s.pool, store.Options{GapWait: cfg.GapWait, Logger: logger})
+	allow, err := catalog.ParseAllowList(cfg.AllowTables)
+	if err != nil {
+		return nil, fmt.Errorf("config: AllowTables (--allow-tables): %w", err)
+	}
+	// Read on first use: PostgreSQL may not answer yet.
+	s.catalog = catalog.New(s.pool, allow, catalog.Options{})
+	s.store = store.New(s.pool, store.Options{GapWait: cfg.GapWait, Logger: logger, Catalog: s.catalog})
 
 	rpcMetrics := metrics.ServerRPC(cfg.Registry)
 	s.metrics = newCentralMetrics(cfg.Registry, s.ready.Load, s.store.Stats)
@@ -290,9 +307,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	}
 	gopts.Unary = append(gopts.Unary, s.refuseUntilMigrated, s.metrics.countOutcomes)
 	s.grpc = grpcserver.New(gopts)
-	centralv1.RegisterIngestServiceServer(s.grpc.Server, api.New(s.store, authz, logger))
+	centralv1.RegisterIngestServiceServer(s.grpc.Server, api.New(s.store, s.catalog, authz, logger))
 	rpcMetrics.InitializeMetrics(s.grpc.Server)
-	centralv1.RegisterReadServiceServer(s.grpc.Server, read.New(s.pool, logger))
+	centralv1.RegisterReadServiceServer(s.grpc.Server, read.New(s.pool, s.catalog, logger))
 	s.setServing(false)
 
 	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -549,4 +566,9 @@ func (s *Server) httpHandler() http.Handler {
 		})
 	})
 	return mux
+}
+
+func allowErr(entries []string) error {
+	_, err := catalog.ParseAllowList(entries)
+	return err
 }

@@ -63,9 +63,9 @@ type errClass int
 const (
 	// classUnavailable: anything not recognized below; the call fails as a whole.
 	classUnavailable errClass = iota
-	// classData: PostgreSQL refused the data (class 22, class 23, or
-	// P0002 raised by chasqui.require_rows); only the transaction holding
-	// it is rejected.
+	// classData: PostgreSQL refused the data (class 22, class 23,
+	// P0002 raised by chasqui.require_rows or require_keys, or a row's
+	// table or column gone); only the transaction holding it is rejected.
 	classData
 	// classRetry: serialization failure or deadlock; central retries the
 	// whole transaction.
@@ -79,6 +79,8 @@ const (
 	sqlstateDeadlock      = "40P01"
 	sqlstateUnique        = "23505"
 	sqlstateNoDataFound   = "P0002"
+	// sqlstateDatatypeMismatch: e.g. a JSON object for an integer column.
+	sqlstateDatatypeMismatch = "42804"
 	// appliedTxIndex makes a transaction id applied at most once; another
 	// central applying the same id concurrently trips it.
 	appliedTxIndex = "applied_transactions_tx_id_applied"
@@ -101,6 +103,11 @@ func classify(err error) (errClass, *pgconn.PgError) {
 		// seq meanwhile; the retry sees it and answers it as a duplicate.
 		return classRetry, pgErr
 	case strings.HasPrefix(pgErr.Code, "22"), strings.HasPrefix(pgErr.Code, "23"), pgErr.Code == sqlstateNoDataFound:
+		return classData, pgErr
+	case pgErr.Code == sqlstateUndefinedTable, pgErr.Code == sqlstateUndefinedColumn, pgErr.Code == sqlstateDatatypeMismatch:
+		// A row's table or column dropped since the catalog was read, or
+		// a value whose type the column cannot take: the row's fault.
+		// Chasqui's own tables come with its migrations.
 		return classData, pgErr
 	}
 	return classUnavailable, pgErr

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/rows"
 )
 
 // One set-based statement per run of consecutive mutations of one kind.
@@ -91,13 +92,38 @@ func kindOf(m *opsv1.Mutation) kind {
 
 // dataStatements turns the mutations of plan, in sequence order, into
 // set-based statements: a run of consecutive mutations of one kind is one
-// statement. A run of updates is cut where an id repeats, since
-// UPDATE ... FROM applies only one of several matching source rows.
+// statement (for rows: of one table, op and column set). A run of updates
+// is cut where an id repeats, since UPDATE ... FROM applies only one of
+// several matching source rows; a run of rows where a key repeats, for
+// the same reason (and ON CONFLICT DO UPDATE's).
 func dataStatements(edgeID string, plan []*planned) []statement {
 	var stmts []statement
 	var b runBuilder
+	var rr *rowRun
+	flushRows := func() {
+		if rr != nil {
+			stmts = append(stmts, rr.statement())
+			rr = nil
+		}
+	}
 	for _, p := range plan {
 		for _, m := range p.tx.GetMutations() {
+			if r := m.GetRow(); r != nil {
+				if s, ok := b.flush(edgeID); ok {
+					stmts = append(stmts, s)
+				}
+				b.start(kindNone)
+				t := p.snap.Table(r.GetTable())
+				sig, cols := rowSig(r)
+				key, _ := rows.Key(t.Key, r.GetValues()) // checkRows refused a row without its key
+				if !rr.fits(sig, key) {
+					flushRows()
+					rr = &rowRun{table: t, op: r.GetOp(), cols: cols, sig: sig, seen: map[string]bool{}, json: []byte{'['}}
+				}
+				rr.add(key, r)
+				continue
+			}
+			flushRows()
 			k := kindOf(m)
 			if k != b.kind || (k == kindUpdate && b.seen[m.GetObservationUpdate().GetId()]) {
 				if s, ok := b.flush(edgeID); ok {
@@ -108,6 +134,7 @@ func dataStatements(edgeID string, plan []*planned) []statement {
 			b.add(p.id, m)
 		}
 	}
+	flushRows()
 	if s, ok := b.flush(edgeID); ok {
 		stmts = append(stmts, s)
 	}

@@ -18,9 +18,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+
+	"github.com/chasqui/chasqui/central/internal/catalog"
 	"github.com/chasqui/chasqui/internal/pglsn"
 )
 
@@ -90,6 +93,9 @@ type Options struct {
 	Attempts int
 	// Logger receives driver errors, which never reach clients. Default: discard.
 	Logger *slog.Logger
+	// Catalog knows the tables rows may be written to. Nil: none (every
+	// row is rejected).
+	Catalog *catalog.Catalog
 }
 
 // Store commits batches to PostgreSQL.
@@ -165,6 +171,8 @@ type planned struct {
 	outcome string
 	reason  string
 	code    string
+	// snap is the catalog its rows were checked against.
+	snap *catalog.Snapshot
 }
 
 // poisonError: PostgreSQL refused data in the pipelined batch; the call
@@ -192,17 +200,22 @@ func (s *Store) Commit(ctx context.Context, req *centralv1.CommitRequest) (*Resu
 	sp := s.waits.enter(edgeID, first, first+uint64(len(req.GetTransactions()))-1)
 	defer s.waits.leave(edgeID, sp)
 	waitUntil := time.Now().Add(s.opts.GapWait)
+	snap, rejected, err := s.checkRows(ctx, req)
+	if err != nil {
+		return nil, err
+	}
 	var isolate *poisonError
 	lastLook := false
 	for attempt := 1; ; attempt++ {
 		moved, known := s.waits.snapshot(edgeID)
-		res, err := s.attempt(ctx, req, isolate)
+		res, err := s.attempt(ctx, req, snap, rejected, isolate)
 		var gap *GapError
 		var rerr *retryError
 		var poison *poisonError
 		switch {
 		case err == nil:
 			s.waits.advance(edgeID, res.CommittedThroughSeq)
+			s.refreshAfterMissing(ctx, res)
 			return res, nil
 		case errors.As(err, &gap):
 			// Wait for the predecessors without holding the cursor lock
@@ -246,13 +259,13 @@ func (s *Store) Commit(ctx context.Context, req *centralv1.CommitRequest) (*Resu
 // attempt runs one PostgreSQL transaction for the call on a connection it
 // holds until the LSN is read: the LSN must come from the connection that
 // committed, after its COMMIT.
-func (s *Store) attempt(ctx context.Context, req *centralv1.CommitRequest, isolate *poisonError) (*Result, error) {
+func (s *Store) attempt(ctx context.Context, req *centralv1.CommitRequest, snap *catalog.Snapshot, rejected map[int]rowRejection, isolate *poisonError) (*Result, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, translate("acquire connection", err)
 	}
 	defer conn.Release()
-	res, err := s.commitOnce(ctx, conn.Conn(), req, isolate)
+	res, err := s.commitOnce(ctx, conn.Conn(), req, snap, rejected, isolate)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +327,7 @@ func (r storedRow) result(txID string, seq uint64) TxResult {
 // commitOnce runs one PostgreSQL transaction for the call. With isolate
 // (the error of a previous attempt), the data statements run under
 // savepoints to find the transactions PostgreSQL rejects.
-func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.CommitRequest, isolate *poisonError) (*Result, error) {
+func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.CommitRequest, snap *catalog.Snapshot, rejected map[int]rowRejection, isolate *poisonError) (*Result, error) {
 	txs := req.GetTransactions()
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -330,7 +343,7 @@ func (s *Store) commitOnce(ctx context.Context, conn *pgx.Conn, req *centralv1.C
 	if err != nil {
 		return nil, err
 	}
-	res, plan, err := planCommit(req, ids, st)
+	res, plan, err := planCommit(req, ids, st, snap, rejected)
 	if err != nil {
 		return nil, err
 	}
@@ -417,7 +430,7 @@ func readCommitState(ctx context.Context, tx pgx.Tx, req *centralv1.CommitReques
 // plans the rest: applied, recorded as a duplicate, or rejected as
 // withdrawn. A gap before the call, or a passed seq central cannot match
 // to the request's transaction, is refused.
-func planCommit(req *centralv1.CommitRequest, ids []uuid.UUID, st *commitState) (*Result, []*planned, error) {
+func planCommit(req *centralv1.CommitRequest, ids []uuid.UUID, st *commitState, snap *catalog.Snapshot, rejected map[int]rowRejection) (*Result, []*planned, error) {
 	first, txs := req.GetFirstSeq(), req.GetTransactions()
 	last := first + uint64(len(txs)) - 1
 	cursor := st.cursor
@@ -447,7 +460,7 @@ func planCommit(req *centralv1.CommitRequest, ids []uuid.UUID, st *commitState) 
 			}
 			continue
 		}
-		p := &planned{idx: i, seq: seq, id: ids[i], tx: t}
+		p := &planned{idx: i, seq: seq, id: ids[i], tx: t, snap: snap}
 		if why, ok := st.appliedElsewhere[ids[i]]; ok {
 			p.outcome, p.reason = "duplicate", why
 			res.Txs[i] = TxResult{TxID: t.GetId(), Seq: seq, Outcome: OutcomeApplied, Duplicate: true}
@@ -455,6 +468,10 @@ func planCommit(req *centralv1.CommitRequest, ids []uuid.UUID, st *commitState) 
 			// Refused alone earlier (too large, invalid, not permitted):
 			// recorded as rejected so the seq is consumed in order.
 			p.outcome, p.reason = "rejected", "withdrawn by the edge: "+why
+		} else if r, ok := rejected[i]; ok {
+			// A row central may not or cannot write: refused before
+			// PostgreSQL sees it, like a data rejection.
+			p.outcome, p.reason, p.code = "rejected", r.reason, r.code
 		}
 		plan = append(plan, p)
 	}
@@ -588,6 +605,15 @@ func recordIDs(m *opsv1.Mutation) []string {
 		return []string{k.InstrumentConfig.GetId(), k.InstrumentConfig.GetObservationId()}
 	case *opsv1.Mutation_RawDataFile:
 		return []string{k.RawDataFile.GetId(), k.RawDataFile.GetObservationId()}
+	case *opsv1.Mutation_Row:
+		// Any string value may be a key PostgreSQL's error names.
+		var ids []string
+		for _, v := range k.Row.GetValues().GetFields() {
+			if sv, ok := v.GetKind().(*structpb.Value_StringValue); ok && len(sv.StringValue) == 36 {
+				ids = append(ids, sv.StringValue)
+			}
+		}
+		return ids
 	}
 	return nil
 }
@@ -630,8 +656,14 @@ func (s *Store) bisect(ctx context.Context, tx pgx.Tx, edgeID string, plan []*pl
 // tryApply runs plan's statements under one savepoint. A data rejection
 // rolls the savepoint back and is returned as pgErr; any other failure is err.
 func tryApply(ctx context.Context, tx pgx.Tx, edgeID string, plan []*planned) (*pgconn.PgError, error) {
+	// The savepoint is set on its own: pgx prepares a batch's statements
+	// before running any, and a statement PostgreSQL cannot even prepare
+	// (a row's table dropped since the catalog was read) would abort the
+	// transaction before a queued SAVEPOINT ran.
+	if _, err := tx.Exec(ctx, "SAVEPOINT chasqui_bisect", pgx.QueryExecModeSimpleProtocol); err != nil {
+		return nil, wrap("savepoint", err)
+	}
 	b := &pgx.Batch{}
-	b.Queue("SAVEPOINT chasqui_bisect")
 	queue(b, dataStatements(edgeID, plan))
 	b.Queue("RELEASE SAVEPOINT chasqui_bisect")
 	err := execBatch(ctx, tx, b)
@@ -680,4 +712,21 @@ func wrap(op string, err error) error {
 		return &retryError{err: err}
 	}
 	return translate(op, err)
+}
+
+// refreshAfterMissing re-reads the catalog (rate-limited) when PostgreSQL
+// rejected a row for a table or column that is gone: a migration ran, and
+// the schema edges learn must follow.
+func (s *Store) refreshAfterMissing(ctx context.Context, res *Result) {
+	if s.opts.Catalog == nil {
+		return
+	}
+	for _, r := range res.Txs {
+		if !r.Duplicate && (r.SQLState == sqlstateUndefinedTable || r.SQLState == sqlstateUndefinedColumn) {
+			if _, err := s.opts.Catalog.Refresh(ctx); err != nil {
+				s.opts.Logger.WarnContext(ctx, "re-reading the catalog", "error", err)
+			}
+			return
+		}
+	}
 }

@@ -1,0 +1,260 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+
+	"github.com/chasqui/chasqui/central/internal/catalog"
+	"github.com/chasqui/chasqui/internal/rows"
+)
+
+// SQLSTATEs answered for rows central refuses before PostgreSQL sees
+// them, PostgreSQL's own codes for the same refusals.
+const (
+	sqlstateUndefinedTable  = "42P01"
+	sqlstateUndefinedColumn = "42703"
+	sqlstateNotAllowed      = "42501" // insufficient_privilege
+	sqlstateNotSupported    = "0A000" // feature_not_supported
+	sqlstateKeyMissing      = "23502" // not_null_violation
+	sqlstateGenerated       = "428C9" // generated_always
+)
+
+// rowRejection is why central refuses a transaction's rows before
+// applying anything.
+type rowRejection struct{ reason, code string }
+
+// checkRows finds, per transaction of req, the first row central refuses:
+// a table not allowed, unknown or refused, an unknown or generated column,
+// a missing key column. A name it does not know makes it re-read the
+// catalog (rate-limited) first: a migration may have added it.
+func (s *Store) checkRows(ctx context.Context, req *centralv1.CommitRequest) (*catalog.Snapshot, map[int]rowRejection, error) {
+	if req.GetWithdrawReason() != "" || !hasRows(req) {
+		return nil, nil, nil
+	}
+	if s.opts.Catalog == nil {
+		rej := map[int]rowRejection{}
+		for i, tx := range req.GetTransactions() {
+			for _, m := range tx.GetMutations() {
+				if r := m.GetRow(); r != nil {
+					rej[i] = rowRejection{fmt.Sprintf("table %s is not allowed: central allows no tables (--allow-tables is empty)", r.GetTable()), sqlstateNotAllowed}
+					break
+				}
+			}
+		}
+		return nil, rej, nil
+	}
+	snap, err := s.opts.Catalog.Current(ctx)
+	if err != nil {
+		return nil, nil, translate("read catalog", err)
+	}
+	rej, unknown := checkAgainst(snap, s.opts.Catalog.Allow(), req)
+	if unknown {
+		if snap, err = s.opts.Catalog.Refresh(ctx); err != nil {
+			return nil, nil, translate("read catalog", err)
+		}
+		rej, _ = checkAgainst(snap, s.opts.Catalog.Allow(), req)
+	}
+	return snap, rej, nil
+}
+
+func hasRows(req *centralv1.CommitRequest) bool {
+	for _, tx := range req.GetTransactions() {
+		for _, m := range tx.GetMutations() {
+			if m.GetRow() != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkAgainst checks req's rows against snap; unknown reports a name the
+// catalog may have learnt since.
+func checkAgainst(snap *catalog.Snapshot, allow catalog.AllowList, req *centralv1.CommitRequest) (map[int]rowRejection, bool) {
+	rej := map[int]rowRejection{}
+	unknown := false
+	for i, tx := range req.GetTransactions() {
+		for j, m := range tx.GetMutations() {
+			r := m.GetRow()
+			if r == nil {
+				continue
+			}
+			why, code, unk := checkRow(snap, allow, r)
+			unknown = unknown || unk
+			if why != "" {
+				rej[i] = rowRejection{fmt.Sprintf("mutations[%d].row: %s", j, why), code}
+				break
+			}
+		}
+	}
+	return rej, unknown
+}
+
+func checkRow(snap *catalog.Snapshot, allow catalog.AllowList, r *opsv1.Row) (why, code string, unknown bool) {
+	name, err := rows.ParseTable(r.GetTable())
+	if err != nil {
+		// Validation refuses it first; never reached.
+		return err.Error(), sqlstateNotAllowed, false
+	}
+	if !allow.Allows(name) {
+		return fmt.Sprintf("table %s is not allowed (not on central's allow-list)", name), sqlstateNotAllowed, false
+	}
+	t := snap.Table(name.String())
+	if t == nil {
+		return fmt.Sprintf("table %s does not exist", name), sqlstateUndefinedTable, true
+	}
+	if t.Refused != "" {
+		return fmt.Sprintf("table %s cannot take rows: %s", name, t.Refused), sqlstateNotSupported, false
+	}
+	for c := range r.GetValues().GetFields() {
+		col := t.Columns[c]
+		if col == nil {
+			return fmt.Sprintf("column %q of table %s does not exist", c, name), sqlstateUndefinedColumn, true
+		}
+		if col.Generated && !slices.Contains(t.Key, c) {
+			return fmt.Sprintf("column %q of table %s is generated: rows must not set it", c, name), sqlstateGenerated, false
+		}
+	}
+	if _, err := rows.Key(t.Key, r.GetValues()); err != nil {
+		return fmt.Sprintf("table %s: %s", name, err), sqlstateKeyMissing, false
+	}
+	if r.GetOp() == opsv1.RowOp_ROW_OP_UPDATE && len(r.GetValues().GetFields()) == len(t.Key) {
+		return fmt.Sprintf("table %s: an UPDATE must set at least one column beside the key", name), sqlstateKeyMissing, false
+	}
+	return "", "", false
+}
+
+// rowRun is a run of consecutive row mutations of one table, op and
+// column set: one statement.
+type rowRun struct {
+	table *catalog.Table
+	op    opsv1.RowOp
+	cols  []string // sorted
+	sig   string   // table, op and columns: the run's identity
+	keys  []string // rows.Key of each row, in order
+	seen  map[string]bool
+	json  []byte // the rows' values as one JSON array
+}
+
+// rowSig is a row's run identity and its sorted columns.
+func rowSig(r *opsv1.Row) (string, []string) {
+	cols := make([]string, 0, len(r.GetValues().GetFields()))
+	for c := range r.GetValues().GetFields() {
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	return r.GetTable() + "\x00" + r.GetOp().String() + "\x00" + strings.Join(cols, ","), cols
+}
+
+// fits tells whether r can join the run: same table, op and columns, and
+// a key not in it yet (ON CONFLICT DO UPDATE and UPDATE ... FROM apply
+// only one source row per target row; a repeat goes to the next
+// statement, after this one).
+func (b *rowRun) fits(sig, key string) bool {
+	return b != nil && b.sig == sig && !b.seen[key]
+}
+
+func (b *rowRun) add(key string, r *opsv1.Row) {
+	b.keys = append(b.keys, key)
+	b.seen[key] = true
+	if len(b.json) > 1 {
+		b.json = append(b.json, ',')
+	}
+	b.json = appendStruct(b.json, r.GetValues())
+}
+
+// statement builds the run's SQL. PostgreSQL converts every value with
+// the column's own input function through jsonb_populate_record; only
+// bytea, which travels as base64, is decoded explicitly. Identifiers come
+// from the catalog and are quoted; values are only parameters.
+func (b *rowRun) statement() statement {
+	tbl := pgx.Identifier{b.table.Name.Schema, b.table.Name.Name}.Sanitize()
+	var bytea []string
+	sel := make([]string, len(b.cols))
+	quoted := make([]string, len(b.cols))
+	for i, c := range b.cols {
+		quoted[i] = pgx.Identifier{c}.Sanitize()
+		if col := b.table.Columns[c]; col != nil && col.Bytea {
+			bytea = append(bytea, c)
+			sel[i] = "decode(e.v->>" + quoteLiteral(c) + ", 'base64') AS " + quoted[i]
+		} else {
+			sel[i] = "r." + quoted[i]
+		}
+	}
+	src := "jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n) CROSS JOIN LATERAL jsonb_populate_record(NULL::" + tbl + ", e.v"
+	if len(bytea) > 0 {
+		src += " - $2::text[]) AS r"
+	} else {
+		src += ") AS r"
+	}
+	args := []any{string(append(b.json, ']')), bytea}
+	var keyEq []string
+	for _, k := range b.table.Key {
+		q := pgx.Identifier{k}.Sanitize()
+		keyEq = append(keyEq, "dst."+q+" = src."+q)
+	}
+	var sql string
+	switch b.op {
+	case opsv1.RowOp_ROW_OP_INSERT, opsv1.RowOp_ROW_OP_UPSERT:
+		sql = "INSERT INTO " + tbl + " (" + strings.Join(quoted, ", ") + ") SELECT " + strings.Join(sel, ", ") +
+			" FROM " + src + " ORDER BY e.n"
+		if b.op == opsv1.RowOp_ROW_OP_UPSERT {
+			var keyQ, set []string
+			for _, k := range b.table.Key {
+				keyQ = append(keyQ, pgx.Identifier{k}.Sanitize())
+			}
+			for i, c := range b.cols {
+				if !slices.Contains(b.table.Key, c) {
+					set = append(set, quoted[i]+" = EXCLUDED."+quoted[i])
+				}
+			}
+			sql += " ON CONFLICT (" + strings.Join(keyQ, ", ") + ")"
+			if len(set) == 0 {
+				sql += " DO NOTHING"
+			} else {
+				sql += " DO UPDATE SET " + strings.Join(set, ", ")
+			}
+		}
+	case opsv1.RowOp_ROW_OP_UPDATE:
+		var set []string
+		for i, c := range b.cols {
+			if !slices.Contains(b.table.Key, c) {
+				set = append(set, quoted[i]+" = src."+quoted[i])
+			}
+		}
+		sql = "WITH src AS (SELECT e.n, " + strings.Join(sel, ", ") + " FROM " + src + "), " +
+			"done AS (UPDATE " + tbl + " AS dst SET " + strings.Join(set, ", ") + " FROM src WHERE " +
+			strings.Join(keyEq, " AND ") + " RETURNING src.n) " +
+			"SELECT chasqui.require_keys($3, $4::text[], ARRAY(SELECT n FROM done))"
+		args = append(args, b.table.Name.String(), b.keys)
+	case opsv1.RowOp_ROW_OP_DELETE:
+		sql = "WITH src AS (SELECT e.n, " + strings.Join(sel, ", ") + " FROM " + src + "), " +
+			"done AS (DELETE FROM " + tbl + " AS dst USING src WHERE " + strings.Join(keyEq, " AND ") +
+			" RETURNING src.n) " +
+			"SELECT chasqui.require_keys($3, $4::text[], ARRAY(SELECT n FROM done))"
+		args = append(args, b.table.Name.String(), b.keys)
+	}
+	if len(bytea) == 0 {
+		// $2 unused: keep the parameter count the SQL names.
+		args = args[:1]
+		if len(args) == 1 && (b.op == opsv1.RowOp_ROW_OP_UPDATE || b.op == opsv1.RowOp_ROW_OP_DELETE) {
+			sql = strings.Replace(sql, "$3, $4::text[]", "$2, $3::text[]", 1)
+			args = append(args, b.table.Name.String(), b.keys)
+		}
+	}
+	return statement{sql, args}
+}
+
+// quoteLiteral quotes s as an SQL string literal (standard conforming
+// strings, PostgreSQL's default since 9.1). Only catalog column names
+// reach it.
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
