@@ -85,7 +85,8 @@ func TestProxyCountsAndCuts(t *testing.T) {
 }
 
 // migratedDB returns a database holding central's schema, read from
-// central/migrations (SQL files applied in name order).
+// central/migrations (SQL files applied in name order), and the ops schema
+// with its row log (rows.go).
 func migratedDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	url := pgtest.NewDatabase(t, pgtest.Template{Name: "e2e_schema", Migrate: func(ctx context.Context, url string) error {
@@ -112,7 +113,7 @@ func migratedDB(t *testing.T) *pgxpool.Pool {
 				return err
 			}
 		}
-		return nil
+		return ApplyOpsSchema(ctx, url)
 	}})
 	db, err := pgxpool.New(context.Background(), url)
 	require.NoError(t, err)
@@ -165,6 +166,7 @@ func TestHistoryChecker(t *testing.T) {
 	r, err := CheckHistory(ctx, db, h)
 	require.NoError(t, err)
 	t.Log(r)
+	require.Zero(t, r.RowWrites, "a row log, and nothing in it")
 	require.Equal(t, 9, r.Acknowledged)
 	require.Equal(t, 3, r.Poison)
 	require.Equal(t, 2, r.Lost, "valid tx 2 not applied, poison tx 9 without an outcome")
@@ -173,6 +175,67 @@ func TestHistoryChecker(t *testing.T) {
 	require.Equal(t, 2, r.Invented, "an applied row and an observation row of an unknown tx")
 	require.Equal(t, 2, r.PoisonApplied, "acknowledged poison 8 and unacknowledged poison 10")
 	require.Zero(t, r.Rejected, "a poison rejection is expected")
+	require.False(t, r.OK())
+}
+
+// The checker counts lost, duplicated, reordered and invented rows of the
+// ops tables, as PostgreSQL's trigger logged their writes.
+func TestHistoryCheckerRows(t *testing.T) {
+	t.Parallel()
+	db := migratedDB(t)
+	ctx := context.Background()
+	h := NewHistory()
+	ids := make([]string, 8)
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	// Central records txs 0-6 as applied in seq order; their rows are then
+	// written (the trigger logs each in write order) as listed below.
+	for i := range 7 {
+		_, err := db.Exec(ctx, `INSERT INTO chasqui.applied_transactions (edge_id, seq, tx_id, epoch, outcome)
+			VALUES ('e1', $1, $2, 'ep', 'applied')`, i+1, ids[i])
+		require.NoError(t, err)
+	}
+	write := func(i int, sqls ...string) {
+		for _, sql := range sqls {
+			_, err := db.Exec(ctx, sql, ids[i])
+			require.NoError(t, err)
+		}
+	}
+	unit := func(id string) string {
+		return `INSERT INTO ops.observation_unit (id, name, instrument, e2e_tx) VALUES ('` + id + `', 'u', 'X', $1)`
+	}
+	pkg := func(unitID string) string {
+		return `INSERT INTO ops.raw_data_package (id, unit_id, path, size_bytes, e2e_tx)
+			VALUES (gen_random_uuid(), '` + unitID + `', '/p', 1, $1)`
+	}
+	u1, u2, u3 := newID(), newID(), newID()
+	finish := `UPDATE ops.observation_unit SET status = 'COMPLETED', e2e_tx = $1 WHERE id = '` + u1 + `'`
+	for i, rows := range []int{2, 1, 2, 1, 1, 1} {
+		h.Acked(Ack{TxID: ids[i], EdgeID: "e1", Seq: uint64(i + 1), Rows: rows})
+	}
+	h.Acked(Ack{TxID: ids[7], EdgeID: "e1", Seq: 8, Rows: 1})
+	write(0, unit(u1), pkg(u1)) // fine
+	write(1, finish)            // fine
+	write(2, unit(u2))          // one row of two: lost
+	write(3, finish, finish)    // the update applied twice: duplicated
+	write(5, unit(u3))          // seq 6 ...
+	write(4, pkg(u2))           // ... before seq 5: order
+	write(6, pkg(u3))           // a tx nobody wrote: invented
+	write(7, pkg(u3))           // no applied record: invented (and tx 7 lost)
+
+	r, err := CheckHistory(ctx, db, h)
+	require.NoError(t, err)
+	t.Log(r)
+	for _, p := range r.Problems {
+		t.Log(p)
+	}
+	require.Equal(t, 10, r.RowWrites)
+	require.Zero(t, r.SeqMismatches, "the transactions themselves were recorded in order")
+	require.Equal(t, 3, r.Lost, "tx 2 wrote one row of two; tx 7 is not applied, nor is its row its own")
+	require.Equal(t, 1, r.Duplicated, "tx 3's update applied twice")
+	require.Equal(t, 1, r.OrderViolations, "seq 5's row written after seq 6's")
+	require.Equal(t, 3, r.Invented, "tx 6 in applied_transactions and in the row log, tx 7's row without an applied record")
 	require.False(t, r.OK())
 }
 

@@ -37,6 +37,9 @@ type Ack struct {
 	// ObsRows is the number of chasqui.observations rows the transaction
 	// inserts (observation mutations), checked exactly.
 	ObsRows int
+	// Rows is the number of rows of the ops tables the transaction writes
+	// (row mutations), checked exactly in e2e.row_log (rows.go).
+	Rows int
 }
 
 // NewHistory returns an empty history.
@@ -133,6 +136,7 @@ type Report struct {
 	Invented        int // rows no client wrote
 	Poison          int // acknowledged poison transactions
 	PoisonApplied   int // poison transactions PostgreSQL holds as applied (acknowledged or not)
+	RowWrites       int // rows of the ops tables PostgreSQL wrote (e2e.row_log), -1 without a row log
 
 	// The edge's own view, filled by CheckEdgeView.
 	EdgeChecked  bool
@@ -166,6 +170,9 @@ func (r Report) String() string {
 		r.Written, r.Acknowledged, r.FailedCalls, r.Uncertain, r.UncertainInDB, r.AppliedRows,
 		r.Poison, r.Lost, r.Duplicated, r.Rejected, r.OrderViolations, r.SeqMismatches, r.Invented,
 		r.PoisonApplied, r.DuplicateRows)
+	if r.RowWrites >= 0 {
+		s += fmt.Sprintf(" ops_row_writes=%d", r.RowWrites)
+	}
 	if r.EdgeChecked {
 		s += fmt.Sprintf("; edge: committed=%d dead_lettered=%d stuck_accepted=%d missing=%d bad_lsn=%d (stale=%d) wrong_state=%d",
 			r.Committed, r.DeadLettered, r.Stuck, r.EdgeMissing, r.BadLSN, r.StaleLSN, r.WrongState)
@@ -190,7 +197,9 @@ type appliedRow struct {
 // CheckHistory compares h with what PostgreSQL holds: every acknowledged
 // transaction applied exactly once, under the seq its Submit answer gave;
 // per edge, commit order (apply_order) equal to seq order; nothing in
-// PostgreSQL that no client wrote.
+// PostgreSQL that no client wrote. Where the database has the row log of
+// the ops tables (rows.go), the same for the rows of those tables, in the
+// order PostgreSQL wrote them.
 func CheckHistory(ctx context.Context, db *pgxpool.Pool, h *History) (Report, error) {
 	h.mu.Lock()
 	written := make(map[string]bool, len(h.written))
@@ -313,6 +322,15 @@ func CheckHistory(ctx context.Context, db *pgxpool.Pool, h *History) (Report, er
 			}
 			r.problem("tx %s: %d observation row(s), want %d", id, n, a.ObsRows)
 		}
+	}
+	entries, hasLog, err := readRowLog(ctx, db)
+	if err != nil {
+		return r, err
+	}
+	r.RowWrites = -1
+	if hasLog {
+		r.RowWrites = 0
+		checkRowLog(&r, entries, written, acks, poison)
 	}
 	for id := range written {
 		if _, ok := acks[id]; !ok && poison[id] && len(appliedByTx[id]) > 0 {

@@ -65,10 +65,6 @@ type Stack struct {
 // every acknowledged transaction; generous, as the drain deadlines are.
 const settleTimeout = 3 * time.Minute
 
-// emptyDB is the template for the shared cluster: central runs its own
-// migrations at start, so the clone starts empty.
-var emptyDB = pgtest.Template{Name: "e2e_empty", Migrate: func(context.Context, string) error { return nil }}
-
 // NewStack starts everything for t; all of it is torn down when t ends.
 func NewStack(t testing.TB, opts StackOptions) *Stack {
 	t.Helper()
@@ -86,8 +82,11 @@ func NewStack(t testing.TB, opts StackOptions) *Stack {
 			t.Fatal(err)
 		}
 		s.DBURL = s.Cluster.URL("chasqui")
+		if err := ApplyOpsSchema(ctx, s.DBURL); err != nil {
+			t.Fatal(err)
+		}
 	} else {
-		s.DBURL = pgtest.NewDatabase(t, emptyDB)
+		s.DBURL = pgtest.NewDatabase(t, opsDB)
 	}
 	cfg, err := pgxpool.ParseConfig(s.DBURL)
 	if err != nil {
