@@ -18,7 +18,6 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	// Registers the gzip codec: the edge compresses its batches on the WAN link.
@@ -27,9 +26,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	"github.com/chasqui/chasqui/internal/calllog"
+	"github.com/chasqui/chasqui/internal/rpcerr"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 	"github.com/chasqui/chasqui/internal/validate"
 )
@@ -143,9 +142,7 @@ func New(opts Options) *Server {
 		return c.Service != healthpb.Health_ServiceDesc.ServiceName
 	})
 	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		logger.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p),
-			"request_id", rpcmeta.RequestID(ctx, true))
-		return status.Error(codes.Internal, "internal error")
+		return rpcerr.Internal(ctx, logger, fmt.Errorf("panic in handler: %v", p))
 	})
 
 	unary := []grpc.UnaryServerInterceptor{
