@@ -25,6 +25,7 @@ import (
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/records"
+	"github.com/chasqui/chasqui/internal/rpcerr"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 	"github.com/chasqui/chasqui/internal/validate"
 )
@@ -328,14 +329,15 @@ func (s *AdminService) DiscardDeadLetter(ctx context.Context, req *edgev1.Discar
 	return &edgev1.DiscardDeadLetterResponse{}, nil
 }
 
-// statusOf is the one place that turns errors into gRPC statuses. Clients
-// get a stable message; anything unexpected is logged with the request id
-// and answered INTERNAL without details.
+// statusOf is the one place that turns the edge's errors into gRPC
+// statuses, on the shared base (internal/rpcerr: validation, cancellation,
+// deadlines, INTERNAL for anything unexpected). Clients get a stable
+// message; causes go to the log with the request id.
 func statusOf(ctx context.Context, log *slog.Logger, err error) error {
-	var ve *validate.Error
+	if st := rpcerr.Shared(err); st != nil {
+		return st
+	}
 	switch {
-	case errors.As(err, &ve):
-		return validate.Status(err).Err()
 	case errors.Is(err, queue.ErrInvalid):
 		// The queue's own checks name the field in their message.
 		return status.Error(codes.InvalidArgument, err.Error())
@@ -364,11 +366,6 @@ func statusOf(ctx context.Context, log *slog.Logger, err error) error {
 		// first answers).
 		log.ErrorContext(ctx, "refused: store fsync failed", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
 		return status.Error(codes.Unavailable, "edge store could not sync to disk; writes refused until the edge restarts")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "call canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
-	log.ErrorContext(ctx, "internal error", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
-	return status.Error(codes.Internal, "internal error")
+	return rpcerr.Internal(ctx, log, err)
 }
