@@ -18,6 +18,7 @@ import (
 
 	"github.com/chasqui/chasqui/central/internal/catalog"
 	"github.com/chasqui/chasqui/central/internal/store"
+	"github.com/chasqui/chasqui/internal/rpcerr"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 	"github.com/chasqui/chasqui/internal/validate"
 )
@@ -134,17 +135,19 @@ func outcome(o store.Outcome) centralv1.Outcome {
 	return centralv1.Outcome_OUTCOME_UNSPECIFIED
 }
 
-// toStatus is the one place domain errors become gRPC statuses. Causes
-// (driver errors) go to the log, never to the client.
+// toStatus is the one place domain errors become gRPC statuses, on the
+// shared base (internal/rpcerr: validation, cancellation, deadlines,
+// INTERNAL for anything unexpected). Causes (driver errors) go to the log,
+// never to the client.
 func (s *Service) toStatus(ctx context.Context, err error) error {
+	if st := rpcerr.Shared(err); st != nil {
+		return st
+	}
 	var (
-		ve       *validate.Error
 		gap      *store.GapError
 		conflict *store.ConflictError
 	)
 	switch {
-	case errors.As(err, &ve):
-		return validate.Status(ve).Err()
 	case errors.As(err, &gap):
 		return withDetail(codes.Aborted, gap.Error(), &centralv1.SequenceGap{ExpectedSeq: gap.Expected})
 	case errors.As(err, &conflict):
@@ -160,13 +163,8 @@ func (s *Service) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, store.ErrUnavailable):
 		s.logger.WarnContext(ctx, "database unavailable", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
 		return status.Error(codes.Unavailable, "database unavailable; retry")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "canceled")
 	}
-	s.logger.ErrorContext(ctx, "unexpected error", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
-	return status.Error(codes.Internal, "internal error")
+	return rpcerr.Internal(ctx, s.logger, err)
 }
 
 func withDetail(code codes.Code, msg string, detail protoadapt.MessageV1) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/chasqui/chasqui/central/internal/catalog"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/internal/records"
+	"github.com/chasqui/chasqui/internal/rpcerr"
 	"github.com/chasqui/chasqui/internal/rpcmeta"
 	"github.com/chasqui/chasqui/internal/validate"
 )
@@ -88,26 +89,21 @@ func Record(r *records.Record) *centralv1.ObservationRecord {
 	return &centralv1.ObservationRecord{Observation: r.Observation, Files: r.Files, Configs: r.Configs}
 }
 
-// toStatus is the one place errors become gRPC statuses; driver errors go
-// to the log, never to the client. An error it does not know is INTERNAL,
-// as in IngestService: answering UNAVAILABLE would have clients retry a bug.
+// toStatus is the one place errors become gRPC statuses, on the shared
+// base (internal/rpcerr: validation, cancellation, deadlines); driver
+// errors go to the log, never to the client. Anything else, a query
+// PostgreSQL refused (a schema mismatch) or an error of our own, is a bug
+// and INTERNAL, as in IngestService: rpcerr.Internal.
 func (s *Service) toStatus(ctx context.Context, err error) error {
-	var ve *validate.Error
+	if st := rpcerr.Shared(err); st != nil {
+		return st
+	}
 	switch {
-	case errors.As(err, &ve):
-		return validate.Status(ve).Err()
 	case errors.Is(err, records.ErrNotFound):
 		return status.Error(codes.NotFound, "observation not found")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "canceled")
 	case store.Unreachable(err):
 		s.logger.WarnContext(ctx, "database unavailable", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
 		return status.Error(codes.Unavailable, "database unavailable; retry")
 	}
-	// Anything else, a query PostgreSQL refused (a schema mismatch) or an
-	// error of our own, is a bug: IngestService answers the same.
-	s.logger.ErrorContext(ctx, "unexpected error", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
-	return status.Error(codes.Internal, "internal error")
+	return rpcerr.Internal(ctx, s.logger, err)
 }
