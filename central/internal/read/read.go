@@ -1,6 +1,7 @@
 // Package read serves chasqui.central.v1.ReadService: committed
-// observations, with their files and configurations, read from central's
-// database for edges that have no site replica (or whose replica is down).
+// observations, with their files and configurations, and rows of the
+// allowed tables, read from central's database for edges that have no
+// site replica (or whose replica is down).
 // Domain errors become gRPC codes in one function (toStatus).
 package read
 
@@ -98,7 +99,19 @@ func (s *Service) toStatus(ctx context.Context, err error) error {
 	if st := rpcerr.Shared(err); st != nil {
 		return st
 	}
+	var te *errTable
 	switch {
+	case errors.As(err, &te):
+		switch te.code {
+		case "denied":
+			return status.Error(codes.PermissionDenied, te.msg)
+		case "unknown":
+			return status.Error(codes.NotFound, te.msg)
+		}
+		return status.Error(codes.FailedPrecondition, te.msg)
+	case errors.Is(err, store.ErrUnavailable):
+		s.logger.WarnContext(ctx, "database unavailable", "error", err, "request_id", rpcmeta.RequestID(ctx, true))
+		return status.Error(codes.Unavailable, "database unavailable; retry")
 	case errors.Is(err, records.ErrNotFound):
 		return status.Error(codes.NotFound, "observation not found")
 	case store.Unreachable(err):

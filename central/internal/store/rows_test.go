@@ -77,13 +77,13 @@ func TestRowsInsertUpdateDeleteKeepOrder(t *testing.T) {
 		fixture.Tx(unit(a, "a0"), fixture.Row("ops.unit", update, map[string]any{"id": a, "name": "a1"})),
 		fixture.Tx(fixture.Row("ops.unit", del, map[string]any{"id": a})),
 		fixture.Tx(unit(c, "c0")),
-		fixture.Tx(fixture.Row("ops.unit", update, map[string]any{"id": c, "status": "running"}),
+		fixture.Tx(fixture.Row("ops.unit", update, map[string]any{"id": c, "status": "running", "n": 7.0}),
 			fixture.Row("ops.unit", update, map[string]any{"id": c, "status": "done"})),
 		fixture.Tx(fixture.Row("ops.unit", upsert, map[string]any{"id": c, "name": "c0", "note": "upserted"})),
 	))
 	ap, rj, _ := outcomes(res)
 	require.Equal(t, []int{5, 0}, []int{ap, rj}, "%+v", res.Txs)
-	require.Equal(t, []any{"c0", "done", "upserted"}, b.query(t, `SELECT name, status::text, note FROM ops.unit`))
+	require.Equal(t, []any{"c0", "done", "upserted", int32(7)}, b.query(t, `SELECT name, status::text, note, n FROM ops.unit`))
 }
 
 func TestRowsMissingRowIsRejected(t *testing.T) {

@@ -173,7 +173,9 @@ func (b *rowRun) add(key string, r *opsv1.Row) {
 // statement builds the run's SQL. PostgreSQL converts every value with
 // the column's own input function through jsonb_populate_record; only
 // bytea, which travels as base64, is decoded explicitly. Identifiers come
-// from the catalog and are quoted; values are only parameters.
+// from the catalog and are quoted; values are only parameters. The
+// ordinal is aliased "Ord": upper case, so no column a row names (plain
+// lower-case identifiers) meets it.
 func (b *rowRun) statement() statement {
 	tbl := pgx.Identifier{b.table.Name.Schema, b.table.Name.Name}.Sanitize()
 	var bytea []string
@@ -229,16 +231,16 @@ func (b *rowRun) statement() statement {
 				set = append(set, quoted[i]+" = src."+quoted[i])
 			}
 		}
-		sql = "WITH src AS (SELECT e.n, " + strings.Join(sel, ", ") + " FROM " + src + "), " +
+		sql = "WITH src AS (SELECT e.n AS \"Ord\", " + strings.Join(sel, ", ") + " FROM " + src + "), " +
 			"done AS (UPDATE " + tbl + " AS dst SET " + strings.Join(set, ", ") + " FROM src WHERE " +
-			strings.Join(keyEq, " AND ") + " RETURNING src.n) " +
-			"SELECT chasqui.require_keys($3, $4::text[], ARRAY(SELECT n FROM done))"
+			strings.Join(keyEq, " AND ") + " RETURNING src.\"Ord\") " +
+			"SELECT chasqui.require_keys($3, $4::text[], ARRAY(SELECT \"Ord\" FROM done))"
 		args = append(args, b.table.Name.String(), b.keys)
 	case opsv1.RowOp_ROW_OP_DELETE:
-		sql = "WITH src AS (SELECT e.n, " + strings.Join(sel, ", ") + " FROM " + src + "), " +
+		sql = "WITH src AS (SELECT e.n AS \"Ord\", " + strings.Join(sel, ", ") + " FROM " + src + "), " +
 			"done AS (DELETE FROM " + tbl + " AS dst USING src WHERE " + strings.Join(keyEq, " AND ") +
-			" RETURNING src.n) " +
-			"SELECT chasqui.require_keys($3, $4::text[], ARRAY(SELECT n FROM done))"
+			" RETURNING src.\"Ord\") " +
+			"SELECT chasqui.require_keys($3, $4::text[], ARRAY(SELECT \"Ord\" FROM done))"
 		args = append(args, b.table.Name.String(), b.keys)
 	}
 	if len(bytea) == 0 {

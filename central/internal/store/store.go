@@ -137,6 +137,9 @@ func PoolConfig(url string) (*pgxpool.Config, error) {
 	}
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	cfg.ConnConfig.RuntimeParams["application_name"] = "chasqui-central"
+	// Rows read back (ReadService.ListRows) write timestamptz in UTC,
+	// whatever the server's default: the same row reads the same.
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
 	return cfg, nil
 }
 
