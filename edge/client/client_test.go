@@ -167,7 +167,7 @@ func TestRidesThroughOneSecondOutage(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, func() bool { return acked.Load() > 50 })
+	require.Eventually(t, func() bool { return acked.Load() > 50 }, 10*time.Second, 5*time.Millisecond, "calls acknowledged before the outage")
 
 	e.stop()
 	down := time.Now()
@@ -177,7 +177,7 @@ func TestRidesThroughOneSecondOutage(t *testing.T) {
 	require.NoError(t, err)
 	e.serve(lis)
 	require.GreaterOrEqual(t, time.Since(down), time.Second)
-	waitFor(t, func() bool { return acked.Load() > before+50 })
+	require.Eventually(t, func() bool { return acked.Load() > before+50 }, 10*time.Second, 5*time.Millisecond, "calls acknowledged after the outage")
 	cancel()
 	wg.Wait()
 	close(errs)
@@ -187,17 +187,6 @@ func TestRidesThroughOneSecondOutage(t *testing.T) {
 	// Every acknowledged call stored once: seqs are gap-free and as many
 	// as the acks (retries after a lost answer are answered as duplicates).
 	require.Equal(t, uint64(acked.Load()), e.q.LastSeq())
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // TestRetriesFullQueue: a full queue answers RESOURCE_EXHAUSTED; the client
@@ -227,7 +216,7 @@ func TestRetriesFullQueue(t *testing.T) {
 	}()
 	// Once the edge has refused the call, central "commits" the backlog and
 	// the pruner frees it.
-	waitFor(t, func() bool { return e.exhausted.Load() >= 1 })
+	require.Eventually(t, func() bool { return e.exhausted.Load() >= 1 }, 10*time.Second, 5*time.Millisecond, "the edge refused a call with RESOURCE_EXHAUSTED")
 	es, err := e.q.Read(1, 1000, 1<<20)
 	require.NoError(t, err)
 	res := queue.CommitResult{ThroughSeq: full, CommittedAt: time.Now().Add(-48 * time.Hour)}
