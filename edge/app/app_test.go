@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -187,18 +188,19 @@ func TestForwardsToCentral(t *testing.T) {
 	require.NotNil(t, s.GetLastCommitAt())
 }
 
+// waitState polls tx id until it is in state want; a failed call ends the
+// wait and fails the test.
 func waitState(t *testing.T, c *client.Client, id string, want edgev1.TransactionState) *edgev1.TransactionStatus {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st, err := c.GetTransaction(context.Background(), id)
-		require.NoError(t, err)
-		if st.GetState() == want {
-			return st
+	var (
+		st  *edgev1.TransactionStatus
+		err error
+	)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		if st, err = c.GetTransaction(context.Background(), id); err == nil {
+			assert.Equal(ct, want, st.GetState(), "tx %s", id)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tx %s: state %s, want %s", id, st.GetState(), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}, 20*time.Second, 10*time.Millisecond)
+	require.NoError(t, err)
+	return st
 }

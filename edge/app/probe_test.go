@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -49,18 +50,13 @@ func runCentralTLS(t *testing.T, s *site, addr, dbURL string) (string, func()) {
 // counts as no value).
 func waitMetric(t *testing.T, httpAddr, name string, want float64, what string) map[string]float64 {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m := scrape(t, httpAddr)
-		if v, ok := m[name]; ok && v == want {
-			return m
-		}
-		if time.Now().After(deadline) {
-			v, ok := m[name]
-			t.Fatalf("%s: %s is %v (present %t) after 20s, want %v", what, name, v, ok, want)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+	var m map[string]float64
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		m = scrape(ct, httpAddr)
+		v, ok := m[name]
+		assert.True(ct, ok && v == want, "%s: %s is %v (present %t), want %v", what, name, v, ok, want)
+	}, 20*time.Second, 10*time.Millisecond)
+	return m
 }
 
 // waitLink polls /status until central_link is want and returns that

@@ -79,7 +79,12 @@ func startApp(t *testing.T, cfg app.Config) *app.App {
 	return a
 }
 
-func scrape(t *testing.T, httpAddr string) map[string]float64 {
+// scrape reads the edge's /metrics; t may be an *assert.CollectT, so a
+// scrape can be polled.
+func scrape(t interface {
+	require.TestingT
+	Helper()
+}, httpAddr string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	require.NoError(t, err)
