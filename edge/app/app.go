@@ -24,6 +24,7 @@ import (
 	"github.com/chasqui/chasqui/edge/internal/api"
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	"github.com/chasqui/chasqui/edge/internal/queue"
+	"github.com/chasqui/chasqui/edge/internal/schema"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	"github.com/chasqui/chasqui/internal/grpcserver"
 	"github.com/chasqui/chasqui/internal/metrics"
@@ -239,6 +240,10 @@ type App struct {
 	httpLis net.Listener
 	started time.Time
 	rs      readSide // replica watcher and reads (reads.go)
+	// schema is the schema learned from central; learner keeps it
+	// current (nil without CentralAddr). schema.go.
+	schema  *schema.Cache
+	learner *schema.Learner
 	// admin serves AdminService on AdminAddr (nil: on grpc).
 	admin    *grpcserver.Server
 	adminLis net.Listener
@@ -297,10 +302,13 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 			BandwidthBytesPerSec: cfg.BandwidthBytesPerSec,
 			Compression:          cfg.Compression,
 			ProbeInterval:        cfg.CentralProbeInterval,
-		}, countingStore{Store: a.q, forwarded: &a.forwarded, deadLettered: &a.deadLettered}, a.central, logger)
+		}, countingStore{Store: a.q, forwarded: &a.forwarded, deadLettered: &a.deadLettered, rejected: a.refreshOnStale}, a.central, logger)
 		if err != nil {
 			return nil, err
 		}
+	}
+	if err = a.openSchema(); err != nil {
+		return nil, err
 	}
 
 	var fwd api.Forwarder
@@ -389,6 +397,9 @@ func (a *App) Run(ctx context.Context) error {
 	a.runReads(ctx, g)
 	if a.fwd != nil {
 		g.Go(func() error { return a.fwd.Run(ctx) })
+	}
+	if a.learner != nil {
+		g.Go(func() error { return a.learner.Run(ctx) })
 	}
 	err := g.Wait()
 	a.log.Info("edge stopped", "last_seq", a.q.LastSeq(), "committed_through", a.q.CommittedThrough())

@@ -192,6 +192,8 @@ func (a *App) registerMetrics() {
 type countingStore struct {
 	forward.Store
 	forwarded, deadLettered *atomic.Uint64
+	// rejected, when set, sees each batch's results once they are kept.
+	rejected func([]*centralv1.TransactionResult)
 }
 
 func (s countingStore) ApplyCommit(res queue.CommitResult) error {
@@ -206,6 +208,9 @@ func (s countingStore) ApplyCommit(res queue.CommitResult) error {
 	}
 	s.forwarded.Add(uint64(len(res.Results)))
 	s.deadLettered.Add(rejected)
+	if rejected > 0 && s.rejected != nil {
+		s.rejected(res.Results)
+	}
 	return nil
 }
 

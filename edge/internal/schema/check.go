@@ -30,6 +30,7 @@ func (c *Cache) CheckSubmit(txs []*opsv1.Transaction) error {
 		return nil
 	}
 	var ck checker
+	defer sn.afterCheck(c, &ck)
 	for i, tx := range txs {
 		for j, m := range tx.GetMutations() {
 			r := m.GetRow()
@@ -55,12 +56,26 @@ func (c *Cache) Check(r *opsv1.Row) error {
 	}
 	var ck checker
 	sn.check(&ck, r)
+	sn.afterCheck(c, &ck)
 	return ck.err()
+}
+
+// afterCheck asks for the schema again when the check refused a name it
+// does not know.
+func (sn *snapshot) afterCheck(c *Cache, ck *checker) {
+	if !ck.unknown {
+		return
+	}
+	if f := c.onUnknown.Load(); f != nil {
+		(*f)()
+	}
 }
 
 type checker struct {
 	prefix string
 	vs     []validate.Violation
+	// unknown: a table or column the schema does not hold was refused.
+	unknown bool
 }
 
 func (c *checker) add(field, format string, args ...any) {
@@ -79,6 +94,7 @@ func (c *checker) err() error {
 func (sn *snapshot) check(ck *checker, r *opsv1.Row) {
 	t, ok := sn.tables[r.GetTable()]
 	if !ok {
+		ck.unknown = true
 		ck.add("table", "%q is not a table central allows this edge to write (schema version %s; `chasqui schema` lists them)",
 			clip(r.GetTable()), clip(sn.schema.GetVersion()))
 		return
@@ -114,6 +130,7 @@ func (sn *snapshot) check(ck *checker, r *opsv1.Row) {
 		}
 		col, ok := t.columns[name]
 		if !ok {
+			ck.unknown = true
 			ck.add("values."+clip(name), "%s has no column %q", t.GetName(), clip(name))
 			continue
 		}

@@ -63,6 +63,10 @@ type Cache struct {
 	cur  atomic.Pointer[snapshot]
 	// mu orders writers, so the file and the snapshot agree.
 	mu sync.Mutex
+	// onUnknown, when set (by a Learner), is called when Check refuses a
+	// table or column the schema does not hold: a migration may have
+	// added it since the schema was learned.
+	onUnknown atomic.Pointer[func()]
 }
 
 // Open loads the schema kept in dir (none yet: an empty cache). dir ""
