@@ -76,7 +76,7 @@ func (a *App) openReads() error {
 
 // apiOptions are the read side's parts of the gRPC services.
 func (a *App) apiOptions() api.Options {
-	o := api.Options{Reads: a.rs.reader, Stopping: a.rs.stopping}
+	o := api.Options{Reads: a.rs.reader, Stopping: a.rs.stopping, Schema: a.schema}
 	if a.rs.watcher != nil {
 		o.Replica = a.rs.watcher
 	}

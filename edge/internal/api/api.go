@@ -1,9 +1,10 @@
 // Package api owns the edge's gRPC services: EdgeService (instrument-facing:
 // Submit, GetTransaction, WatchTransactions, GetObservation,
-// ListObservations) and AdminService (status, dead letters). Requests
-// are validated with internal/validate before anything reaches the queue;
-// every error goes through one function (statusOf) that turns domain errors
-// into gRPC codes and keeps internal details in the log.
+// ListObservations, GetSchema) and AdminService (status, dead letters).
+// Requests are validated with internal/validate, and rows against the
+// schema learned from central (edge/internal/schema), before anything
+// reaches the queue; every error goes through one function (statusOf) that
+// turns domain errors into gRPC codes and keeps internal details in the log.
 package api
 
 import (
@@ -22,6 +23,7 @@ import (
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	"github.com/chasqui/chasqui/edge/internal/reads"
 	"github.com/chasqui/chasqui/edge/internal/replica"
+	"github.com/chasqui/chasqui/edge/internal/schema"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/records"
@@ -92,6 +94,9 @@ type Options struct {
 	// Stopping, once closed, ends WatchTransactions streams (UNAVAILABLE),
 	// so a graceful stop does not wait for them.
 	Stopping <-chan struct{}
+	// Schema checks rows against the schema learned from central and
+	// answers GetSchema; nil: rows get validate's shape check only.
+	Schema *schema.Cache
 }
 
 // Register registers both services on s. fwd may be nil (no forwarder:
@@ -108,10 +113,11 @@ func Register(s *grpc.Server, q Queue, fwd Forwarder, logger *slog.Logger, opts 
 // EdgeService implements edgev1.EdgeServiceServer.
 type EdgeService struct {
 	edgev1.UnimplementedEdgeServiceServer
-	q     Queue
-	reads Reader
-	stop  <-chan struct{}
-	log   *slog.Logger
+	q      Queue
+	reads  Reader
+	schema *schema.Cache
+	stop   <-chan struct{}
+	log    *slog.Logger
 }
 
 // NewEdgeService builds the instrument-facing service. At most one Options.
@@ -120,7 +126,10 @@ func NewEdgeService(q Queue, logger *slog.Logger, opts ...Options) *EdgeService 
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	s := &EdgeService{q: q, reads: o.Reads, stop: o.Stopping, log: logger.With("component", "api")}
+	s := &EdgeService{q: q, reads: o.Reads, schema: o.Schema, stop: o.Stopping, log: logger.With("component", "api")}
+	if s.schema == nil {
+		s.schema = schema.New(nil)
+	}
 	if s.reads == nil {
 		if b, ok := q.(overlayQueue); ok {
 			r, err := reads.New(reads.Config{Buffer: Buffer{b}, Logger: logger})
@@ -136,6 +145,9 @@ func NewEdgeService(q Queue, logger *slog.Logger, opts ...Options) *EdgeService 
 // stores nothing), then answers once the transactions are fsync'd.
 func (s *EdgeService) Submit(ctx context.Context, req *edgev1.SubmitRequest) (*edgev1.SubmitResponse, error) {
 	if err := validate.ValidateSubmit(req); err != nil {
+		return nil, statusOf(ctx, s.log, err)
+	}
+	if err := s.schema.CheckSubmit(req.GetTransactions()); err != nil {
 		return nil, statusOf(ctx, s.log, err)
 	}
 	acks, err := s.q.Submit(ctx, req.GetTransactions())
@@ -167,13 +179,24 @@ func requireID(field, id string) error {
 	return nil
 }
 
+// GetSchema answers with the schema last learned from central; unset
+// when none was ever learned.
+func (s *EdgeService) GetSchema(context.Context, *edgev1.GetSchemaRequest) (*edgev1.GetSchemaResponse, error) {
+	sc, learnedAt := s.schema.Schema()
+	if sc == nil {
+		return &edgev1.GetSchemaResponse{}, nil
+	}
+	return &edgev1.GetSchemaResponse{Schema: sc, LearnedAt: timestamppb.New(learnedAt)}, nil
+}
+
 // AdminService implements edgev1.AdminServiceServer.
 type AdminService struct {
 	edgev1.UnimplementedAdminServiceServer
-	q   Queue
-	fwd Forwarder
-	rep Replica
-	log *slog.Logger
+	q      Queue
+	fwd    Forwarder
+	rep    Replica
+	schema *schema.Cache
+	log    *slog.Logger
 }
 
 // NewAdminService builds the operator service; fwd may be nil. At most one Options.
@@ -181,6 +204,10 @@ func NewAdminService(q Queue, fwd Forwarder, logger *slog.Logger, opts ...Option
 	s := &AdminService{q: q, fwd: fwd, log: logger.With("component", "api")}
 	if len(opts) > 0 {
 		s.rep = opts[0].Replica
+		s.schema = opts[0].Schema
+	}
+	if s.schema == nil {
+		s.schema = schema.New(nil)
 	}
 	return s
 }
@@ -299,6 +326,9 @@ func (s *AdminService) RetryDeadLetter(ctx context.Context, req *edgev1.RetryDea
 		// The edge stamps the retried transaction anew: the edited one is
 		// checked like a submission, its fields named under "edited".
 		err := validate.ValidateSubmit(&edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{ed}})
+		if err == nil {
+			err = s.schema.CheckSubmit([]*opsv1.Transaction{ed})
+		}
 		if ve := (*validate.Error)(nil); errors.As(err, &ve) {
 			for i := range ve.Violations {
 				ve.Violations[i].Field = strings.Replace(ve.Violations[i].Field, "transactions[0]", "edited", 1)

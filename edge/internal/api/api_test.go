@@ -48,6 +48,11 @@ type bundle struct {
 
 func setup(t *testing.T, mod func(*queue.Options)) *bundle {
 	t.Helper()
+	return setupWith(t, mod, api.Options{})
+}
+
+func setupWith(t *testing.T, mod func(*queue.Options), o api.Options) *bundle {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	opts := queue.Options{Dir: t.TempDir(), EdgeID: "edge-api", Logger: logger}
 	if mod != nil {
@@ -56,7 +61,7 @@ func setup(t *testing.T, mod func(*queue.Options)) *bundle {
 	q, err := queue.Open(opts)
 	require.NoError(t, err)
 	srv := grpcserver.New(grpcserver.Options{Logger: logger})
-	api.Register(srv.Server, q, fakeForwarder{}, logger)
+	api.Register(srv.Server, q, fakeForwarder{}, logger, o)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
