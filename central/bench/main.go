@@ -24,10 +24,10 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 
-	"github.com/chasqui/chasqui/central/internal/fixture"
 	"github.com/chasqui/chasqui/central/internal/server"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/central/migrations"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 

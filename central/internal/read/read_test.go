@@ -17,10 +17,10 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 
-	"github.com/chasqui/chasqui/central/internal/fixture"
 	"github.com/chasqui/chasqui/central/internal/read"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/central/migrations"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 

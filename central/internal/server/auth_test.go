@@ -21,10 +21,10 @@ import (
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 
-	"github.com/chasqui/chasqui/central/internal/fixture"
 	"github.com/chasqui/chasqui/central/internal/server"
 	"github.com/chasqui/chasqui/internal/certs"
 	"github.com/chasqui/chasqui/internal/certs/certstest"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/pgtest"
 	"github.com/chasqui/chasqui/internal/tlsconfig"
 )

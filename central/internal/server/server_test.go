@@ -21,9 +21,9 @@ import (
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 
-	"github.com/chasqui/chasqui/central/internal/fixture"
 	"github.com/chasqui/chasqui/central/internal/server"
 	"github.com/chasqui/chasqui/central/migrations"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/h2test"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )

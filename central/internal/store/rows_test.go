@@ -12,8 +12,8 @@ import (
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 
 	"github.com/chasqui/chasqui/central/internal/catalog"
-	"github.com/chasqui/chasqui/central/internal/fixture"
 	"github.com/chasqui/chasqui/central/internal/store"
+	"github.com/chasqui/chasqui/internal/fixture"
 )
 
 const (
