@@ -50,10 +50,12 @@ Usage:
   chasqui [flags] status                      queue, forwarder and replica at a glance
   chasqui [flags] get TX_ID                   one transaction's state (accepted, committed with LSN, visible, rejected)
   chasqui [flags] watch [TX_ID...]            follow state changes (all transactions when none is named)
-  chasqui [flags] submit -f FILE              submit a SubmitRequest or a Transaction in protobuf JSON ("-" = stdin)
+  chasqui [flags] submit -f FILE              submit a SubmitRequest, a Transaction, or rows (a Row or a list
+                                              of them, one transaction) in protobuf JSON ("-" = stdin)
+  chasqui [flags] schema [TABLE]              the tables the edge may take rows for: columns, types, keys
   chasqui [flags] deadletters list            rejected transactions with their reasons
-  chasqui [flags] deadletters show TX_ID
-  chasqui [flags] deadletters retry TX_ID [-f EDITED_TX.json]
+  chasqui [flags] deadletters show TX_ID      the reason and what it writes (rows: table, op, values)
+  chasqui [flags] deadletters retry TX_ID [-f EDITED_TX.json] [--set [M:]COLUMN=VALUE]... [--unset [M:]COLUMN]...
   chasqui [flags] deadletters discard TX_ID
   chasqui certs init|issue-edge|issue-central|issue-client [flags]   a site's CA and certificates ('chasqui certs -h')
 
@@ -137,6 +139,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = c.watch(runCtx, rest[1:])
 	case "submit":
 		err = c.submit(ctx, rest[1:])
+	case "schema":
+		err = c.schemaCmd(ctx, rest[1:])
 	case "deadletters", "dl":
 		err = c.deadLetters(ctx, rest[1:])
 	case "certs":
@@ -465,18 +469,25 @@ func (c *command) readInput(path string) ([]byte, error) {
 	return b, nil
 }
 
-// parseSubmission accepts a SubmitRequest or a single Transaction. A
-// transaction without an id gets a UUIDv7 here, before the first attempt, so
-// the client's retries can never apply it twice.
+// parseSubmission accepts a SubmitRequest, a single Transaction, or rows
+// (parseRows). A transaction without an id gets a UUIDv7 here, before the
+// first attempt, so the client's retries can never apply it twice.
 func parseSubmission(b []byte) (*edgev1.SubmitRequest, error) {
 	req := &edgev1.SubmitRequest{}
 	if err := protojson.Unmarshal(b, req); err != nil || len(req.Transactions) == 0 {
 		tx := &opsv1.Transaction{}
 		if err2 := protojson.Unmarshal(b, tx); err2 != nil {
-			if err == nil {
-				err = err2
+			rows, ok, err3 := parseRows(b)
+			if err3 != nil {
+				return nil, err3
 			}
-			return nil, usageError("not a SubmitRequest nor a Transaction in protobuf JSON: %v", err)
+			if !ok {
+				if err == nil {
+					err = err2
+				}
+				return nil, usageError("not a SubmitRequest, a Transaction nor rows in protobuf JSON: %v", err)
+			}
+			tx = rows
 		}
 		req = &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{tx}}
 	}
@@ -557,9 +568,9 @@ func (c *command) deadLetters(ctx context.Context, args []string) error {
 		rows := make([][]string, 0, len(all))
 		for _, d := range all {
 			rows = append(rows, []string{d.GetTransaction().GetId(), fmt.Sprint(d.GetTransaction().GetSeq()),
-				ts(d.RejectedAt), orDash(d.Sqlstate), d.Reason})
+				ts(d.RejectedAt), orDash(d.Sqlstate), d.Reason, mutationSummary(d.GetTransaction())})
 		}
-		return c.table("TRANSACTION\tSEQ\tREJECTED\tSQLSTATE\tREASON", rows)
+		return c.table("TRANSACTION\tSEQ\tREJECTED\tSQLSTATE\tREASON\tWRITES", rows)
 	case "show":
 		id, err := oneID(args[1:], "deadletters show")
 		if err != nil {
@@ -569,11 +580,14 @@ func (c *command) deadLetters(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return c.printJSON(r.DeadLetter) // the whole transaction is the point of show: always JSON
+		if c.o.json {
+			return c.printJSON(r.DeadLetter)
+		}
+		return c.printDeadLetter(r.DeadLetter)
 	case "retry":
 		fs := flag.NewFlagSet("retry", flag.ContinueOnError)
 		fs.SetOutput(c.env.Stderr)
-		file := fs.String("f", "", "edited transaction in protobuf JSON (same id); default: retry as it was")
+		file, es := retryFlags(fs)
 		if len(args) < 2 {
 			return usageError("deadletters retry takes a transaction id")
 		}
@@ -595,6 +609,18 @@ func (c *command) deadLetters(ctx context.Context, args []string) error {
 				return usageError("edited transaction: %v", err)
 			}
 			req.Edited = tx
+		}
+		if len(es.list) > 0 {
+			if *file != "" {
+				return usageError("deadletters retry takes -f or --set/--unset, not both")
+			}
+			d, err := a.GetDeadLetter(ctx, &edgev1.GetDeadLetterRequest{TransactionId: id})
+			if err != nil {
+				return err
+			}
+			if req.Edited, err = applyEdits(d.GetDeadLetter().GetTransaction(), es.list); err != nil {
+				return err
+			}
 		}
 		r, err := a.RetryDeadLetter(ctx, req)
 		if err != nil {
