@@ -8,11 +8,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
@@ -24,17 +24,6 @@ var centralTemplate = pgtest.Template{Name: "central", Migrate: centralproc.Empt
 func startCentral(t *testing.T, dbURL string) string {
 	t.Helper()
 	return centralproc.StartT(t, centralproc.Options{DatabaseURL: dbURL}).GRPCAddr()
-}
-
-func observationTx() *opsv1.Transaction {
-	return &opsv1.Transaction{
-		Id: uuid.Must(uuid.NewV7()).String(),
-		Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Observation{Observation: &opsv1.Observation{
-			Id: uuid.Must(uuid.NewV7()).String(), Instrument: "CHAI", Source: "Orion-KL",
-			Status:    opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING,
-			StartTime: timestamppb.New(time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)),
-		}}}},
-	}
 }
 
 // End to end: the forwarder over a queue of N transactions and the real
@@ -50,7 +39,7 @@ func TestEndToEndRealCentral(t *testing.T) {
 	const n = 1200
 	txs := make([]*opsv1.Transaction, n)
 	for i := range txs {
-		txs[i] = observationTx()
+		txs[i] = fixture.ObservationTx()
 	}
 	store.appendTxs(txs[:n/2]...)
 	b := start(t, addr, forward.Config{MaxCount: 100, Window: 4}, store)
@@ -93,13 +82,13 @@ func TestEndToEndReplacedStoreConflict(t *testing.T) {
 	addr := startCentral(t, pgtest.NewDatabase(t, centralTemplate))
 
 	old := newMemStore(uuid.NewString())
-	old.appendTxs(observationTx(), observationTx(), observationTx())
+	old.appendTxs(fixture.ObservationTx(), fixture.ObservationTx(), fixture.ObservationTx())
 	b := start(t, addr, forward.Config{}, old)
 	eventually(t, 30*time.Second, func() bool { return old.CommittedThrough() == 3 }, "old store committed")
 	b.stop()
 
 	wiped := newMemStore(uuid.NewString())
-	wiped.appendTxs(observationTx(), observationTx())
+	wiped.appendTxs(fixture.ObservationTx(), fixture.ObservationTx())
 	b = start(t, addr, forward.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}, wiped)
 	eventually(t, 30*time.Second, func() bool { return b.fwd.State() == forward.StateConflict }, "conflict")
 	require.Contains(t, b.fwd.LastError(), "operator action")

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,6 +18,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
@@ -31,18 +31,6 @@ func openQueue(t *testing.T, dir string) *queue.Queue {
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { _ = q.Close() }) })
 	return q
-}
-
-// missingUpdateTx updates an observation that does not exist: central
-// rejects it for its data.
-func missingUpdateTx() *opsv1.Transaction {
-	failed := opsv1.ObservationStatus_OBSERVATION_STATUS_FAILED
-	return &opsv1.Transaction{
-		Id: uuid.Must(uuid.NewV7()).String(),
-		Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_ObservationUpdate{ObservationUpdate: &opsv1.ObservationUpdate{
-			Id: uuid.Must(uuid.NewV7()).String(), Status: &failed,
-		}}}},
-	}
 }
 
 // answerLoss loses central's answers the way a broken link does: the
@@ -120,7 +108,9 @@ func TestLostAnswersThenRestartRecordEveryOutcome(t *testing.T) {
 	addr := startCentral(t, pgtest.NewDatabase(t, centralTemplate))
 	dir := t.TempDir()
 	q := openQueue(t, dir)
-	txs := []*opsv1.Transaction{observationTx(), observationTx(), observationTx(), missingUpdateTx()}
+	txs := []*opsv1.Transaction{fixture.ObservationTx(), fixture.ObservationTx(), fixture.ObservationTx(),
+		// An update of an observation that does not exist: central rejects it for its data.
+		fixture.Tx(fixture.Finish(fixture.ID(), fixture.Start, nil))}
 	ids := make([]string, len(txs))
 	for i, tx := range txs {
 		ids[i] = tx.GetId()

@@ -11,6 +11,7 @@ import (
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
@@ -28,7 +29,7 @@ func TestCentralLostCommitsResendReplacesLSN(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t, centralTemplate)
 	addr := startCentral(t, dbURL)
 	q := openQueue(t, t.TempDir())
-	txs := []*opsv1.Transaction{observationTx(), observationTx(), observationTx(), observationTx()}
+	txs := []*opsv1.Transaction{fixture.ObservationTx(), fixture.ObservationTx(), fixture.ObservationTx(), fixture.ObservationTx()}
 	ids := make([]string, 0, 5)
 	for _, tx := range txs {
 		ids = append(ids, tx.GetId())
@@ -62,7 +63,7 @@ func TestCentralLostCommitsResendReplacesLSN(t *testing.T) {
 	_, err = conn.Exec(ctx, `UPDATE chasqui.edge_cursors SET last_seq = 2 WHERE edge_id = $1`, q.EdgeID())
 	require.NoError(t, err)
 
-	tx5 := observationTx()
+	tx5 := fixture.ObservationTx()
 	ids = append(ids, tx5.GetId())
 	_, err = q.Submit(ctx, []*opsv1.Transaction{tx5})
 	require.NoError(t, err)

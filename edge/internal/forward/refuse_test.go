@@ -21,6 +21,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/pgtest"
 	"github.com/chasqui/chasqui/internal/validate"
 )
@@ -57,10 +58,10 @@ func submitEach(t *testing.T, q *queue.Queue, txs ...*opsv1.Transaction) {
 // limit per transaction accepted such ones).
 func oversizedTx(t *testing.T) *opsv1.Transaction {
 	t.Helper()
-	tx := observationTx()
+	tx := fixture.ObservationTx()
 	val := strings.Repeat("x", validate.MaxStructBytes-1024)
 	for proto.Size(tx) <= validate.DefaultMaxMessageBytes {
-		m := observationTx().GetMutations()[0]
+		m := fixture.ObservationTx().GetMutations()[0]
 		attrs, err := structpb.NewStruct(map[string]any{"blob": val})
 		require.NoError(t, err)
 		m.GetObservation().Attributes = attrs
@@ -81,9 +82,9 @@ func TestRefusedTransactionsBecomeDeadLetters(t *testing.T) {
 	q := runQueue(t, "edge-refuse")
 
 	huge := oversizedTx(t)
-	badRule := observationTx()
+	badRule := fixture.ObservationTx()
 	badRule.GetMutations()[0].GetObservation().Instrument = strings.Repeat("I", validate.MaxNameLen+1)
-	txs := []*opsv1.Transaction{observationTx(), huge, observationTx(), observationTx(), badRule, observationTx(), observationTx()}
+	txs := []*opsv1.Transaction{fixture.ObservationTx(), huge, fixture.ObservationTx(), fixture.ObservationTx(), badRule, fixture.ObservationTx(), fixture.ObservationTx()}
 	submitEach(t, q, txs...)
 	refused := map[string]string{huge.GetId(): "ResourceExhausted", badRule.GetId(): "instrument"}
 
@@ -161,7 +162,7 @@ func TestRefusedTransactionsBecomeDeadLetters(t *testing.T) {
 func TestLinkRefusalHoldsQueue(t *testing.T) {
 	t.Parallel()
 	q := runQueue(t, "edge-denied")
-	submitEach(t, q, observationTx(), observationTx(), observationTx(), observationTx())
+	submitEach(t, q, fixture.ObservationTx(), fixture.ObservationTx(), fixture.ObservationTx(), fixture.ObservationTx())
 
 	central := newFakeCentral()
 	var denied atomic.Bool

@@ -13,6 +13,7 @@ import (
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
@@ -34,7 +35,7 @@ func TestRestoredBackupNeverTakenAsApplied(t *testing.T) {
 	cfg := forward.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
 
 	q := openQueue(t, dir)
-	_, err := q.Submit(ctx, []*opsv1.Transaction{observationTx(), observationTx()})
+	_, err := q.Submit(ctx, []*opsv1.Transaction{fixture.ObservationTx(), fixture.ObservationTx()})
 	require.NoError(t, err)
 	b := start(t, addr, cfg, q)
 	eventually(t, 60*time.Second, func() bool { return q.CommittedThrough() == 2 }, "committed before the backup")
@@ -43,7 +44,7 @@ func TestRestoredBackupNeverTakenAsApplied(t *testing.T) {
 	require.NoError(t, os.CopyFS(backup, os.DirFS(dir)))
 
 	q = openQueue(t, dir)
-	later := []*opsv1.Transaction{observationTx(), observationTx()}
+	later := []*opsv1.Transaction{fixture.ObservationTx(), fixture.ObservationTx()}
 	_, err = q.Submit(ctx, later)
 	require.NoError(t, err)
 	b = start(t, addr, cfg, q)
@@ -53,7 +54,7 @@ func TestRestoredBackupNeverTakenAsApplied(t *testing.T) {
 
 	// The edge is restored from the backup: seqs 1-2, same epoch.
 	q = openQueue(t, backup)
-	fresh := observationTx()
+	fresh := fixture.ObservationTx()
 	_, err = q.Submit(ctx, []*opsv1.Transaction{fresh})
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), q.LastSeq(), "the new transaction reuses seq 3")
