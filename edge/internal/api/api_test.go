@@ -20,13 +20,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/chasqui/chasqui/edge/internal/api"
 	"github.com/chasqui/chasqui/edge/internal/queue"
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/grpcserver"
 	"github.com/chasqui/chasqui/internal/validate"
 )
@@ -80,13 +80,11 @@ func setupWith(t *testing.T, mod func(*queue.Options), o api.Options) *bundle {
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
+// obsTx is transaction id holding one observation whose id the edge fills in.
 func obsTx(id string) *opsv1.Transaction {
-	return &opsv1.Transaction{Id: id, Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Observation{
-		Observation: &opsv1.Observation{
-			Instrument: "CHAI", Source: "Orion-KL", ObsUnit: "u1",
-			Status: opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING, StartTime: nowTS(),
-		},
-	}}}}
+	tx := fixture.Tx(fixture.Observation(""))
+	tx.Id = id
+	return tx
 }
 
 func requireCode(t *testing.T, err error, code codes.Code) *status.Status {
@@ -274,8 +272,6 @@ func TestAdminStatusAndDeadLetters(t *testing.T) {
 	_, err = b.admin.DiscardDeadLetter(ctx, &edgev1.DiscardDeadLetterRequest{TransactionId: ids[1]})
 	requireCode(t, err, codes.NotFound)
 }
-
-func nowTS() *timestamppb.Timestamp { return timestamppb.Now() }
 
 // sizedTx is an observation transaction of exactly n marshalled bytes
 // (n well above a few hundred KiB), built of attributes each central
