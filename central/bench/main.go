@@ -3,16 +3,23 @@
 // a throwaway PostgreSQL, the way edge/bench does:
 //
 //	cd central && go run ./bench
+//	cd central && go run ./bench -only typed,generic,copy
 //
-// It prints `BENCH <name> <value> <unit>` lines.
+// It prints `BENCH <name> <value> <unit>` lines. -only runs some of the
+// measurements: typed (central_commit_rows_per_s), generic
+// (central_commit_generic_rows_per_s: the same rows as row mutations of
+// a table of the site's own), copy (pgx_copy_rows_per_s), poison and grpc.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,6 +31,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 
+	"github.com/chasqui/chasqui/central/internal/catalog"
 	"github.com/chasqui/chasqui/central/internal/server"
 	"github.com/chasqui/chasqui/central/internal/store"
 	"github.com/chasqui/chasqui/central/migrations"
@@ -32,7 +40,10 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	only := flag.String("only", "", "comma-separated measurements to run (typed, generic, copy, poison, grpc); empty: all")
+	flag.Parse()
+	want := func(name string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), name) }
+	if err := run(want); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -124,7 +135,7 @@ func storeCommit(st *store.Store) func(*centralv1.CommitRequest) (int, error) {
 	}
 }
 
-func run() error {
+func run(want func(string) bool) error {
 	ctx := context.Background()
 	cluster, err := pgtest.NewCluster(pgtest.Options{Name: "central-bench"})
 	if err != nil {
@@ -133,60 +144,114 @@ func run() error {
 	defer func() { _ = cluster.Close() }()
 	dbs := &databases{cluster: cluster}
 
+	rates := map[string]float64{}
 	// Central through the store.
-	pool, err := dbs.pool(ctx)
-	if err != nil {
-		return err
+	if want("typed") {
+		pool, err := dbs.pool(ctx)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		d, rows, err := commitAll(storeCommit(store.New(pool, store.Options{})), batchesOf("site-1"))
+		if err != nil {
+			return err
+		}
+		rates["typed"] = report("central_commit_rows_per_s", rows, d)
 	}
-	defer pool.Close()
-	d, rows, err := commitAll(storeCommit(store.New(pool, store.Options{})), batchesOf("site-1"))
-	if err != nil {
-		return err
+
+	// The same rows as generic row mutations, into a table of the site's
+	// own shaped like chasqui.observations.
+	if want("generic") {
+		pool, err := dbs.pool(ctx)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if _, err := pool.Exec(ctx, `CREATE SCHEMA site; CREATE TABLE site.observations (LIKE chasqui.observations INCLUDING ALL)`); err != nil {
+			return err
+		}
+		allow, err := catalog.ParseAllowList([]string{"site.observations"})
+		if err != nil {
+			return err
+		}
+		st := store.New(pool, store.Options{Catalog: catalog.New(pool, allow, catalog.Options{})})
+		d, rows, err := commitAll(storeCommit(st), rowBatchesOf("site-1"))
+		if err != nil {
+			return err
+		}
+		rates["generic"] = report("central_commit_generic_rows_per_s", rows, d)
 	}
-	commitRate := report("central_commit_rows_per_s", rows, d)
 
 	// The physical limit: CopyFrom of the same rows into the same table,
 	// one transaction per batch.
-	pool, err = dbs.pool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	copyRate, err := copyFrom(pool, batchesOf("site-1"))
-	if err != nil {
-		return err
+	if want("copy") {
+		pool, err := dbs.pool(ctx)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if rates["copy"], err = copyFrom(pool, batchesOf("site-1")); err != nil {
+			return err
+		}
 	}
 
 	// One poison per batch.
-	reqs := batchesOf("site-1")
-	for k, req := range reqs {
-		i := (k * 379) % batchSize
-		req.Transactions[i].Mutations = []*opsv1.Mutation{fixture.File(fixture.ID(), 1)}
+	if want("poison") {
+		reqs := batchesOf("site-1")
+		for k, req := range reqs {
+			i := (k * 379) % batchSize
+			req.Transactions[i].Mutations = []*opsv1.Mutation{fixture.File(fixture.ID(), 1)}
+		}
+		pool, err := dbs.pool(ctx)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		d, rows, err := commitAll(storeCommit(store.New(pool, store.Options{})), reqs)
+		if err != nil {
+			return err
+		}
+		rates["poison"] = report("central_commit_poison_rows_per_s", rows, d)
 	}
-	pool, err = dbs.pool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	d, rows, err = commitAll(storeCommit(store.New(pool, store.Options{})), reqs)
-	if err != nil {
-		return err
-	}
-	poisonRate := report("central_commit_poison_rows_per_s", rows, d)
 
 	// Through gRPC over loopback.
-	url, err := dbs.next(ctx)
-	if err != nil {
-		return err
-	}
-	grpcRate, err := grpcCommit(url, batchesOf("site-1"))
-	if err != nil {
-		return err
+	if want("grpc") {
+		url, err := dbs.next(ctx)
+		if err != nil {
+			return err
+		}
+		if rates["grpc"], err = grpcCommit(url, batchesOf("site-1")); err != nil {
+			return err
+		}
 	}
 
-	fmt.Printf("# commit/copy %.2f (target >= 0.5); poison batch costs %.2fx a clean one (target <= 3); grpc/store %.2f\n",
-		commitRate/copyRate, commitRate/poisonRate, grpcRate/commitRate)
+	ratio := func(a, b string) string {
+		if rates[a] == 0 || rates[b] == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", rates[a]/rates[b])
+	}
+	fmt.Printf("# commit/copy %s (target >= 0.5); generic/copy %s (target >= 0.5); generic/typed %s (target >= 0.8); "+
+		"poison batch costs %sx a clean one (target <= 3); grpc/store %s\n",
+		ratio("typed", "copy"), ratio("generic", "copy"), ratio("generic", "typed"), ratio("typed", "poison"), ratio("grpc", "typed"))
 	return nil
+}
+
+// rowBatchesOf is batchesOf as row mutations of site.observations: the
+// same columns and values, spelt as Row.values.
+func rowBatchesOf(edge string) []*centralv1.CommitRequest {
+	reqs := batchesOf(edge)
+	for _, req := range reqs {
+		for _, tx := range req.GetTransactions() {
+			o := tx.GetMutations()[0].GetObservation()
+			tx.Mutations = []*opsv1.Mutation{fixture.Row("site.observations", opsv1.RowOp_ROW_OP_INSERT, map[string]any{
+				"id": o.GetId(), "instrument": o.GetInstrument(), "source": o.GetSource(), "obs_unit": o.GetObsUnit(),
+				"status": "RUNNING", "start_time": o.GetStartTime().AsTime().Format(time.RFC3339Nano),
+				"attributes": o.GetAttributes().AsMap(), "tx_id": tx.GetId(), "edge_id": edge,
+			})}
+		}
+	}
+	return reqs
 }
 
 func copyFrom(pool *pgxpool.Pool, reqs []*centralv1.CommitRequest) (float64, error) {

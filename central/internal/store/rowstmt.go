@@ -205,8 +205,16 @@ func (b *rowRun) statement() statement {
 	var sql string
 	switch b.op {
 	case opsv1.RowOp_ROW_OP_INSERT, opsv1.RowOp_ROW_OP_UPSERT:
-		sql = "INSERT INTO " + tbl + " (" + strings.Join(quoted, ", ") + ") SELECT " + strings.Join(sel, ", ") +
-			" FROM " + src + " ORDER BY e.n"
+		if len(bytea) == 0 {
+			// The common case in one function call: PostgreSQL's
+			// recordset returns the array's rows in array order, and a
+			// plain INSERT ... SELECT from it inserts them in that order.
+			sql = "INSERT INTO " + tbl + " (" + strings.Join(quoted, ", ") + ") SELECT " + strings.Join(sel, ", ") +
+				" FROM jsonb_populate_recordset(NULL::" + tbl + ", $1::jsonb) AS r"
+		} else {
+			sql = "INSERT INTO " + tbl + " (" + strings.Join(quoted, ", ") + ") SELECT " + strings.Join(sel, ", ") +
+				" FROM " + src + " ORDER BY e.n"
+		}
 		if b.op == opsv1.RowOp_ROW_OP_UPSERT {
 			var keyQ, set []string
 			for _, k := range b.table.Key {
