@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -249,8 +250,9 @@ func sortedNames(s *structpb.Struct) []string {
 
 // FromJSONB turns a row as to_jsonb prints it into the shapes Row.values
 // uses: bytea ("\x…" hex) as base64, and a number of a non-json column that
-// a float64 would not hold exactly (bigint beyond 2^53, numeric with more
-// digits or trailing zeros) as the string of its digits.
+// a float64 would not hold exactly (beyond 2^53, or more digits than it
+// has) as the string of its digits. timestamptz is as the session's
+// TimeZone prints it: the edge's replica pool sets UTC, as central does.
 func FromJSONB(t *opsv1.TableSchema, raw []byte) (*structpb.Struct, error) {
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
@@ -319,15 +321,18 @@ func fromJSON(c *opsv1.ColumnSchema, v any) (*structpb.Value, error) {
 	return nil, fmt.Errorf("unexpected JSON value %T", v)
 }
 
-// exactFloat tells whether f prints back as text: the number loses
-// nothing as a float64 (no digits beyond its precision, no trailing zeros
-// of a numeric's scale).
+// exactFloat tells whether the number text is at most 2^53 in magnitude
+// and the value of f's shortest decimal form, so a float64 at the other
+// end holds it (1.10 is 1.1: equal values, as central's ListRows answers).
 func exactFloat(text string, f float64) bool {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
+	if math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) > 1<<53 {
 		return false
 	}
-	if strconv.FormatFloat(f, 'f', -1, 64) == text {
-		return math.Abs(f) < 1<<53 || f != math.Trunc(f)
+	r, ok := new(big.Rat).SetString(text)
+	if !ok {
+		return false
 	}
-	return false
+	// The float's shortest decimal form, as PostgreSQL's float8 -> numeric.
+	fr, ok := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
+	return ok && fr.Cmp(r) == 0
 }

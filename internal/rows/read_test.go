@@ -91,7 +91,7 @@ func TestSelectShapesAndOrder(t *testing.T) {
 	require.False(t, more)
 	require.Equal(t, []any{"one", nil, "big", "other site"}, notes(got))
 	require.Equal(t, map[string]any{
-		"site": "cl", "n": 1.0, "blob": "AQL/", "amount": "1.10", "status": "new",
+		"site": "cl", "n": 1.0, "blob": "AQL/", "amount": 1.1, "status": "new",
 		"tags": []any{"a", "b"}, "doc": map[string]any{"x": 1.0}, "note": "one",
 	}, got[0].AsMap())
 	require.Equal(t, "12345678901234567890.5", got[1].AsMap()["amount"])

@@ -1,10 +1,11 @@
 // Package api owns the edge's gRPC services: EdgeService (instrument-facing:
 // Submit, GetTransaction, WatchTransactions, GetObservation,
-// ListObservations, GetSchema) and AdminService (status, dead letters).
-// Requests are validated with internal/validate, and rows against the
-// schema learned from central (edge/internal/schema), before anything
-// reaches the queue; every error goes through one function (statusOf) that
-// turns domain errors into gRPC codes and keeps internal details in the log.
+// ListObservations, GetRow, ListRows, GetSchema) and AdminService (status,
+// dead letters). Requests are validated with internal/validate, and rows
+// against the schema learned from central (edge/internal/schema), before
+// anything reaches the queue; every error goes through one function
+// (statusOf) that turns domain errors into gRPC codes and keeps internal
+// details in the log.
 package api
 
 import (
@@ -377,6 +378,8 @@ func statusOf(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, queue.ErrDiskFull):
 		log.WarnContext(ctx, "refused: disk space low", "err", err, "request_id", rpcmeta.RequestID(ctx, true))
 		return status.Error(codes.ResourceExhausted, "edge disk space is low; retry later")
+	case errors.Is(err, reads.ErrRowsOff):
+		return status.Error(codes.Unimplemented, "row reads are not configured")
 	case errors.Is(err, queue.ErrNotFound), errors.Is(err, reads.ErrNotFound):
 		return status.Error(codes.NotFound, "not found")
 	case errors.Is(err, records.ErrBadToken):

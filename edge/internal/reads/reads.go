@@ -3,7 +3,9 @@
 // central's ReadService when the replica is not there or down — merged with
 // the writes still in the edge's buffer (a pending overlay per observation,
 // applied in sequence order), so a caller always sees its own latest write,
-// even with the WAN down. Each answer says per record whether it is
+// even with the WAN down. Rows of any table (GetRow, ListRows; rows.go)
+// are read the same way, keyed by their table's primary key. Each answer
+// says per record whether it is
 // buffered, committed or visible in the replica, and whether the committed
 // state could be read at all (buffer_only).
 package reads
@@ -30,6 +32,7 @@ import (
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 
 	"github.com/chasqui/chasqui/internal/records"
+	"github.com/chasqui/chasqui/internal/rows"
 )
 
 // ErrNotFound: no such observation, committed or buffered.
@@ -69,6 +72,12 @@ type Config struct {
 	// Timeout bounds one read of the replica or of central, so a dead link
 	// costs a read this long at most before it falls back. Default 2s.
 	Timeout time.Duration
+	// Rows holds the pending row writes; nil: GetRow and ListRows answer
+	// ErrRowsOff.
+	Rows RowBuffer
+	// Tables is the schema learned from central: the key columns of each
+	// table. Nil: GetRow and ListRows answer ErrRowsOff.
+	Tables Tables
 	// Logger receives fallbacks. Required.
 	Logger *slog.Logger
 }
@@ -97,6 +106,8 @@ type backend interface {
 	get(ctx context.Context, id uuid.UUID) (*records.Record, error)
 	// list returns up to f.Limit records and whether more may follow.
 	list(ctx context.Context, f records.Filter) ([]*records.Record, bool, error)
+	// listRows returns up to q.Limit rows of t and whether more may follow.
+	listRows(ctx context.Context, t *opsv1.TableSchema, q rows.Query) ([]*structpb.Struct, bool, error)
 }
 
 func (r *Reader) backends() []backend {
