@@ -41,6 +41,8 @@ type Options struct {
 	TLSCert, TLSKey, TLSCA string
 	// Log, if set, receives central's log lines (JSON).
 	Log io.Writer
+	// Args are more flags for central, e.g. "--allow-tables", "ops.*".
+	Args []string
 }
 
 var binary struct {
@@ -125,6 +127,7 @@ func Start(ctx context.Context, opts Options) (*Central, error) {
 	} else {
 		args = append(args, "--tls-cert", opts.TLSCert, "--tls-key", opts.TLSKey, "--tls-ca", opts.TLSCA)
 	}
+	args = append(args, opts.Args...)
 	cmd := exec.Command(path, args...)
 	cmd.Env = childEnv()
 	// Pdeathsig: a killed test binary takes central with it.
