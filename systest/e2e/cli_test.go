@@ -14,6 +14,7 @@ import (
 
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 )
 
 // runCLI runs the chasqui binary against the stack's edge and returns its
@@ -35,14 +36,6 @@ func runCLI(t *testing.T, s *Stack, args ...string) (stdout, stderr string, code
 	return o.String(), e.String(), code
 }
 
-// rawFileTx is a transaction registering a raw data file of observation obsID.
-func rawFileTx(txID, fileID, obsID string) *opsv1.Transaction {
-	return &opsv1.Transaction{Id: txID, Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_RawDataFile{
-		RawDataFile: &opsv1.RawDataFile{Id: fileID, ObservationId: obsID, Path: "/data/chai/" + fileID + ".fits",
-			SizeBytes: 1024, Checksum: "sha256:9f86d081884c7d65"},
-	}}}}
-}
-
 func waitRejected(t *testing.T, s *Stack, txID string) {
 	t.Helper()
 	Eventually(t, commitTimeout, "tx "+txID+" rejected", func() bool {
@@ -61,10 +54,12 @@ func TestDeadLettersViaCLI(t *testing.T) {
 	s := NewStack(t, StackOptions{})
 	good, obs := newID(), newID()
 	submit(t, s, insertObs(good, obs))
-	p1, f1 := newID(), newID()
-	p2, f2 := newID(), newID()
+	// Raw data files of observations that do not exist.
+	poison1, poison2 := fixture.Tx(fixture.File(newID(), 1024)), fixture.Tx(fixture.File(newID(), 1024))
+	p1, f1 := poison1.GetId(), poison1.GetMutations()[0].GetRawDataFile().GetId()
+	p2, f2 := poison2.GetId(), poison2.GetMutations()[0].GetRawDataFile().GetId()
 	var seqP1 uint64
-	for _, tx := range []*opsv1.Transaction{rawFileTx(p1, f1, newID()), rawFileTx(p2, f2, newID())} {
+	for _, tx := range []*opsv1.Transaction{poison1, poison2} {
 		r := submit(t, s, &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{tx}}).GetResults()[0]
 		if tx.Id == p1 {
 			seqP1 = r.GetSeq()
@@ -108,7 +103,8 @@ func TestDeadLettersViaCLI(t *testing.T) {
 	require.NotEmpty(t, dl.GetReason())
 
 	// Fix p1: point its file at the observation that exists.
-	edited, err := protojson.Marshal(rawFileTx(p1, f1, obs))
+	poison1.GetMutations()[0].GetRawDataFile().ObservationId = obs
+	edited, err := protojson.Marshal(poison1)
 	require.NoError(t, err)
 	file := filepath.Join(t.TempDir(), "edited.json")
 	require.NoError(t, os.WriteFile(file, edited, 0o644))
