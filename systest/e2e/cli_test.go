@@ -95,7 +95,7 @@ func TestDeadLettersViaCLI(t *testing.T) {
 	require.Regexp(t, `dead letters\s+2`, out)
 	require.Regexp(t, `central link\s+reachable \(last answer 20`, out, "central answered its commits: the link shows")
 
-	out, errOut, code = runCLI(t, s, "deadletters", "show", p1)
+	out, errOut, code = runCLI(t, s, "--json", "deadletters", "show", p1)
 	require.Equal(t, 0, code, errOut)
 	var dl edgev1.DeadLetter
 	require.NoError(t, protojson.Unmarshal([]byte(out), &dl), out)
