@@ -34,7 +34,9 @@ type Config struct {
 	// transactions before it is sent. Default 5 ms; negative sends at once.
 	Linger time.Duration
 	// Window is the number of batches in flight at once (pipelining over a
-	// long round trip). Default 4.
+	// long round trip). A batch holds its place from its send until its
+	// answer is recorded in the queue, so a slow disk bounds the answers
+	// waiting in memory too; one more batch may be read ahead. Default 4.
 	Window int
 	// BandwidthBytesPerSec caps the marshalled batch bytes sent per second
 	// (a token bucket). Default 0: unlimited.

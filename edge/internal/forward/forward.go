@@ -1,7 +1,8 @@
 // Package forward owns the edge's forwarder: it reads the queue in sequence
 // order, cuts Commit batches by count, bytes and a short linger, keeps a few
 // of them in flight to central (pipelining over a long round trip), hands
-// central's answers back to the queue strictly in sequence order, and rides
+// central's answers back to the queue strictly in sequence order (from a
+// goroutine of its own, so that a slow disk does not hold up sending), and rides
 // out whatever the link and central do (docs/design.md, "Wire contract" and "Retries"): the
 // per-call retries are the retry interceptor's, the per-link backoff, batch
 // splitting on timeouts and sequence-gap resends are this package's. It

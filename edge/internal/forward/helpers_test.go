@@ -42,6 +42,9 @@ type memStore struct {
 	appended   chan struct{}
 	failApply  int      // the next failApply ApplyCommit calls fail
 	rewinds    []uint64 // the seqs Rewind was called with
+	// applyHook, when set, runs at the start of each ApplyCommit, outside
+	// the lock (a slow disk).
+	applyHook func(res queue.CommitResult)
 }
 
 func newMemStore(epoch string) *memStore {
@@ -124,6 +127,9 @@ func (s *memStore) Read(from uint64, maxCount, maxBytes int) ([]queue.Entry, err
 func (s *memStore) Appended() <-chan struct{} { return s.appended }
 
 func (s *memStore) ApplyCommit(res queue.CommitResult) error {
+	if s.applyHook != nil {
+		s.applyHook(res)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failApply > 0 {

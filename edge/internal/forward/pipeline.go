@@ -62,6 +62,9 @@ type call struct {
 	// gap answer may only mean that the predecessor was late.
 	predInFlight bool
 	done         chan callResult // buffered: the call goroutine never blocks
+	// result is central's answer, checked and converted, that the applier
+	// records.
+	result queue.CommitResult
 }
 
 type callResult struct {
@@ -73,6 +76,55 @@ type callResult struct {
 	sent bool
 }
 
+// recorded is the applier's report on one answer.
+type recorded struct {
+	c   *call
+	err error
+}
+
+// cut is a batch read from the queue and not sent yet.
+type cut struct {
+	entries  []queue.Entry
+	bytes    int
+	withdraw string
+	// full: the batch is as large as the limits allow, or more is
+	// queued after it; one that is not waits for the linger.
+	full bool
+}
+
+// pipe is the state of one pipeline, owned by its sending loop.
+type pipe struct {
+	// inflight are the batches sent and not yet recorded, in seq order:
+	// inflight[:answered] are answered and with the applier, the others
+	// wait for central. All of them count against the window, so that a
+	// slow disk bounds the answers (and their entries) held in memory.
+	inflight []*call
+	answered int
+	// send is the first seq not sent yet; ahead, when set, is the batch
+	// from send on, read while the window was full.
+	send  uint64
+	ahead *cut
+	// partialAt is LastSeq when a read ahead found less than a full
+	// batch: reading again before more is queued would find the same.
+	partialAt uint64
+	// jobs feeds the applier the answers in seq order; it reports each on
+	// done. Both hold a window's worth, so neither side ever blocks.
+	jobs chan *call
+	done chan recorded
+	// stop cancels the calls and the applier; wg waits for them.
+	stop func()
+	wg   sync.WaitGroup
+}
+
+// resume is where a pipeline that ends now must restart: the oldest seq
+// whose outcome is not recorded.
+func (p *pipe) resume() uint64 {
+	if len(p.inflight) > 0 {
+		return p.inflight[0].first
+	}
+	return p.send
+}
+
 func (r *runner) window() int {
 	if r.probing {
 		return 1
@@ -80,115 +132,130 @@ func (r *runner) window() int {
 	return r.f.cfg.Window
 }
 
-// pipeline sends batches from r.next with up to Window in flight and
-// applies the answers in order, until ctx ends or a call fails. It returns
-// with r.next set to where sending must resume and every call goroutine it
-// started finished.
+// pipeline sends batches from r.next with up to Window of them not yet
+// recorded, hands central's answers in seq order to the applier (a
+// goroutine of its own, so that a slow ApplyCommit does not drain the
+// window), and ends when ctx ends, a call fails or an apply fails. It
+// returns with r.next set to where sending must resume and every goroutine
+// it started finished.
 func (r *runner) pipeline(ctx context.Context) (fail failure) {
 	f := r.f
-	pctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	cctx, cancelCalls := context.WithCancel(ctx)
+	actx, stopApplier := context.WithCancel(ctx)
+	p := &pipe{
+		send: r.next,
+		jobs: make(chan *call, f.cfg.Window),
+		done: make(chan recorded, f.cfg.Window),
+		stop: func() {
+			cancelCalls()
+			stopApplier()
+		},
+	}
+	p.wg.Go(func() { f.applyLoop(actx, p.jobs, p.done) })
 	defer func() {
-		cancel()
-		wg.Wait()
+		p.stop()
+		p.wg.Wait()
 	}()
 
 	var (
-		inflight      []*call
-		send          = r.next
 		lingerC       <-chan time.Time
 		stopLinger    = func() bool { return false }
 		lingerExpired bool
 	)
 	defer func() { stopLinger() }()
-	// resume is where a failure must restart: the oldest unanswered seq.
-	resume := func() uint64 {
-		if len(inflight) > 0 {
-			return inflight[0].first
-		}
-		return send
-	}
-
 	for {
 		var appended <-chan struct{}
-		for len(inflight) < r.window() {
-			// Taken before LastSeq so that an append in between is not missed.
-			ch := f.store.Appended()
-			if send > f.store.LastSeq() {
-				appended = ch
+		for {
+			room := len(p.inflight) < r.window()
+			if p.ahead == nil {
+				if !room && p.partialAt == f.store.LastSeq() {
+					break
+				}
+				// Taken before LastSeq so that an append in between is not missed.
+				ch := f.store.Appended()
+				if p.send > f.store.LastSeq() {
+					appended = ch
+					break
+				}
+				b, err := r.read(p.send)
+				if err != nil {
+					// The answers already handed over are recorded first,
+					// as when this loop recorded them itself.
+					if fl, ok := r.settle(ctx, p); !ok {
+						return fl
+					}
+					return r.readFailed(p, err)
+				}
+				if b == nil {
+					appended = ch
+					break
+				}
+				if !b.full && !room {
+					// Read again when a slot frees, or at once when more
+					// is queued: a full batch is worth holding ahead.
+					p.partialAt = f.store.LastSeq()
+					break
+				}
+				if !b.full && f.cfg.Linger > 0 && !lingerExpired {
+					if lingerC == nil {
+						lingerC, stopLinger = f.cfg.Clock.NewTimer(f.cfg.Linger)
+					}
+					appended = ch
+					break
+				}
+				p.ahead = b
+			}
+			if !room {
 				break
 			}
-			count, withdraw := r.limCount, ""
-			if w := r.withdraw; w != nil && send <= w.seq {
-				// The refused transaction goes alone, as a withdrawal;
-				// the batch before it stops short of it.
-				if send == w.seq {
-					count, withdraw = 1, w.reason
-				} else {
-					count = min(count, int(w.seq-send))
-				}
-			}
-			entries, err := f.store.Read(send, count, r.limBytes)
-			if err == nil {
-				err = checkEntries(entries, send)
-			}
-			if err != nil {
-				r.next = resume()
-				if errors.Is(err, queue.ErrPruned) {
-					// After the backoff, probe central again from where the
-					// edge stands: its cursor may have been restored.
-					r.next = f.store.CommittedThrough() + 1
-					return f.fail(StateStuck, slog.LevelError, r.backoff(), fmt.Errorf(
-						"central wants seq %d again but the edge pruned its payload: operator action needed: %w", send, err))
-				}
-				return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), fmt.Errorf("read queue from seq %d: %w", send, err))
-			}
-			if len(entries) == 0 {
-				appended = ch
-				break
-			}
-			bytes := 0
-			for _, e := range entries {
-				bytes += e.Size
-			}
-			last := entries[len(entries)-1].Seq
-			full := len(entries) >= count || bytes >= r.limBytes || last < f.store.LastSeq()
-			if !full && f.cfg.Linger > 0 && !lingerExpired {
-				if lingerC == nil {
-					lingerC, stopLinger = f.cfg.Clock.NewTimer(f.cfg.Linger)
-				}
-				appended = ch
-				break
-			}
+			b := p.ahead
+			p.ahead = nil
 			stopLinger()
 			lingerC, lingerExpired = nil, false
-			if err := r.throttle(pctx, bytes); err != nil {
-				r.next = resume()
-				return failure{err: err}
+			if err := r.throttle(cctx, b.bytes); err != nil {
+				return r.stop(ctx, p)
 			}
-			inflight = append(inflight, r.launch(pctx, &wg, entries, bytes, len(inflight) > 0, withdraw))
-			send = last + 1
+			p.inflight = append(p.inflight, r.launch(cctx, &p.wg, b.entries, b.bytes, p.answered < len(p.inflight), b.withdraw))
+			p.send = b.entries[len(b.entries)-1].Seq + 1
 		}
 		if r.linkAttempt == 0 {
-			if len(inflight) > 0 {
+			if len(p.inflight) > 0 {
 				f.setState(StateForwarding)
 			} else {
 				f.setState(StateIdle)
 			}
 		}
 
-		var headDone <-chan callResult
-		if len(inflight) > 0 {
-			headDone = inflight[0].done
+		var answer <-chan callResult
+		if p.answered < len(p.inflight) {
+			answer = p.inflight[p.answered].done
 		}
 		select {
 		case <-ctx.Done():
-			r.next = resume()
-			return failure{err: ctx.Err()}
-		case res := <-headDone:
-			c := inflight[0]
-			inflight = inflight[1:]
-			if ok, fl := r.handle(ctx, c, res); !ok {
+			return r.stop(ctx, p)
+		case res := <-answer:
+			c := p.inflight[p.answered]
+			var err error
+			if res.err == nil {
+				if c.result, err = r.result(c, res.resp); err == nil {
+					p.jobs <- c
+					p.answered++
+					continue
+				}
+			}
+			// An answer that ends the pipeline is handled once every
+			// answer before it is recorded, as when this loop recorded
+			// them itself: a gap's resend point and rewind rest on them.
+			if fl, ok := r.settle(ctx, p); !ok {
+				return fl
+			}
+			r.next = c.first
+			if err != nil {
+				return f.fail(StateBackoff, slog.LevelError, r.backoff(), err)
+			}
+			return r.refusal(ctx, c, res)
+		case rec := <-p.done:
+			if fl, ok := r.record(p, rec); !ok {
 				return fl
 			}
 		case <-appended:
@@ -196,6 +263,139 @@ func (r *runner) pipeline(ctx context.Context) (fail failure) {
 			lingerC, lingerExpired = nil, true
 		}
 	}
+}
+
+// read cuts the next batch from seq on (nil: the queue has none yet).
+func (r *runner) read(send uint64) (*cut, error) {
+	count, withdraw := r.limCount, ""
+	if w := r.withdraw; w != nil && send <= w.seq {
+		// The refused transaction goes alone, as a withdrawal;
+		// the batch before it stops short of it.
+		if send == w.seq {
+			count, withdraw = 1, w.reason
+		} else {
+			count = min(count, int(w.seq-send))
+		}
+	}
+	entries, err := r.f.store.Read(send, count, r.limBytes)
+	if err == nil {
+		err = checkEntries(entries, send)
+	}
+	if err != nil || len(entries) == 0 {
+		return nil, err
+	}
+	b := &cut{entries: entries, withdraw: withdraw}
+	for _, e := range entries {
+		b.bytes += e.Size
+	}
+	b.full = len(entries) >= count || b.bytes >= r.limBytes || entries[len(entries)-1].Seq < r.f.store.LastSeq()
+	return b, nil
+}
+
+// readFailed ends the pipeline on a failed read of seq p.send.
+func (r *runner) readFailed(p *pipe, err error) failure {
+	f := r.f
+	r.next = p.resume()
+	if errors.Is(err, queue.ErrPruned) {
+		// After the backoff, probe central again from where the
+		// edge stands: its cursor may have been restored.
+		r.next = f.store.CommittedThrough() + 1
+		return f.fail(StateStuck, slog.LevelError, r.backoff(), fmt.Errorf(
+			"central wants seq %d again but the edge pruned its payload: operator action needed: %w", p.send, err))
+	}
+	return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), fmt.Errorf("read queue from seq %d: %w", p.send, err))
+}
+
+// applyLoop records the answers handed to it, in the order given (seq
+// order), until ctx ends or an apply fails: the answers after a failed one
+// must not be recorded, the pipeline resends from the failed one.
+func (f *Forwarder) applyLoop(ctx context.Context, jobs <-chan *call, done chan<- recorded) {
+	for {
+		var c *call
+		select {
+		case <-ctx.Done():
+			return
+		case c = <-jobs:
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		err := f.store.ApplyCommit(c.result)
+		if err == nil {
+			f.recordCommit(c.result, c.n)
+			if c.withdraw != "" {
+				f.log.Warn("transaction refused alone by central withdrawn; it is a dead letter now",
+					"seq", c.first, "tx", c.txIDs[0], "reason", c.withdraw)
+			}
+		}
+		done <- recorded{c: c, err: err}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// stop ends the pipeline p with ctx: the calls are cancelled and the
+// applier stops after the apply it is in, whose report still counts.
+func (r *runner) stop(ctx context.Context, p *pipe) failure {
+	p.stop()
+	p.wg.Wait()
+	for len(p.done) > 0 {
+		if fl, ok := r.record(p, <-p.done); !ok {
+			return fl
+		}
+	}
+	r.next = p.resume()
+	return failure{err: ctx.Err()}
+}
+
+// settle waits until the applier recorded every answer handed to it. On
+// false the pipeline must end with the failure returned (r.next set).
+func (r *runner) settle(ctx context.Context, p *pipe) (failure, bool) {
+	for p.answered > 0 {
+		select {
+		case <-ctx.Done():
+			return r.stop(ctx, p), false
+		case rec := <-p.done:
+			if fl, ok := r.record(p, rec); !ok {
+				return fl, false
+			}
+		}
+	}
+	return failure{}, true
+}
+
+// record takes the applier's report on the oldest batch in flight. On
+// false the pipeline must end with the failure returned (r.next set).
+func (r *runner) record(p *pipe, rec recorded) (failure, bool) {
+	f := r.f
+	c := rec.c
+	if p.answered == 0 || p.inflight[0] != c {
+		// The applier takes the answers in the order handed over: this
+		// would be a bug of this file, and recording more would break
+		// the order.
+		panic(fmt.Sprintf("forward: applier reported seqs %d-%d out of order", c.first, c.last))
+	}
+	p.inflight = p.inflight[1:]
+	p.answered--
+	if rec.err != nil {
+		r.next = c.first
+		return f.fail(StateBackoff, slog.LevelError, r.backoff(),
+			fmt.Errorf("record commit of seqs %d-%d: %w", c.first, c.last, rec.err)), false
+	}
+	if w := r.withdraw; w != nil && c.last >= w.seq {
+		r.withdraw = nil
+	}
+	r.next = c.last + 1
+	r.linkAttempt, r.gapStreak, r.probing = 0, 0, false
+	if r.limCount < f.cfg.MaxCount || r.limBytes < f.cfg.MaxBytes {
+		if r.okStreak++; r.okStreak >= growAfter {
+			r.okStreak = 0
+			r.limCount = min(f.cfg.MaxCount, r.limCount*2)
+			r.limBytes = min(f.cfg.MaxBytes, r.limBytes*2)
+		}
+	}
+	return failure{}, true
 }
 
 // checkEntries verifies that the store answered from seq on without gaps.
@@ -271,43 +471,13 @@ func (r *runner) launch(ctx context.Context, wg *sync.WaitGroup, entries []queue
 	return c
 }
 
-// handle applies the answer of the oldest call in flight. On false the
-// pipeline must end with the failure returned (r.next set).
-func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, failure) {
+// refusal handles a failed call of the oldest batch in flight, every
+// answer before it recorded; it ends the pipeline (r.next set to c.first
+// or where central wants the resend).
+func (r *runner) refusal(ctx context.Context, c *call, res callResult) failure {
 	f := r.f
-	r.next = c.first
-	if res.err == nil {
-		result, err := r.result(c, res.resp)
-		if err == nil {
-			err = f.store.ApplyCommit(result)
-			if err != nil {
-				err = fmt.Errorf("record commit of seqs %d-%d: %w", c.first, c.last, err)
-			}
-		}
-		if err != nil {
-			return false, f.fail(StateBackoff, slog.LevelError, r.backoff(), err)
-		}
-		f.recordCommit(result, c.n)
-		if c.withdraw != "" {
-			f.log.Warn("transaction refused alone by central withdrawn; it is a dead letter now",
-				"seq", c.first, "tx", c.txIDs[0], "reason", c.withdraw)
-		}
-		if w := r.withdraw; w != nil && c.last >= w.seq {
-			r.withdraw = nil
-		}
-		r.next = c.last + 1
-		r.linkAttempt, r.gapStreak, r.probing = 0, 0, false
-		if r.limCount < f.cfg.MaxCount || r.limBytes < f.cfg.MaxBytes {
-			if r.okStreak++; r.okStreak >= growAfter {
-				r.okStreak = 0
-				r.limCount = min(f.cfg.MaxCount, r.limCount*2)
-				r.limBytes = min(f.cfg.MaxBytes, r.limBytes*2)
-			}
-		}
-		return true, failure{}
-	}
 	if ctx.Err() != nil {
-		return false, failure{err: ctx.Err()}
+		return failure{err: ctx.Err()}
 	}
 
 	err := fmt.Errorf("commit seqs %d-%d: %w", c.first, c.last, res.err)
@@ -317,13 +487,13 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 		gap := detail[*centralv1.SequenceGap](st)
 		switch {
 		case gap == nil || gap.GetExpectedSeq() == 0 || gap.GetExpectedSeq() >= c.first:
-			return false, f.fail(StateBackoff, slog.LevelError, r.backoff(),
+			return f.fail(StateBackoff, slog.LevelError, r.backoff(),
 				fmt.Errorf("ABORTED without a usable SequenceGap (want expected_seq below %d): %w", c.first, err))
 		case c.predInFlight:
 			// Its predecessors are applied by now (they were answered first):
 			// central only refused it because it arrived before them.
 			f.log.Debug("batch overtook its predecessor; resending", "first_seq", c.first)
-			return false, failure{err: err}
+			return failure{err: err}
 		}
 		r.gapStreak++
 		r.next = gap.GetExpectedSeq()
@@ -337,10 +507,10 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 					// After the backoff, probe central again from where the
 					// edge stands: its database may be restored.
 					r.next = f.store.CommittedThrough() + 1
-					return false, f.fail(StateStuck, slog.LevelError, r.backoff(), fmt.Errorf(
+					return f.fail(StateStuck, slog.LevelError, r.backoff(), fmt.Errorf(
 						"central lost its commits from seq %d but the edge pruned their payloads: operator action needed: %w", lost, rerr))
 				}
-				return false, f.fail(StateBackoff, slog.LevelError, r.backoff(),
+				return f.fail(StateBackoff, slog.LevelError, r.backoff(),
 					fmt.Errorf("take back the commits central lost from seq %d: %w", lost, rerr))
 			}
 		}
@@ -348,13 +518,13 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 			"expected_seq", r.next, "batch_first_seq", c.first,
 			"committed_through", f.store.CommittedThrough(), "gap_streak", r.gapStreak)
 		if r.gapStreak > 3 {
-			return false, f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
+			return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
 		}
 		f.recordError("", err)
-		return false, failure{err: err}
+		return failure{err: err}
 
 	case codes.InvalidArgument, codes.PermissionDenied, codes.ResourceExhausted:
-		return false, r.refused(c, st, err)
+		return r.refused(c, st, err)
 
 	case codes.DeadlineExceeded:
 		// A timeout of a call that was sent: the batch may not fit the link
@@ -368,9 +538,9 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 			f.log.Warn("batch sent but timed out; splitting it", "code", st.Code().String(), "first_seq", c.first, "count", c.n,
 				"bytes", c.bytes, "new_max_count", r.limCount, "new_max_bytes", r.limBytes)
 			f.recordError("", err)
-			return false, failure{err: err}
+			return failure{err: err}
 		}
-		return false, f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
+		return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
 
 	case codes.FailedPrecondition:
 		cc := detail[*centralv1.CursorConflict](st)
@@ -381,22 +551,22 @@ func (r *runner) handle(ctx context.Context, c *call, res callResult) (bool, fai
 			// restored from an old backup of its store reuses seqs central
 			// applied after the backup; taking them as applied would lose
 			// acknowledged writes, so the queue holds for the operator.
-			return false, f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
+			return f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
 				"cursor conflict: central passed seq %d (its epoch %q, cursor %d) but pruned its record of which transaction it applied there, so it cannot tell whether this edge's %s is that one; if this edge's store was restored from a backup, its new transactions reuse seqs central already applied: operator action needed: %w",
 				cc.GetSeq(), cc.GetEpoch(), cc.GetCursorSeq(), cc.GetRequestTransactionId(), err))
 		case cc != nil:
-			return false, f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
+			return f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
 				"cursor conflict: central applied transaction %s at seq %d (its epoch %q, cursor %d) but this edge (epoch %q) has %s there; the edge store was replaced, wiped or restored from a backup: operator action needed: %w",
 				cc.GetAppliedTransactionId(), cc.GetSeq(), cc.GetEpoch(), cc.GetCursorSeq(),
 				f.store.Epoch(), cc.GetRequestTransactionId(), err))
 		}
-		return false, f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
+		return f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
 
 	case codes.Unauthenticated:
-		return false, f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
+		return f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
 
 	default:
-		return false, f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
+		return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
 	}
 }
 

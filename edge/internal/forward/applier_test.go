@@ -1,0 +1,81 @@
+package forward_test
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chasqui/chasqui/edge/internal/forward"
+	"github.com/chasqui/chasqui/edge/internal/queue"
+)
+
+// While the queue records an answer (a slow disk), the forwarder keeps
+// sending: a batch queued meanwhile reaches central before that apply
+// ends. Recorded in the sending loop, the apply would hold it back.
+func TestSendsWhileApplying(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	store := newMemStore("e1")
+	store.append(5, 0)
+	applying := make(chan struct{})
+	var overlapped atomic.Bool
+	store.applyHook = func(res queue.CommitResult) {
+		if res.Results[0].GetSeq() != 1 {
+			return
+		}
+		close(applying)
+		// The apply lasts until the next batch reached central, or 20 s.
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			if slices.ContainsFunc(central.seen(), func(b batch) bool { return b.first == 6 }) {
+				overlapped.Store(true)
+				return
+			}
+			time.Sleep(2 * time.Millisecond) // polling interval of the slow disk
+		}
+	}
+	start(t, serveCentral(t, central), forward.Config{MaxCount: 5, Linger: -1}, store)
+	select {
+	case <-applying:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first answer was not applied within 10 s")
+	}
+	store.append(5, 0)
+	eventually(t, 60*time.Second, func() bool { return store.CommittedThrough() == 10 }, "all committed")
+	require.True(t, overlapped.Load(), "seqs 6-10 sent while the answer of 1-5 was being recorded")
+	require.Equal(t, seqs(1, 10), store.applied(), "recorded in seq order, once each")
+	require.Equal(t, store.ids(1, 10), central.applied())
+}
+
+// Answers waiting for a slow disk keep their batches' places in the
+// window, so memory stays bounded: while the first apply hangs, central
+// sees a window of batches and no more.
+func TestUnrecordedAnswersHoldTheWindow(t *testing.T) {
+	t.Parallel()
+	const window = 3
+	central := newFakeCentral()
+	store := newMemStore("e1")
+	store.append(100, 0)
+	release := make(chan struct{})
+	store.applyHook = func(res queue.CommitResult) {
+		if res.Results[0].GetSeq() == 1 {
+			<-release
+		}
+	}
+	start(t, serveCentral(t, central), forward.Config{MaxCount: 5, Window: window, Linger: -1}, store)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before the forwarder's stop: its applier must finish
+	eventually(t, 10*time.Second, func() bool { return central.calls.Load() >= window && central.active.Load() == 0 },
+		"a window of batches sent and answered")
+	require.Never(t, func() bool { return central.calls.Load() > window }, 500*time.Millisecond, 5*time.Millisecond,
+		"more batches sent while the answers of a window wait to be recorded")
+	unblock()
+	eventually(t, 30*time.Second, func() bool { return store.CommittedThrough() == 100 }, "all committed")
+	require.Equal(t, seqs(1, 100), store.applied(), "recorded in seq order, once each")
+	require.Equal(t, store.ids(1, 100), central.applied())
+}
