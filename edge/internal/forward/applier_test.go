@@ -1,6 +1,7 @@
 package forward_test
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -8,9 +9,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 
 	"github.com/chasqui/chasqui/edge/internal/forward"
 	"github.com/chasqui/chasqui/edge/internal/queue"
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 )
 
 // While the queue records an answer (a slow disk), the forwarder keeps
@@ -78,4 +81,63 @@ func TestUnrecordedAnswersHoldTheWindow(t *testing.T) {
 	eventually(t, 30*time.Second, func() bool { return store.CommittedThrough() == 100 }, "all committed")
 	require.Equal(t, seqs(1, 100), store.applied(), "recorded in seq order, once each")
 	require.Equal(t, store.ids(1, 100), central.applied())
+}
+
+// gatedStore holds the sending loop in its next wait for appends (the
+// first store call of a refill) after the first batch was read, until the
+// gate opens (or 10 s): what the loop does after launching a call then
+// cannot run before the call starts.
+type gatedStore struct {
+	*memStore
+	gate chan struct{}
+	read atomic.Bool
+}
+
+func (s *gatedStore) Appended() <-chan struct{} {
+	if s.read.Load() {
+		select {
+		case <-s.gate:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return s.memStore.Appended()
+}
+
+func (s *gatedStore) Read(from uint64, maxCount, maxBytes int) ([]queue.Entry, error) {
+	entries, err := s.memStore.Read(from, maxCount, maxBytes)
+	if len(entries) > 0 {
+		s.read.Store(true)
+	}
+	return entries, err
+}
+
+// The forwarder is "forwarding" before its call starts: the call can reach
+// central, and the link probe look at the state, before the sending loop
+// runs again.
+func TestForwardingBeforeCallStarts(t *testing.T) {
+	t.Parallel()
+	central := newFakeCentral()
+	store := &gatedStore{memStore: newMemStore("e1"), gate: make(chan struct{})}
+	var fwd atomic.Pointer[forward.Forwarder]
+	atCall := make(chan string, 1)
+	var once sync.Once
+	observe := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == centralv1.IngestService_Commit_FullMethodName {
+			once.Do(func() {
+				atCall <- fwd.Load().State()
+				close(store.gate)
+			})
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	b := start(t, serveCentral(t, central), forward.Config{Linger: -1}, store, observe)
+	fwd.Store(b.fwd)
+	store.append(3, 0)
+	select {
+	case st := <-atCall:
+		require.Equal(t, forward.StateForwarding, st, "state when the call started")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Commit within 10 s")
+	}
+	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 3 }, "all committed")
 }

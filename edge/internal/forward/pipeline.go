@@ -215,6 +215,11 @@ func (r *runner) pipeline(ctx context.Context) (fail failure) {
 			if err := r.throttle(cctx, b.bytes); err != nil {
 				return r.stop(ctx, p)
 			}
+			if r.linkAttempt == 0 {
+				// Before the call starts: the link probe skips a forwarder
+				// with a batch in flight.
+				f.setState(StateForwarding)
+			}
 			p.inflight = append(p.inflight, r.launch(cctx, &p.wg, b.entries, b.bytes, p.answered < len(p.inflight), b.withdraw))
 			p.send = b.entries[len(b.entries)-1].Seq + 1
 		}
