@@ -20,6 +20,7 @@ var (
 	wanResetN = flag.Int("wan-reset-drain", 100_000, "backlog size of the drain_wan_reset figure (the slowest today)")
 	wanBwN    = flag.Int("wan-bw-drain", 100_000, "backlog size of the drain_wan_bw figure (10 Mbit/s)")
 	wanLimit  = flag.Duration("wan-timeout", 10*time.Minute, "give up on one WAN drain after this long")
+	wanRounds = flag.Int("wan-rounds", 1, "rounds of the four WAN drains, alternated; the best of each is reported (a loaded machine)")
 )
 
 // The WAN the drain figures cross: the design's 250 ms round trip, a
@@ -138,7 +139,11 @@ type wanResult struct {
 
 // wanBench drains four backlogs into one central, each through a proxy of
 // its own: no toxics (the reference), 125 ms each way, the same with every
-// connection reset every 2 s, and 125 ms each way at 10 Mbit/s.
+// connection reset every 2 s, and 125 ms each way at 10 Mbit/s. With
+// -wan-rounds above 1 it drains them again, alternated, each round from
+// edges of its own, and keeps the best rate of each: on a shared machine
+// a ratio of two single drains says more about the load of the moment
+// than about the link.
 func wanBench(dir string, logger *slog.Logger) (wanResult, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -148,60 +153,70 @@ func wanBench(dir string, logger *slog.Logger) (wanResult, error) {
 	}
 	defer env.close()
 	var res wanResult
-	for _, f := range []struct {
-		name  string
-		n     int
-		setup func(context.Context, *wanProxy) error
-		out   *drainResult
-	}{
-		{"proxy", *wanN, func(context.Context, *wanProxy) error { return nil }, &res.proxy},
-		{"wan", *wanN, func(_ context.Context, w *wanProxy) error {
-			return w.both("latency", map[string]any{"latency": wanOneWay.Milliseconds()})
-		}, &res.wan},
-		{"wan-reset", *wanResetN, func(ctx context.Context, w *wanProxy) error {
-			if err := w.both("latency", map[string]any{"latency": wanOneWay.Milliseconds()}); err != nil {
-				return err
+	rate := func(d drainResult) float64 { return float64(d.n) / d.drain.Seconds() }
+	for round := range max(*wanRounds, 1) {
+		for _, f := range []struct {
+			name  string
+			n     int
+			setup func(context.Context, *wanProxy) error
+			out   *drainResult
+		}{
+			{"proxy", *wanN, func(context.Context, *wanProxy) error { return nil }, &res.proxy},
+			{"wan", *wanN, func(_ context.Context, w *wanProxy) error {
+				return w.both("latency", map[string]any{"latency": wanOneWay.Milliseconds()})
+			}, &res.wan},
+			{"wan-reset", *wanResetN, func(ctx context.Context, w *wanProxy) error {
+				if err := w.both("latency", map[string]any{"latency": wanOneWay.Milliseconds()}); err != nil {
+					return err
+				}
+				go w.resetEvery(ctx, wanResetEvery)
+				return nil
+			}, &res.reset},
+			{"wan-bw", *wanBwN, func(_ context.Context, w *wanProxy) error {
+				if err := w.both("latency", map[string]any{"latency": wanOneWay.Milliseconds()}); err != nil {
+					return err
+				}
+				return w.both("bandwidth", map[string]any{"rate": wanBwKBps})
+			}, &res.bw},
+		} {
+			name := f.name
+			if round > 0 {
+				name = fmt.Sprintf("%s-r%d", f.name, round) // an edge of its own: central keeps each one's cursor
 			}
-			go w.resetEvery(ctx, wanResetEvery)
-			return nil
-		}, &res.reset},
-		{"wan-bw", *wanBwN, func(_ context.Context, w *wanProxy) error {
-			if err := w.both("latency", map[string]any{"latency": wanOneWay.Milliseconds()}); err != nil {
-				return err
-			}
-			return w.both("bandwidth", map[string]any{"rate": wanBwKBps})
-		}, &res.bw},
-	} {
-		err := func() error {
-			q, fill, err := env.fill(ctx, dir+"/"+f.name, "bench-"+f.name, f.n)
+			err := func() error {
+				q, fill, err := env.fill(ctx, dir+"/"+name, "bench-"+name, f.n)
+				if err != nil {
+					return err
+				}
+				defer q.Close()
+				w, err := newWanProxy(env.central.GRPCAddr())
+				if err != nil {
+					return err
+				}
+				defer w.close()
+				fctx, stop := context.WithCancel(ctx)
+				defer stop()
+				if err := f.setup(fctx, w); err != nil {
+					return err
+				}
+				up0, down0 := wireBytes[0].Load(), wireBytes[1].Load()
+				r, err := env.drain(ctx, q, w.addr, f.n, *wanLimit)
+				if err != nil {
+					return err
+				}
+				r.fill = fill
+				if f.out.n > 0 && rate(r) <= rate(*f.out) {
+					return nil
+				}
+				*f.out = r
+				if f.name == "wan-bw" {
+					res.upBytes, res.downBytes, res.bwN = wireBytes[0].Load()-up0, wireBytes[1].Load()-down0, f.n
+				}
+				return nil
+			}()
 			if err != nil {
-				return err
+				return res, fmt.Errorf("%s: %w", name, err)
 			}
-			defer q.Close()
-			w, err := newWanProxy(env.central.GRPCAddr())
-			if err != nil {
-				return err
-			}
-			defer w.close()
-			fctx, stop := context.WithCancel(ctx)
-			defer stop()
-			if err := f.setup(fctx, w); err != nil {
-				return err
-			}
-			up0, down0 := wireBytes[0].Load(), wireBytes[1].Load()
-			r, err := env.drain(ctx, q, w.addr, f.n, *wanLimit)
-			if err != nil {
-				return err
-			}
-			r.fill = fill
-			*f.out = r
-			if f.name == "wan-bw" {
-				res.upBytes, res.downBytes, res.bwN = wireBytes[0].Load()-up0, wireBytes[1].Load()-down0, f.n
-			}
-			return nil
-		}()
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", f.name, err)
 		}
 	}
 	return res, nil
