@@ -285,6 +285,8 @@ func TestRowsBeforeTheSchemaIsLearnedBecomeDeadLetters(t *testing.T) {
 	dl, err = c.admin.GetDeadLetter(context.Background(), &edgev1.GetDeadLetterRequest{TransactionId: notAllowed.GetId()})
 	require.NoError(t, err)
 	require.Contains(t, dl.GetDeadLetter().GetReason(), "not allowed")
+	out = runCLI(t, r.a.GRPCAddr(), "deadletters", "show", notAllowed.GetId(), "--json") // to edit for retry -f
+	require.Contains(t, out, `"table": "ops.secret"`)
 	runCLI(t, r.a.GRPCAddr(), "deadletters", "discard", notAllowed.GetId())
 	var n int
 	require.NoError(t, db.QueryRow(context.Background(), `SELECT count(*) FROM ops.secret`).Scan(&n))

@@ -572,7 +572,17 @@ func (c *command) deadLetters(ctx context.Context, args []string) error {
 		}
 		return c.table("TRANSACTION\tSEQ\tREJECTED\tSQLSTATE\tREASON\tWRITES", rows)
 	case "show":
-		id, err := oneID(args[1:], "deadletters show")
+		// --json may follow the id too, as the edited-retry recipe writes it.
+		fs := flag.NewFlagSet("show", flag.ContinueOnError)
+		fs.SetOutput(c.env.Stderr)
+		fs.BoolVar(&c.o.json, "json", c.o.json, "print protobuf JSON, to edit and give to retry -f")
+		if len(args) < 2 {
+			return usageError("deadletters show takes a transaction id")
+		}
+		if err := fs.Parse(args[2:]); err != nil {
+			return usageError("%v", err)
+		}
+		id, err := oneID(args[1:2], "deadletters show")
 		if err != nil {
 			return err
 		}
