@@ -11,11 +11,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 )
 
 // Deadlines for state to arrive. Far above normal behaviour (milliseconds
@@ -97,28 +96,20 @@ func countRows(t *testing.T, s *Stack, sql string, args ...any) int {
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
-// insertObs is a transaction inserting observation obsID (RUNNING).
+// insertObs is transaction txID inserting observation obsID (RUNNING).
 func insertObs(txID, obsID string) *edgev1.SubmitRequest {
-	attrs, _ := structpb.NewStruct(map[string]any{"band": "low"})
-	return &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{{
-		Id: txID,
-		Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Observation{Observation: &opsv1.Observation{
-			Id: obsID, Instrument: "CHAI", Source: "Orion-KL", ObsUnit: "ou-e2e",
-			Status:    opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING,
-			StartTime: timestamppb.New(time.Now().Add(-time.Minute)), Attributes: attrs,
-		}}}},
-	}}}
+	return submitOne(txID, fixture.Observation(obsID))
 }
 
-// finishObs is a transaction completing observation obsID.
+// finishObs is transaction txID completing observation obsID.
 func finishObs(txID, obsID string) *edgev1.SubmitRequest {
-	st := opsv1.ObservationStatus_OBSERVATION_STATUS_COMPLETED
-	return &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{{
-		Id: txID,
-		Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_ObservationUpdate{ObservationUpdate: &opsv1.ObservationUpdate{
-			Id: obsID, Status: &st, EndTime: timestamppb.Now(),
-		}}}},
-	}}}
+	return submitOne(txID, fixture.Finish(obsID, time.Now(), nil))
+}
+
+func submitOne(txID string, m *opsv1.Mutation) *edgev1.SubmitRequest {
+	tx := fixture.Tx(m)
+	tx.Id = txID
+	return &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{tx}}
 }
 
 // repoFile finds path relative to the repository root.
