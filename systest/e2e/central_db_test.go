@@ -74,7 +74,7 @@ func TestFaultTwoCentrals(t *testing.T) {
 	s := f.s
 	addrB := FreeAddr(t)
 	b := StartProcess(t, "central-b", binaryPath(t, CentralBin), addrB,
-		"--insecure", "--grpc-addr", addrB, "--http-addr", FreeAddr(t), "--database-url", s.DBURL,
+		"--insecure", "--grpc-addr", addrB, "--http-addr", FreeAddr(t), "--database-url", s.DBURL, "--allow-tables", OpsAllow,
 		"--log-level", "debug") // successful calls are logged at DEBUG: the count below reads them
 	addrA := s.Central.Addr()
 

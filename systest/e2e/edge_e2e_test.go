@@ -88,9 +88,9 @@ func TestCentralDownEdgeKeepsAccepting(t *testing.T) {
 	s := NewStack(t, StackOptions{})
 	h := NewHistory()
 	ctx := context.Background()
-	cfg := LoadConfig{Writers: 4, EdgeID: s.EdgeID, SubmitTimeout: 20 * time.Second}
+	cfg := LoadConfig{Writers: 4, EdgeID: s.EdgeID, SubmitTimeout: 20 * time.Second, Rows: true}
 
-	before := StartLoad(ctx, s.Client, h, LoadConfig{Writers: 4, EdgeID: s.EdgeID, MaxTx: 400}).Wait()
+	before := StartLoad(ctx, s.Client, h, LoadConfig{Writers: 4, EdgeID: s.EdgeID, MaxTx: 400, Rows: true}).Wait()
 	t.Logf("central up:   %s", before)
 
 	require.NoError(t, s.Central.Stop())
@@ -117,7 +117,7 @@ func TestEdgeKill9MidBacklog(t *testing.T) {
 	h := NewHistory()
 	load := StartLoad(context.Background(), s.Client, h, LoadConfig{
 		Writers: 4, EdgeID: s.EdgeID, SubmitTimeout: 20 * time.Second, Duration: 3 * time.Minute,
-		PoisonEvery: faultPoisonEvery,
+		PoisonEvery: faultPoisonEvery, Rows: true,
 	})
 	t.Cleanup(func() { load.Stop() })
 	waitAcks := func(n int) {

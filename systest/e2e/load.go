@@ -41,6 +41,13 @@ type LoadConfig struct {
 	// poison one (NewPoisonTx), recorded as such in the history, so the
 	// rejection path runs under the faults too. 0: none.
 	PoisonEvery int
+	// Rows adds rows of the ops tables (rows.go) to the load: besides its
+	// observation, each transaction writes units and packages of them,
+	// parent and child in one transaction or across transactions, and
+	// updates and upserts of units (RowLoad); every other poison
+	// transaction is a package of a unit nobody wrote. The stack's
+	// database must have the ops schema (every Stack's has).
+	Rows bool
 }
 
 // LoadStats are a load run's figures.
@@ -156,15 +163,23 @@ func (l *Load) statsLocked() LoadStats {
 
 func (l *Load) writer(ctx context.Context, w int) {
 	n := 0 // transactions this writer started
+	var units RowLoad
 	for ctx.Err() == nil && !l.drain.Load() && (l.until.IsZero() || time.Now().Before(l.until)) {
 		if l.cfg.MaxTx > 0 && l.count.Add(1) > int64(l.cfg.MaxTx) {
 			return
 		}
 		n++
-		req, obsRows := NewObservationTx(l.cfg.Instrument, fmt.Sprintf("writer-%d", w)), 1
+		req, obsRows, rows := NewObservationTx(l.cfg.Instrument, fmt.Sprintf("writer-%d", w)), 1, 0
 		id := req.Transactions[0].Id
+		var acked func()
+		if l.cfg.Rows {
+			rows, acked = units.Add(req.Transactions[0], n, fmt.Sprintf("writer-%d", w))
+		}
 		if l.cfg.PoisonEvery > 0 && n%l.cfg.PoisonEvery == 0 {
-			req, obsRows = NewPoisonTx(n/l.cfg.PoisonEvery), 0
+			req, obsRows, rows, acked = NewPoisonTx(n/l.cfg.PoisonEvery), 0, 0, nil
+			if l.cfg.Rows && (n/l.cfg.PoisonEvery)%2 == 1 {
+				req = NewRowPoisonTx()
+			}
 			id = req.Transactions[0].Id
 			l.hist.Poison(id)
 		} else {
@@ -178,7 +193,10 @@ func (l *Load) writer(ctx context.Context, w int) {
 			cancel()
 			if err == nil && len(resp.GetResults()) == 1 {
 				res := resp.GetResults()[0]
-				l.hist.Acked(Ack{TxID: id, EdgeID: l.cfg.EdgeID, Seq: res.GetSeq(), ObsRows: obsRows})
+				l.hist.Acked(Ack{TxID: id, EdgeID: l.cfg.EdgeID, Seq: res.GetSeq(), ObsRows: obsRows, Rows: rows})
+				if acked != nil {
+					acked()
+				}
 				l.mu.Lock()
 				l.lat = append(l.lat, d)
 				l.mu.Unlock()
@@ -246,5 +264,49 @@ func NewPoisonTx(kind int) *edgev1.SubmitRequest {
 			Checksum: "sha256:9f86d081884c7d65",
 		}}}}
 	}
+	return &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{tx}}
+}
+
+// RowLoad is one writer's rows of the ops tables. A transaction refers
+// only to units of transactions already acknowledged (or its own): a unit
+// of an uncertain transaction may never have been stored.
+type RowLoad struct {
+	unit string // the last acknowledged unit, "" before the first
+}
+
+// Add appends the rows of the writer's n-th transaction to tx and returns
+// how many rows it writes and what to do once it is acknowledged. By n:
+// a unit; a package of the last unit (across transactions); a unit and a
+// package of it (parent before child in one transaction); an update of the
+// last unit and an upsert of a new one.
+func (u *RowLoad) Add(tx *opsv1.Transaction, n int, name string) (rows int, acked func()) {
+	add := func(m ...*opsv1.Mutation) { tx.Mutations = append(tx.Mutations, m...) }
+	fresh := uuid.Must(uuid.NewV7()).String()
+	step := n % 4
+	if u.unit == "" && (step == 2 || step == 0) {
+		step = 3 // nothing to refer to yet
+	}
+	switch step {
+	case 1:
+		add(NewUnit(tx.Id, fresh, name))
+		return 1, func() { u.unit = fresh }
+	case 2:
+		add(NewPackage(tx.Id, uuid.Must(uuid.NewV7()).String(), u.unit))
+		return 1, nil
+	case 3:
+		add(NewUnit(tx.Id, fresh, name), NewPackage(tx.Id, uuid.Must(uuid.NewV7()).String(), fresh))
+		return 2, func() { u.unit = fresh }
+	default:
+		add(FinishUnit(tx.Id, u.unit), UpsertUnit(tx.Id, fresh, name))
+		return 2, func() { u.unit = fresh }
+	}
+}
+
+// NewRowPoisonTx builds a Submit request of one transaction the edge
+// accepts (its shape and columns are right) and PostgreSQL rejects: a raw
+// data package of a unit nobody wrote (a foreign-key violation).
+func NewRowPoisonTx() *edgev1.SubmitRequest {
+	tx := &opsv1.Transaction{Id: uuid.Must(uuid.NewV7()).String()}
+	tx.Mutations = []*opsv1.Mutation{NewPackage(tx.Id, uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String())}
 	return &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{tx}}
 }

@@ -114,7 +114,7 @@ func NewStack(t testing.TB, opts StackOptions) *Stack {
 	centralAddr := FreeAddr(t)
 	centralArgs := append([]string{
 		"--insecure", "--grpc-addr", centralAddr, "--http-addr", FreeAddr(t),
-		"--database-url", s.DBURL,
+		"--database-url", s.DBURL, "--allow-tables", OpsAllow,
 	}, opts.CentralArgs...)
 	if opts.CentralDown {
 		s.Central = NewProcess(t, "central", centralBin, centralAddr, centralArgs...)
