@@ -108,8 +108,9 @@ else
   MODE_EDGE="TLS"
 fi
 
+# Central may write rows of the ops schema's tables, and no others.
 bin/chasqui-central --grpc-addr "$CENTRAL_ADDR" --http-addr "$CENTRAL_HTTP" --database-url "$DB_URL" \
-  "${CENTRAL_TLS[@]}" >>"$RUN/logs/central.log" 2>&1 &
+  --allow-tables 'ops.*' "${CENTRAL_TLS[@]}" >>"$RUN/logs/central.log" 2>&1 &
 pids+=($!)
 CHASQUI_REPLICA_URL="$REPLICA_URL" bin/chasqui-edge --edge-id site-1 --grpc-addr "$EDGE_ADDR" --http-addr "$EDGE_HTTP" \
   --admin-addr "$EDGE_ADMIN" --data-dir "$RUN/edge" --central-addr "$CENTRAL_ADDR" \
@@ -128,7 +129,8 @@ Chasqui is running (logs in run/logs/):
   central     gRPC $CENTRAL_ADDR ($MODE_CENTRAL)   http://$CENTRAL_HTTP/status  /metrics
   edge        gRPC $EDGE_ADDR ($MODE_EDGE), admin $EDGE_ADMIN   http://$EDGE_HTTP/status  /metrics
   certs       $CERTS (chasqui certs init|issue-edge|issue-central)
-  simulator   writes observations, configs and files to the edge
+  simulator   writes observations, configs and files, and rows of ops.observation_unit
+              and ops.raw_data_package (examples/ops-schema.sql), to the edge
 
 Try:
   $GRPCURL $EDGE_ADDR list
@@ -137,6 +139,8 @@ Try:
   bin/chasqui --addr $EDGE_ADDR ${CLIENT_TLS[*]} watch
   curl -s http://$EDGE_HTTP/metrics | grep ^chasqui_
   psql "$DB_URL" -c 'SELECT id, instrument, status FROM chasqui.observations ORDER BY start_time DESC LIMIT 5'
+  $GRPCURL -d @ $EDGE_ADDR chasqui.edge.v1.EdgeService/Submit < examples/submit-row.json
+  psql "$DB_URL" -c 'SELECT name, status, started_at, ended_at FROM ops.observation_unit ORDER BY started_at DESC LIMIT 5'
 
 Ctrl-C stops everything.
 MSG
