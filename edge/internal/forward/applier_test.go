@@ -48,7 +48,7 @@ func TestSendsWhileApplying(t *testing.T) {
 		t.Fatal("the first answer was not applied within 10 s")
 	}
 	store.append(5, 0)
-	eventually(t, 60*time.Second, func() bool { return store.CommittedThrough() == 10 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 10 }, 60*time.Second, poll, "all committed")
 	require.True(t, overlapped.Load(), "seqs 6-10 sent while the answer of 1-5 was being recorded")
 	require.Equal(t, seqs(1, 10), store.applied(), "recorded in seq order, once each")
 	require.Equal(t, store.ids(1, 10), central.applied())
@@ -73,12 +73,12 @@ func TestUnrecordedAnswersHoldTheWindow(t *testing.T) {
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock) // runs before the forwarder's stop: its applier must finish
-	eventually(t, 10*time.Second, func() bool { return central.calls.Load() >= window && central.active.Load() == 0 },
+	require.Eventually(t, func() bool { return central.calls.Load() >= window && central.active.Load() == 0 }, 10*time.Second, poll,
 		"a window of batches sent and answered")
 	require.Never(t, func() bool { return central.calls.Load() > window }, 500*time.Millisecond, 5*time.Millisecond,
 		"more batches sent while the answers of a window wait to be recorded")
 	unblock()
-	eventually(t, 30*time.Second, func() bool { return store.CommittedThrough() == 100 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 100 }, 30*time.Second, poll, "all committed")
 	require.Equal(t, seqs(1, 100), store.applied(), "recorded in seq order, once each")
 	require.Equal(t, store.ids(1, 100), central.applied())
 }
@@ -139,5 +139,5 @@ func TestForwardingBeforeCallStarts(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no Commit within 10 s")
 	}
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 3 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 3 }, 10*time.Second, poll, "all committed")
 }

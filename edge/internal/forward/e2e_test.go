@@ -44,7 +44,7 @@ func TestEndToEndRealCentral(t *testing.T) {
 	store.appendTxs(txs[:n/2]...)
 	b := start(t, addr, forward.Config{MaxCount: 100, Window: 4}, store)
 	store.appendTxs(txs[n/2:]...) // some arrive while it runs
-	eventually(t, 30*time.Second, func() bool { return store.CommittedThrough() == n }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == n }, 30*time.Second, poll, "all committed")
 	require.Equal(t, seqs(1, n), store.applied())
 	require.NotEmpty(t, b.fwd.CentralLSN())
 
@@ -84,13 +84,13 @@ func TestEndToEndReplacedStoreConflict(t *testing.T) {
 	old := newMemStore(uuid.NewString())
 	old.appendTxs(fixture.ObservationTx(), fixture.ObservationTx(), fixture.ObservationTx())
 	b := start(t, addr, forward.Config{}, old)
-	eventually(t, 30*time.Second, func() bool { return old.CommittedThrough() == 3 }, "old store committed")
+	require.Eventually(t, func() bool { return old.CommittedThrough() == 3 }, 30*time.Second, poll, "old store committed")
 	b.stop()
 
 	wiped := newMemStore(uuid.NewString())
 	wiped.appendTxs(fixture.ObservationTx(), fixture.ObservationTx())
 	b = start(t, addr, forward.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}, wiped)
-	eventually(t, 30*time.Second, func() bool { return b.fwd.State() == forward.StateConflict }, "conflict")
+	require.Eventually(t, func() bool { return b.fwd.State() == forward.StateConflict }, 30*time.Second, poll, "conflict")
 	require.Contains(t, b.fwd.LastError(), "operator action")
 	require.Zero(t, wiped.CommittedThrough())
 }

@@ -65,7 +65,7 @@ func TestDefaultBatchCount(t *testing.T) {
 	store := newMemStore("e1")
 	store.append(4001, 0)
 	start(t, serveCentral(t, central), forward.Config{Window: 1}, store)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 4001 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 4001 }, 10*time.Second, poll, "all committed")
 	require.Equal(t, []batch{{1, 4000}, {4001, 1}}, central.seen())
 }
 
@@ -76,7 +76,7 @@ func TestBatchesCutByCount(t *testing.T) {
 	store := newMemStore("e1")
 	store.append(25, 0)
 	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 10, Window: 1}, store)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 25 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 25 }, 10*time.Second, poll, "all committed")
 	require.Equal(t, []batch{{1, 10}, {11, 10}, {21, 5}}, central.seen())
 	require.Equal(t, forward.StateIdle, b.fwd.State())
 }
@@ -89,7 +89,7 @@ func TestBatchesCutByBytes(t *testing.T) {
 	store.append(9, 200)
 	size := store.entries[0].Size
 	start(t, serveCentral(t, central), forward.Config{MaxBytes: 3*size + size/2, Window: 1}, store)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 9 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 9 }, 10*time.Second, poll, "all committed")
 	require.Equal(t, []batch{{1, 3}, {4, 3}, {7, 3}}, central.seen())
 }
 
@@ -103,17 +103,17 @@ func TestBatchesLinger(t *testing.T) {
 	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 5, Linger: 50 * time.Millisecond, Clock: clock, ProbeInterval: -1}, store)
 
 	store.append(1, 0)
-	eventually(t, 10*time.Second, func() bool { return clock.pending() == 1 }, "linger timer started")
+	require.Eventually(t, func() bool { return clock.pending() == 1 }, 10*time.Second, poll, "linger timer started")
 	store.append(1, 0)
 	store.append(1, 0)
 	require.Empty(t, central.seen(), "nothing sent while lingering")
 	clock.advance(50 * time.Millisecond)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 3 }, "lingered batch committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 3 }, 10*time.Second, poll, "lingered batch committed")
 	require.Equal(t, []batch{{1, 3}}, central.seen())
 
 	// A full batch does not wait for the linger (the clock is not advanced).
 	store.append(5, 0)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 8 }, "full batch committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 8 }, 10*time.Second, poll, "full batch committed")
 	require.Equal(t, []batch{{1, 3}, {4, 5}}, central.seen())
 	require.False(t, b.fwd.LastCommitAt().IsZero())
 	require.Equal(t, "0/C8", b.fwd.CentralLSN())
@@ -141,7 +141,7 @@ func TestPipelinedOrder(t *testing.T) {
 	const n = 2000
 	store.append(n, 50)
 	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 40, Window: 4}, store)
-	eventually(t, 30*time.Second, func() bool { return store.CommittedThrough() == n }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == n }, 30*time.Second, poll, "all committed")
 
 	require.Equal(t, seqs(1, n), store.applied(), "ApplyCommit in strict seq order, once each")
 	require.Equal(t, store.ids(1, n), central.applied(), "central applied in order, once each")
@@ -158,7 +158,7 @@ func TestCompressionNone(t *testing.T) {
 	store := newMemStore("e1")
 	store.append(3, 0)
 	start(t, serveCentral(t, central), forward.Config{Compression: forward.CompressionNone}, store)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 3 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 3 }, 10*time.Second, poll, "all committed")
 	require.NotEmpty(t, central.compressions())
 	for _, c := range central.compressions() {
 		require.Empty(t, c)
@@ -186,19 +186,19 @@ func TestUnavailableThenRecovers(t *testing.T) {
 		MaxCount: 20, MaxAttempts: 2, BackoffBase: 10 * time.Millisecond, BackoffMax: 40 * time.Millisecond,
 	}, store)
 
-	eventually(t, 10*time.Second, func() bool {
+	require.Eventually(t, func() bool {
 		return strings.Contains(b.logs.String(), `"link_attempt":3`)
-	}, "three link attempts logged")
+	}, 10*time.Second, poll, "three link attempts logged")
 	require.Equal(t, forward.StateBackoff, b.fwd.State())
 	require.Contains(t, b.fwd.LastError(), "database unreachable")
 	require.Contains(t, b.logs.String(), `"attempt":2`, "the interceptor's attempts are logged too")
 	require.Zero(t, store.CommittedThrough())
 
 	down.Store(false)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == n }, "all committed after recovery")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == n }, 10*time.Second, poll, "all committed after recovery")
 	require.Equal(t, seqs(1, n), store.applied())
 	require.Equal(t, store.ids(1, n), central.applied())
-	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateIdle }, "idle again")
+	require.Eventually(t, func() bool { return b.fwd.State() == forward.StateIdle }, 10*time.Second, poll, "idle again")
 }
 
 // Central lost its last commits (failover): its cursor is at 10 while the
@@ -214,7 +214,7 @@ func TestGapResendBelowCommitted(t *testing.T) {
 	central.preload(store.ids(1, 10))
 
 	start(t, serveCentral(t, central), forward.Config{MaxCount: 7}, store)
-	eventually(t, 10*time.Second, func() bool { return len(store.applied()) == 20 }, "resent and recorded")
+	require.Eventually(t, func() bool { return len(store.applied()) == 20 }, 10*time.Second, poll, "resent and recorded")
 	require.Equal(t, store.ids(1, 30), central.applied(), "each applied once, in order")
 	require.Equal(t, seqs(11, 30), store.applied())
 	seen := central.seen()
@@ -235,9 +235,9 @@ func TestGapPrunedIsStuck(t *testing.T) {
 	central.preload(store.ids(1, 10))
 
 	b := start(t, serveCentral(t, central), forward.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond}, store)
-	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateStuck }, "stuck")
+	require.Eventually(t, func() bool { return b.fwd.State() == forward.StateStuck }, 10*time.Second, poll, "stuck")
 	require.Contains(t, b.fwd.LastError(), "pruned")
-	eventually(t, 10*time.Second, func() bool { return central.calls.Load() >= 3 }, "keeps probing")
+	require.Eventually(t, func() bool { return central.calls.Load() >= 3 }, 10*time.Second, poll, "keeps probing")
 	require.Equal(t, store.ids(1, 10), central.applied(), "nothing skipped")
 	require.Empty(t, store.applied())
 }
@@ -250,10 +250,10 @@ func TestCursorConflict(t *testing.T) {
 	store := newMemStore("e2")
 	store.append(5, 0)
 	b := start(t, serveCentral(t, central), forward.Config{BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond}, store)
-	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateConflict }, "conflict")
+	require.Eventually(t, func() bool { return b.fwd.State() == forward.StateConflict }, 10*time.Second, poll, "conflict")
 	require.Contains(t, b.fwd.LastError(), "other-1")
 	// The state is recorded before the failure is logged.
-	eventually(t, 10*time.Second, func() bool { return strings.Contains(b.logs.String(), `"level":"ERROR"`) }, "conflict logged at ERROR")
+	require.Eventually(t, func() bool { return strings.Contains(b.logs.String(), `"level":"ERROR"`) }, 10*time.Second, poll, "conflict logged at ERROR")
 	require.Zero(t, store.CommittedThrough())
 }
 
@@ -270,7 +270,7 @@ func TestRefused(t *testing.T) {
 	store := newMemStore("e1")
 	store.append(5, 0)
 	b := start(t, serveCentral(t, central), forward.Config{BackoffMax: time.Hour}, store)
-	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateRefused }, "refused")
+	require.Eventually(t, func() bool { return b.fwd.State() == forward.StateRefused }, 10*time.Second, poll, "refused")
 	require.Contains(t, b.fwd.LastError(), "transactions[0].id")
 	require.Contains(t, b.fwd.LastError(), "central refused withdrawing seq 1 too")
 	require.Zero(t, store.CommittedThrough())
@@ -293,7 +293,7 @@ func TestTimeoutSplitsBatch(t *testing.T) {
 	b := start(t, serveCentral(t, central), forward.Config{
 		MaxCount: 16, MaxAttempts: 2, AttemptTimeoutBase: 100 * time.Millisecond, AttemptFloorBandwidth: 1 << 40,
 	}, store)
-	eventually(t, 20*time.Second, func() bool { return store.CommittedThrough() == 16 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 16 }, 20*time.Second, poll, "all committed")
 	require.Equal(t, seqs(1, 16), store.applied())
 	require.Equal(t, store.ids(1, 16), central.applied())
 	sizes := map[int]bool{}
@@ -315,7 +315,7 @@ func TestShutdownWhileCallHangs(t *testing.T) {
 	store := newMemStore("e1")
 	store.append(10, 0)
 	b := start(t, serveCentral(t, central), forward.Config{AttemptTimeoutBase: time.Hour}, store)
-	eventually(t, 10*time.Second, func() bool { return central.active.Load() == 1 }, "call in flight")
+	require.Eventually(t, func() bool { return central.active.Load() == 1 }, 10*time.Second, poll, "call in flight")
 	// Set before the call starts (TestForwardingBeforeCallStarts).
 	require.Equal(t, forward.StateForwarding, b.fwd.State(), "forwarding while the call hangs")
 	took := b.stop()
@@ -336,7 +336,7 @@ func TestBandwidthCap(t *testing.T) {
 	const capBps = 50_000
 	t0 := time.Now()
 	start(t, serveCentral(t, central), forward.Config{BandwidthBytesPerSec: capBps, MaxBytes: 5000}, store)
-	eventually(t, 20*time.Second, func() bool { return store.CommittedThrough() == 60 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 60 }, 20*time.Second, poll, "all committed")
 	elapsed := time.Since(t0)
 	// The bucket holds one batch (5000 B); the rest flows at the cap.
 	minimum := time.Duration(float64(total-5000) / capBps * float64(time.Second))
@@ -384,14 +384,14 @@ func TestLinkBackoffProbes(t *testing.T) {
 	}, store)
 
 	for attempt, wait := range []time.Duration{750 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second} {
-		eventually(t, 10*time.Second, func() bool { return clock.pending() == 1 }, "backoff %d started", attempt+1)
+		require.Eventually(t, func() bool { return clock.pending() == 1 }, 10*time.Second, poll, "backoff %d started", attempt+1)
 		require.Equal(t, forward.StateBackoff, b.fwd.State())
 		sent, othersBefore := probes.Load(), others.Load()
 		clock.advance(wait - time.Millisecond)
 		require.Equal(t, 1, clock.pending(), "still backing off just before %s", wait)
 		clock.advance(time.Millisecond)
-		eventually(t, 10*time.Second, func() bool { return probes.Load() == sent+1 }, "probe sent")
-		eventually(t, 10*time.Second, func() bool { return clock.pending() == 1 }, "next backoff started")
+		require.Eventually(t, func() bool { return probes.Load() == sent+1 }, 10*time.Second, poll, "probe sent")
+		require.Eventually(t, func() bool { return clock.pending() == 1 }, 10*time.Second, poll, "next backoff started")
 		require.Equal(t, sent+1, probes.Load(), "one probe batch only")
 		if attempt > 0 { // past the first window's stragglers
 			require.Equal(t, othersBefore, others.Load(), "a probe is one batch, not a window")
@@ -424,7 +424,7 @@ func TestPipelinedOvertakingResent(t *testing.T) {
 	const n = 500
 	store.append(n, 0)
 	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 10, Window: 4}, store)
-	eventually(t, 30*time.Second, func() bool { return store.CommittedThrough() == n }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == n }, 30*time.Second, poll, "all committed")
 	require.Equal(t, seqs(1, n), store.applied())
 	require.Equal(t, store.ids(1, n), central.applied())
 	require.Greater(t, len(central.seen()), n/10, "some batches were refused and resent")
@@ -440,7 +440,7 @@ func TestApplyCommitFailureResends(t *testing.T) {
 	store.append(20, 0)
 	store.failApply = 2
 	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 5, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond}, store)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 20 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 20 }, 10*time.Second, poll, "all committed")
 	require.Equal(t, seqs(1, 20), store.applied())
 	require.Equal(t, store.ids(1, 20), central.applied(), "central applied each once")
 	require.Contains(t, b.fwd.LastError(), "disk write failed")
@@ -454,7 +454,7 @@ func TestCommitRate(t *testing.T) {
 	store.append(30, 0)
 	clock := newFakeClock()
 	b := start(t, serveCentral(t, central), forward.Config{MaxCount: 10, Clock: clock}, store)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 30 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 30 }, 10*time.Second, poll, "all committed")
 	require.InDelta(t, 30, b.fwd.CommitRate(), 0.001, "a burst counts over at least one second")
 	require.Equal(t, clock.Now(), b.fwd.LastCommitAt())
 	clock.advance(5 * time.Second)

@@ -443,17 +443,9 @@ func start(t *testing.T, addr string, cfg forward.Config, store forward.Store, u
 	return &bundle{fwd: fwd, logs: logs, stop: stop}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not reached within %s: "+msg, append([]any{within}, args...)...)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval, not a wait for state
-	}
-}
+// poll is how often a test re-checks the state it waits for: short, since
+// most waits are for a few milliseconds of the forwarder's work.
+const poll = 2 * time.Millisecond
 
 // seqs returns from..to.
 func seqs(from, to uint64) []uint64 {

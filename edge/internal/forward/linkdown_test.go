@@ -31,14 +31,14 @@ func TestLinkDownDoesNotSplitBatches(t *testing.T) {
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 	}, store)
 	// Enough timed-out calls to have split 16 down to 1 (four halvings).
-	eventually(t, 120*time.Second, func() bool {
+	require.Eventually(t, func() bool {
 		logs := b.logs.String()
 		return strings.Count(logs, `"msg":"forward: link retry"`)+strings.Count(logs, "splitting") >= 6
-	}, "calls timing out while the link is down")
+	}, 120*time.Second, poll, "calls timing out while the link is down")
 	require.Zero(t, central.calls.Load(), "nothing reached central while the link was down")
 
 	proxy.Up()
-	eventually(t, 60*time.Second, func() bool { return store.CommittedThrough() == 64 }, "all committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 64 }, 60*time.Second, poll, "all committed")
 	require.Equal(t, seqs(1, 64), store.applied())
 	for _, s := range central.seen() {
 		require.Equal(t, 16, s.n, "batch from seq %d shrunk: %v", s.first, central.seen())

@@ -127,7 +127,7 @@ func TestLostAnswersThenRestartRecordEveryOutcome(t *testing.T) {
 		return st
 	}
 	committed := edgev1.TransactionState_TRANSACTION_STATE_COMMITTED
-	eventually(t, 60*time.Second, func() bool { return state(q, ids[1]).GetState() == committed }, "the first batch's resend answered")
+	require.Eventually(t, func() bool { return state(q, ids[1]).GetState() == committed }, 60*time.Second, poll, "the first batch's resend answered")
 	require.Equal(t, uint64(4), loss.lostAnswer(1).GetCommittedThroughSeq(), "the resend of batch 1 is answered with batch 2's through seq")
 	require.NotNil(t, loss.lostAnswer(3), "batch 2 committed at central, its answer lost")
 	require.Equal(t, edgev1.TransactionState_TRANSACTION_STATE_ACCEPTED, state(q, ids[2]).GetState())
@@ -138,9 +138,9 @@ func TestLostAnswersThenRestartRecordEveryOutcome(t *testing.T) {
 	loss.release()
 	start(t, addr, cfg, q, loss.intercept)
 	rejected := edgev1.TransactionState_TRANSACTION_STATE_REJECTED
-	eventually(t, 60*time.Second, func() bool {
+	require.Eventually(t, func() bool {
 		return state(q, ids[2]).GetState() == committed && state(q, ids[3]).GetState() == rejected
-	}, "the second batch's outcomes recorded after the restart")
+	}, 60*time.Second, poll, "the second batch's outcomes recorded after the restart")
 	require.Equal(t, uint64(4), q.CommittedThrough())
 	for i, first := range []uint64{1, 1, 3} {
 		st := state(q, ids[i])

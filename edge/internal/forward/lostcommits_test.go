@@ -44,7 +44,7 @@ func TestCentralLostCommitsResendReplacesLSN(t *testing.T) {
 	}
 	cfg := forward.Config{MaxCount: 2, Window: 1, BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
 	b := start(t, addr, cfg, q)
-	eventually(t, 60*time.Second, func() bool { return q.CommittedThrough() == 4 }, "first commits")
+	require.Eventually(t, func() bool { return q.CommittedThrough() == 4 }, 60*time.Second, poll, "first commits")
 	b.stop()
 	oldLSN := state(3).GetCommitLsnValue()
 	require.NotZero(t, oldLSN)
@@ -68,9 +68,9 @@ func TestCentralLostCommitsResendReplacesLSN(t *testing.T) {
 	_, err = q.Submit(ctx, []*opsv1.Transaction{tx5})
 	require.NoError(t, err)
 	start(t, addr, cfg, q)
-	eventually(t, 60*time.Second, func() bool {
+	require.Eventually(t, func() bool {
 		return q.CommittedThrough() == 5 && state(3).GetState() == edgev1.TransactionState_TRANSACTION_STATE_COMMITTED
-	}, "the lost commits resent and answered anew")
+	}, 60*time.Second, poll, "the lost commits resent and answered anew")
 	for _, i := range []int{2, 3} {
 		require.Greater(t, state(i).GetCommitLsnValue(), oldLSN, "seq %d: the new commit's LSN replaces the lost one's", i+1)
 	}

@@ -42,19 +42,19 @@ func TestProbeSeesCentralGoAndComeBackWhileIdle(t *testing.T) {
 		return func() bool { r := b.fwd.Reachability(); return r.Known && r.Reachable == want }
 	}
 
-	eventually(t, 10*time.Second, reachable(true), "central reachable")
+	require.Eventually(t, reachable(true), 10*time.Second, poll, "central reachable")
 	require.False(t, b.fwd.Reachability().LastOK.IsZero())
 
 	stopCentral()
-	eventually(t, 10*time.Second, reachable(false), "central unreachable after it stopped")
+	require.Eventually(t, reachable(false), 10*time.Second, poll, "central unreachable after it stopped")
 	require.Equal(t, forward.StateIdle, b.fwd.State(), "nothing to send: the forwarder itself stays idle")
 	require.Contains(t, b.fwd.LastError(), "link probe (GetCursor) failed")
-	eventually(t, 10*time.Second, func() bool { return logCount(t, b.logs, "WARN", probeFailedMsg) > 0 }, "failed probe logged")
+	require.Eventually(t, func() bool { return logCount(t, b.logs, "WARN", probeFailedMsg) > 0 }, 10*time.Second, poll, "failed probe logged")
 	require.Contains(t, b.logs.String(), `"err":"link probe (GetCursor) failed: rpc error`, "the warning carries the error")
 
 	serveCentralAt(t, addr, central)
-	eventually(t, 10*time.Second, reachable(true), "central reachable again")
-	eventually(t, 10*time.Second, func() bool { return logCount(t, b.logs, "INFO", "central reachable again: link probe answered") >= 1 },
+	require.Eventually(t, reachable(true), 10*time.Second, poll, "central reachable again")
+	require.Eventually(t, func() bool { return logCount(t, b.logs, "INFO", "central reachable again: link probe answered") >= 1 }, 10*time.Second, poll,
 		"recovery logged")
 	require.Zero(t, central.calls.Load(), "no Commit was sent: the probe alone saw it")
 }
@@ -73,23 +73,23 @@ func TestProbeScheduleAndCommitCountsAsProbe(t *testing.T) {
 		return func() bool { return probes() == n && clock.pending() == 1 }
 	}
 
-	eventually(t, 10*time.Second, asleepAfter(1), "first probe at once")
+	require.Eventually(t, asleepAfter(1), 10*time.Second, poll, "first probe at once")
 	require.True(t, b.fwd.Reachability().Reachable)
 	clock.advance(interval - time.Millisecond)
 	require.Equal(t, 1, clock.pending(), "no probe before the interval is over")
 	clock.advance(time.Millisecond)
-	eventually(t, 10*time.Second, asleepAfter(2), "second probe one interval later")
+	require.Eventually(t, asleepAfter(2), 10*time.Second, poll, "second probe one interval later")
 
 	// A commit half an interval later is an answer: the probe due at one
 	// interval waits until the commit is one interval old.
 	clock.advance(interval / 2)
 	store.append(1, 0)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 1 }, "committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 1 }, 10*time.Second, poll, "committed")
 	clock.advance(interval / 2)
-	eventually(t, 10*time.Second, asleepAfter(2), "probe skipped after a recent commit")
+	require.Eventually(t, asleepAfter(2), 10*time.Second, poll, "probe skipped after a recent commit")
 	require.Equal(t, clock.Now().Add(-interval/2), b.fwd.Reachability().LastOK, "the commit was the last answer")
 	clock.advance(interval / 2)
-	eventually(t, 10*time.Second, asleepAfter(3), "probe once the commit is an interval old")
+	require.Eventually(t, asleepAfter(3), 10*time.Second, poll, "probe once the commit is an interval old")
 }
 
 // Failing probes mark central unreachable, each is logged at WARN with its
@@ -102,12 +102,12 @@ func TestProbeFailuresBoundedAndLogged(t *testing.T) {
 	clock := newFakeClock()
 	b := start(t, serveCentral(t, central), forward.Config{ProbeInterval: interval, Clock: clock}, newMemStore("e1"))
 
-	eventually(t, 10*time.Second, func() bool { return central.cursorCalls.Load() == 1 && clock.pending() == 1 }, "first probe")
+	require.Eventually(t, func() bool { return central.cursorCalls.Load() == 1 && clock.pending() == 1 }, 10*time.Second, poll, "first probe")
 	for i := int64(2); i <= 4; i++ {
 		clock.advance(interval - time.Millisecond)
 		require.Equal(t, i-1, central.cursorCalls.Load(), "no probe within the interval")
 		clock.advance(time.Millisecond)
-		eventually(t, 10*time.Second, func() bool { return central.cursorCalls.Load() == i && clock.pending() == 1 }, "probe %d", i)
+		require.Eventually(t, func() bool { return central.cursorCalls.Load() == i && clock.pending() == 1 }, 10*time.Second, poll, "probe %d", i)
 	}
 	require.Equal(t, forward.Reachability{Known: true}, b.fwd.Reachability(), "unreachable, never answered")
 	require.Equal(t, 4, logCount(t, b.logs, "WARN", probeFailedMsg), "one warning per failed probe")
@@ -135,14 +135,14 @@ func TestProbeSkippedWhileBatchInFlight(t *testing.T) {
 	b := start(t, serveCentral(t, central), forward.Config{
 		ProbeInterval: interval, Linger: -1, Clock: clock, AttemptTimeoutBase: time.Hour,
 	}, store)
-	eventually(t, 10*time.Second, func() bool { return central.cursorCalls.Load() == 1 && clock.pending() == 1 }, "first probe")
+	require.Eventually(t, func() bool { return central.cursorCalls.Load() == 1 && clock.pending() == 1 }, 10*time.Second, poll, "first probe")
 	store.append(1, 0)
-	eventually(t, 10*time.Second, func() bool { return b.fwd.State() == forward.StateForwarding }, "batch in flight")
+	require.Eventually(t, func() bool { return b.fwd.State() == forward.StateForwarding }, 10*time.Second, poll, "batch in flight")
 	clock.advance(interval)
-	eventually(t, 10*time.Second, func() bool { return clock.pending() == 1 }, "probe loop asleep again")
+	require.Eventually(t, func() bool { return clock.pending() == 1 }, 10*time.Second, poll, "probe loop asleep again")
 	require.Equal(t, int64(1), central.cursorCalls.Load(), "no probe beside a batch in flight")
 	close(release)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 1 }, "committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 1 }, 10*time.Second, poll, "committed")
 }
 
 // A probe waiting on central ends at once on shutdown and is not taken for
@@ -155,7 +155,7 @@ func TestProbeStopsAtOnce(t *testing.T) {
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	b := start(t, serveCentral(t, central), forward.Config{ProbeInterval: time.Hour, ProbeTimeout: time.Hour}, newMemStore("e1"))
-	eventually(t, 10*time.Second, func() bool { return central.cursorCalls.Load() == 1 }, "probe in flight")
+	require.Eventually(t, func() bool { return central.cursorCalls.Load() == 1 }, 10*time.Second, poll, "probe in flight")
 	require.Less(t, b.stop(), 2*time.Second, "Run returns promptly")
 	require.False(t, b.fwd.Reachability().Known, "a probe cut by shutdown says nothing about central")
 	require.Zero(t, logCount(t, b.logs, "WARN", probeFailedMsg))
@@ -168,7 +168,7 @@ func TestProbeDisabled(t *testing.T) {
 	store := newMemStore("e1")
 	store.append(3, 0)
 	b := start(t, serveCentral(t, central), forward.Config{ProbeInterval: -1}, store)
-	eventually(t, 10*time.Second, func() bool { return store.CommittedThrough() == 3 }, "committed")
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 3 }, 10*time.Second, poll, "committed")
 	require.Zero(t, central.cursorCalls.Load())
 	require.False(t, b.fwd.Reachability().Known)
 }

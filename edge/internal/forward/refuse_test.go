@@ -89,7 +89,7 @@ func TestRefusedTransactionsBecomeDeadLetters(t *testing.T) {
 	refused := map[string]string{huge.GetId(): "ResourceExhausted", badRule.GetId(): "instrument"}
 
 	b := start(t, addr, forward.Config{MaxCount: 100, Window: 4, BackoffMax: time.Second}, q)
-	eventually(t, 60*time.Second, func() bool { return q.CommittedThrough() == uint64(len(txs)) }, "all answered")
+	require.Eventually(t, func() bool { return q.CommittedThrough() == uint64(len(txs)) }, 60*time.Second, poll, "all answered")
 
 	for i, tx := range txs {
 		st, err := q.GetTransaction(tx.GetId())
@@ -149,10 +149,10 @@ func TestRefusedTransactionsBecomeDeadLetters(t *testing.T) {
 	fixed.EdgeId, fixed.Epoch, fixed.Seq, fixed.AcceptedAt = "", "", 0, nil
 	res, err := q.RetryDeadLetter(ctx, badRule.GetId(), fixed)
 	require.NoError(t, err)
-	eventually(t, 60*time.Second, func() bool {
+	require.Eventually(t, func() bool {
 		st, err := q.GetTransaction(badRule.GetId())
 		return err == nil && st.GetState() == edgev1.TransactionState_TRANSACTION_STATE_COMMITTED
-	}, "retried dead letter committed (seq %d)", res.GetSeq())
+	}, 60*time.Second, poll, "retried dead letter committed (seq %d)", res.GetSeq())
 	require.Contains(t, b.logs.String(), "withdrawing it into the dead letters")
 }
 
@@ -180,7 +180,7 @@ func TestLinkRefusalHoldsQueue(t *testing.T) {
 	b := start(t, serveCentral(t, central), forward.Config{
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 	}, q)
-	eventually(t, 30*time.Second, func() bool { return withdrawals.Load() >= 3 },
+	require.Eventually(t, func() bool { return withdrawals.Load() >= 3 }, 30*time.Second, poll,
 		"withdrawal refused several times")
 	require.Equal(t, forward.StateRefused, b.fwd.State())
 	require.Zero(t, q.CommittedThrough())
@@ -189,7 +189,7 @@ func TestLinkRefusalHoldsQueue(t *testing.T) {
 	require.Empty(t, dls, "a link refusal made dead letters")
 
 	denied.Store(false)
-	eventually(t, 30*time.Second, func() bool { return q.CommittedThrough() == 4 }, "committed once allowed")
+	require.Eventually(t, func() bool { return q.CommittedThrough() == 4 }, 30*time.Second, poll, "committed once allowed")
 	dls, _, err = q.ListDeadLetters("", 10)
 	require.NoError(t, err)
 	require.Empty(t, dls)

@@ -38,7 +38,7 @@ func TestRestoredBackupNeverTakenAsApplied(t *testing.T) {
 	_, err := q.Submit(ctx, []*opsv1.Transaction{fixture.ObservationTx(), fixture.ObservationTx()})
 	require.NoError(t, err)
 	b := start(t, addr, cfg, q)
-	eventually(t, 60*time.Second, func() bool { return q.CommittedThrough() == 2 }, "committed before the backup")
+	require.Eventually(t, func() bool { return q.CommittedThrough() == 2 }, 60*time.Second, poll, "committed before the backup")
 	b.stop()
 	require.NoError(t, q.Close())
 	require.NoError(t, os.CopyFS(backup, os.DirFS(dir)))
@@ -48,7 +48,7 @@ func TestRestoredBackupNeverTakenAsApplied(t *testing.T) {
 	_, err = q.Submit(ctx, later)
 	require.NoError(t, err)
 	b = start(t, addr, cfg, q)
-	eventually(t, 60*time.Second, func() bool { return q.CommittedThrough() == 4 }, "committed after the backup")
+	require.Eventually(t, func() bool { return q.CommittedThrough() == 4 }, 60*time.Second, poll, "committed after the backup")
 	b.stop()
 	require.NoError(t, q.Close())
 
@@ -60,7 +60,7 @@ func TestRestoredBackupNeverTakenAsApplied(t *testing.T) {
 	require.Equal(t, uint64(3), q.LastSeq(), "the new transaction reuses seq 3")
 
 	b = start(t, addr, cfg, q)
-	eventually(t, 60*time.Second, func() bool { return b.fwd.State() == forward.StateConflict }, "conflict while central keeps its outcomes")
+	require.Eventually(t, func() bool { return b.fwd.State() == forward.StateConflict }, 60*time.Second, poll, "conflict while central keeps its outcomes")
 	require.Contains(t, b.fwd.LastError(), later[0].GetId(), "names the transaction central applied at seq 3")
 	b.stop()
 
@@ -72,7 +72,7 @@ func TestRestoredBackupNeverTakenAsApplied(t *testing.T) {
 	require.NoError(t, err)
 
 	b = start(t, addr, cfg, q)
-	eventually(t, 60*time.Second, func() bool { return b.fwd.State() == forward.StateConflict }, "conflict after central pruned")
+	require.Eventually(t, func() bool { return b.fwd.State() == forward.StateConflict }, 60*time.Second, poll, "conflict after central pruned")
 	require.Contains(t, b.fwd.LastError(), "pruned its record")
 	require.Contains(t, b.fwd.LastError(), "operator action needed")
 	st, err := q.GetTransaction(fresh.GetId())
