@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -132,15 +133,23 @@ func checkRow(snap *catalog.Snapshot, allow catalog.AllowList, r *opsv1.Row) (wh
 }
 
 // rowRun is a run of consecutive row mutations of one table, op and
-// column set: one statement.
+// column set: one statement. The built-in records run as rows of
+// chasqui's tables too, with a few expressions of their own (overrides).
 type rowRun struct {
 	table *catalog.Table
-	op    opsv1.RowOp
-	cols  []string // sorted
-	sig   string   // table, op and columns: the run's identity
-	keys  []string // rows.Key of each row, in order
-	seen  map[string]bool
-	json  []byte // the rows' values as one JSON array
+	// what names the table in require_keys' message.
+	what string
+	op   opsv1.RowOp
+	cols []string // sorted
+	sig  string   // table, op and columns: the run's identity
+	keys []string // key of each row, in order, as the message names it
+	seen map[string]bool
+	json []byte // the rows' values as one JSON array
+	// sel overrides a column's value in INSERT (an expression over r);
+	// set overrides a column's SET in UPDATE (over dst and src); extraSet
+	// are SET items beside the columns.
+	sel, set map[string]string
+	extraSet []string
 }
 
 // rowSig is a row's run identity and its sorted columns.
@@ -153,50 +162,62 @@ func rowSig(r *opsv1.Row) (string, []string) {
 	return r.GetTable() + "\x00" + r.GetOp().String() + "\x00" + strings.Join(cols, ","), cols
 }
 
-// fits tells whether r can join the run: same table, op and columns, and
-// a key not in it yet (ON CONFLICT DO UPDATE and UPDATE ... FROM apply
-// only one source row per target row; a repeat goes to the next
+func newRowRun(t *catalog.Table, op opsv1.RowOp, cols []string, sig string) *rowRun {
+	return &rowRun{table: t, what: t.Name.String(), op: op, cols: cols, sig: sig, seen: map[string]bool{}, json: []byte{'['}}
+}
+
+// fits tells whether a row can join the run: same table, op and columns,
+// and a key not in it yet (ON CONFLICT DO UPDATE and UPDATE ... FROM
+// apply only one source row per target row; a repeat goes to the next
 // statement, after this one).
 func (b *rowRun) fits(sig, key string) bool {
 	return b != nil && b.sig == sig && !b.seen[key]
 }
 
-func (b *rowRun) add(key string, r *opsv1.Row) {
+// add appends a row whose values appendValues writes as a JSON object.
+func (b *rowRun) add(key string, appendValues func([]byte) []byte) {
 	b.keys = append(b.keys, key)
 	b.seen[key] = true
 	if len(b.json) > 1 {
 		b.json = append(b.json, ',')
 	}
-	b.json = appendStruct(b.json, r.GetValues())
+	b.json = appendValues(b.json)
 }
 
 // statement builds the run's SQL. PostgreSQL converts every value with
-// the column's own input function through jsonb_populate_record; only
-// bytea, which travels as base64, is decoded explicitly. Identifiers come
-// from the catalog and are quoted; values are only parameters. The
+// the column's own input function through jsonb_populate_record(set);
+// only bytea, which travels as base64, is decoded explicitly. Identifiers
+// come from the catalog and are quoted; values are only parameters. The
 // ordinal is aliased "Ord": upper case, so no column a row names (plain
 // lower-case identifiers) meets it.
 func (b *rowRun) statement() statement {
 	tbl := pgx.Identifier{b.table.Name.Schema, b.table.Name.Name}.Sanitize()
+	args := []any{string(append(b.json, ']'))}
+	param := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
 	var bytea []string
 	sel := make([]string, len(b.cols))
 	quoted := make([]string, len(b.cols))
 	for i, c := range b.cols {
 		quoted[i] = pgx.Identifier{c}.Sanitize()
-		if col := b.table.Columns[c]; col != nil && col.Bytea {
+		switch col := b.table.Columns[c]; {
+		case b.sel[c] != "":
+			sel[i] = b.sel[c] + " AS " + quoted[i]
+		case col != nil && col.Bytea:
 			bytea = append(bytea, c)
 			sel[i] = "decode(e.v->>" + quoteLiteral(c) + ", 'base64') AS " + quoted[i]
-		} else {
+		default:
 			sel[i] = "r." + quoted[i]
 		}
 	}
 	src := "jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n) CROSS JOIN LATERAL jsonb_populate_record(NULL::" + tbl + ", e.v"
 	if len(bytea) > 0 {
-		src += " - $2::text[]) AS r"
+		src += " - " + param(bytea) + "::text[]) AS r"
 	} else {
 		src += ") AS r"
 	}
-	args := []any{string(append(b.json, ']')), bytea}
 	var keyEq []string
 	for _, k := range b.table.Key {
 		q := pgx.Identifier{k}.Sanitize()
@@ -235,29 +256,23 @@ func (b *rowRun) statement() statement {
 	case opsv1.RowOp_ROW_OP_UPDATE:
 		var set []string
 		for i, c := range b.cols {
-			if !slices.Contains(b.table.Key, c) {
+			switch {
+			case b.set[c] != "":
+				set = append(set, quoted[i]+" = "+b.set[c])
+			case !slices.Contains(b.table.Key, c):
 				set = append(set, quoted[i]+" = src."+quoted[i])
 			}
 		}
+		set = append(set, b.extraSet...)
 		sql = "WITH src AS (SELECT e.n AS \"Ord\", " + strings.Join(sel, ", ") + " FROM " + src + "), " +
 			"done AS (UPDATE " + tbl + " AS dst SET " + strings.Join(set, ", ") + " FROM src WHERE " +
-			strings.Join(keyEq, " AND ") + " RETURNING src.\"Ord\") " +
-			"SELECT chasqui.require_keys($3, $4::text[], ARRAY(SELECT \"Ord\" FROM done))"
-		args = append(args, b.table.Name.String(), b.keys)
+			strings.Join(keyEq, " AND ") + " RETURNING src.\"Ord\") "
+		sql += "SELECT chasqui.require_keys(" + param(b.what) + ", " + param(b.keys) + "::text[], ARRAY(SELECT \"Ord\" FROM done))"
 	case opsv1.RowOp_ROW_OP_DELETE:
 		sql = "WITH src AS (SELECT e.n AS \"Ord\", " + strings.Join(sel, ", ") + " FROM " + src + "), " +
 			"done AS (DELETE FROM " + tbl + " AS dst USING src WHERE " + strings.Join(keyEq, " AND ") +
-			" RETURNING src.\"Ord\") " +
-			"SELECT chasqui.require_keys($3, $4::text[], ARRAY(SELECT \"Ord\" FROM done))"
-		args = append(args, b.table.Name.String(), b.keys)
-	}
-	if len(bytea) == 0 {
-		// $2 unused: keep the parameter count the SQL names.
-		args = args[:1]
-		if len(args) == 1 && (b.op == opsv1.RowOp_ROW_OP_UPDATE || b.op == opsv1.RowOp_ROW_OP_DELETE) {
-			sql = strings.Replace(sql, "$3, $4::text[]", "$2, $3::text[]", 1)
-			args = append(args, b.table.Name.String(), b.keys)
-		}
+			" RETURNING src.\"Ord\") "
+		sql += "SELECT chasqui.require_keys(" + param(b.what) + ", " + param(b.keys) + "::text[], ARRAY(SELECT \"Ord\" FROM done))"
 	}
 	return statement{sql, args}
 }

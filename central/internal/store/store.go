@@ -540,7 +540,7 @@ func queueBookkeeping(b *pgx.Batch, edgeID, epoch string, plan []*planned) {
 
 // isolate applies plan's good transactions in order and marks the ones
 // PostgreSQL rejects. PostgreSQL's errors usually name the offending
-// record's id (key details, failing row, require_rows' message): the
+// record's id (key details, failing row, require_keys' message): the
 // transaction holding it is tried alone first, the ones before it
 // together, then the rest. Without a usable hint, it bisects.
 //
