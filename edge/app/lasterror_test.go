@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -49,11 +50,9 @@ func TestLastErrorShownAsPastAfterCommit(t *testing.T) {
 		CentralProbeInterval: 100 * time.Millisecond})
 	a := r.a
 	deadline := time.Now().Add(30 * time.Second)
-	var st map[string]any
-	for st = jsonStatus(t, a.HTTPAddr()); st["forwarder_last_error"] == ""; st = jsonStatus(t, a.HTTPAddr()) {
-		require.True(t, time.Now().Before(deadline), "no forwarder error while central is down: %v", st)
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+	st := waitStatus(t, a.HTTPAddr(), time.Until(deadline), func(st map[string]any) bool {
+		return st["forwarder_last_error"] != ""
+	}, "a forwarder error while central is down")
 	require.NotEmpty(t, st["forwarder_last_error_at"], "the error has its time: %v", st)
 	require.Equal(t, false, st["forwarder_last_error_past"], "current while nothing committed")
 	row := cliStatus(t, a.GRPCAddr())
@@ -76,10 +75,9 @@ func TestLastErrorShownAsPastAfterCommit(t *testing.T) {
 	ctx := context.Background()
 	res, err := r.c.StartObservation(ctx, observation())
 	require.NoError(t, err)
-	for st = jsonStatus(t, a.HTTPAddr()); st["committed_through_seq"] != "1"; st = jsonStatus(t, a.HTTPAddr()) {
-		require.True(t, time.Now().Before(deadline.Add(30*time.Second)), "seq %d not committed: %v", res.GetSeq(), st)
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+	st = waitStatus(t, a.HTTPAddr(), time.Until(deadline.Add(30*time.Second)), func(st map[string]any) bool {
+		return st["committed_through_seq"] == "1"
+	}, fmt.Sprintf("seq %d committed", res.GetSeq()))
 	require.NotEmpty(t, st["forwarder_last_error"], "kept as history")
 	require.Equal(t, true, st["forwarder_last_error_past"], "past once a commit followed it: %v", st)
 	errAt, err := time.Parse(time.RFC3339Nano, st["forwarder_last_error_at"].(string))

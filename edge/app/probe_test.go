@@ -66,15 +66,26 @@ func waitMetric(t *testing.T, httpAddr, name string, want float64, what string) 
 // contract.
 func waitLink(t *testing.T, httpAddr, want string) map[string]any {
 	t.Helper()
-	var st map[string]any
-	require.Eventually(t, func() bool {
-		st = jsonStatus(t, httpAddr)
+	return waitStatus(t, httpAddr, 20*time.Second, func(st map[string]any) bool {
 		return st["central_link"] == want
-	}, 20*time.Second, 10*time.Millisecond, "`chasqui status` shows the link %s", want)
+	}, "`chasqui status` shows the link "+want)
+}
+
+// waitStatus polls /status until ok holds and returns that status; on a
+// timeout the failure shows the last status read.
+func waitStatus(t *testing.T, httpAddr string, within time.Duration, ok func(map[string]any) bool, msg string) map[string]any {
+	t.Helper()
+	var st map[string]any
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		st = jsonStatus(ct, httpAddr)
+		assert.True(ct, ok(st), "%s: %v", msg, st)
+	}, within, 10*time.Millisecond)
 	return st
 }
 
-func jsonStatus(t *testing.T, httpAddr string) map[string]any {
+// jsonStatus reads the edge's /status; t may be an *assert.CollectT, so it
+// can be polled.
+func jsonStatus(t testingT, httpAddr string) map[string]any {
 	t.Helper()
 	resp, err := http.Get("http://" + httpAddr + "/status")
 	require.NoError(t, err)
@@ -139,11 +150,9 @@ func TestCentralReachableMeansServedAsThisEdge(t *testing.T) {
 	a := startApp(t, cfg)
 	// Central answered a probe with its refusal (on a loaded machine an
 	// earlier one may have timed out during the handshake).
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(fmt.Sprint(jsonStatus(t, a.HTTPAddr())["forwarder_last_error"]), "PermissionDenied") {
-		require.True(t, time.Now().Before(deadline), "no probe refused by central within 20s")
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+	waitStatus(t, a.HTTPAddr(), 20*time.Second, func(st map[string]any) bool {
+		return strings.Contains(fmt.Sprint(st["forwarder_last_error"]), "PermissionDenied")
+	}, "a probe refused by central")
 	m := scrape(t, a.HTTPAddr())
 	require.Contains(t, m, "chasqui_central_reachable")
 	require.Zero(t, m["chasqui_central_reachable"], "refused: not reachable")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -79,12 +80,16 @@ func startApp(t *testing.T, cfg app.Config) *app.App {
 	return a
 }
 
-// scrape reads the edge's /metrics; t may be an *assert.CollectT, so a
-// scrape can be polled.
-func scrape(t interface {
+// testingT is a *testing.T or an *assert.CollectT: helpers taking it can
+// run inside require.EventuallyWithT.
+type testingT interface {
 	require.TestingT
 	Helper()
-}, httpAddr string) map[string]float64 {
+}
+
+// scrape reads the edge's /metrics; t may be an *assert.CollectT, so a
+// scrape can be polled.
+func scrape(t testingT, httpAddr string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	require.NoError(t, err)
@@ -149,17 +154,14 @@ func TestMutualTLSToCentralAndMetrics(t *testing.T) {
 	t.Cleanup(func() { _ = cb.Close() })
 	_, err = cb.StartObservation(ctx, observation())
 	require.NoError(t, err, "accepted locally")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st, err := cb.Admin().GetStatus(ctx, &edgev1.GetStatusRequest{})
-		require.NoError(t, err)
-		if st.GetForwarderState() == "refused" {
-			require.Contains(t, st.GetForwarderLastError(), "PermissionDenied")
-			break
+	var st *edgev1.GetStatusResponse
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		if st, err = cb.Admin().GetStatus(ctx, &edgev1.GetStatusRequest{}); err == nil {
+			assert.Equal(ct, "refused", st.GetForwarderState())
 		}
-		require.True(t, time.Now().Before(deadline), "forwarder state %s", st.GetForwarderState())
-		time.Sleep(10 * time.Millisecond)
-	}
+	}, 20*time.Second, 10*time.Millisecond)
+	require.NoError(t, err)
+	require.Contains(t, st.GetForwarderLastError(), "PermissionDenied")
 	require.Equal(t, 0.0, scrape(t, b.HTTPAddr())["chasqui_forwarder_up"])
 	(&bundleDB{url: dbURL}).requireNoEdge(t, "site-b")
 }
