@@ -27,7 +27,7 @@ const pythonBin = "/usr/bin/python3"
 // clients/python/tests with the edge's address, the address of a fault
 // proxy in front of the edge, and a control URL through which the tests cut
 // and restore that proxy, drop its answers, read its counters, and count
-// rows in central's PostgreSQL. Every pytest test must pass and none may be
+// rows in central's PostgreSQL (chasqui's records and the ops tables). Every pytest test must pass and none may be
 // skipped (a skip would hide a test that never ran).
 func TestPythonClient(t *testing.T) {
 	if _, err := os.Stat(pythonBin); err != nil {
@@ -146,6 +146,11 @@ func startControl(t *testing.T, s *Stack, cp *faultproxy.Proxy) string {
 		`SELECT count(*), coalesce(array_agg(outcome ORDER BY seq), '{}') FROM chasqui.applied_transactions WHERE tx_id = $1::uuid`, "tx_id"))
 	mux.HandleFunc("/db/observations", query(
 		`SELECT count(*), coalesce(array_agg(status ORDER BY id), '{}') FROM chasqui.observations WHERE obs_unit = $1`, "obs_unit"))
+	mux.HandleFunc("/db/units", query(
+		`SELECT count(*), coalesce(array_agg(status::text ORDER BY id), '{}') FROM ops.observation_unit WHERE name = $1`, "name"))
+	mux.HandleFunc("/db/packages", query(
+		`SELECT count(*), coalesce(array_agg(p.size_bytes::text ORDER BY p.id), '{}')
+		 FROM ops.raw_data_package p JOIN ops.observation_unit u ON u.id = p.unit_id WHERE u.name = $1`, "unit_name"))
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 """Chasqui's Python client: instrument processes write observations, raw
-data files and instrument configs to their site's edge, which stores them
-durably and forwards them to central's PostgreSQL.
+data files and instrument configs, and rows of the site's own tables, to
+their site's edge, which stores them durably and forwards them to
+central's PostgreSQL.
 
     import chasqui
     with chasqui.Client("127.0.0.1:7444") as c:
@@ -21,6 +22,7 @@ from .client import Client
 from .edge.v1 import edge_pb2
 from .ops.v1 import ops_pb2
 from .policy import RetryBudget, RetryPolicy
+from .records import delete_row, insert_row, row, row_values, update_row, upsert_row
 from .tls import TLSFiles
 from .uuid7 import UUIDv7Generator, uuid7, uuid7_str
 
@@ -33,8 +35,14 @@ __all__ = [
     "TLSFiles",
     "TransactionRejected",
     "UUIDv7Generator",
+    "delete_row",
     "edge_pb2",
+    "insert_row",
     "ops_pb2",
+    "row",
+    "row_values",
+    "update_row",
+    "upsert_row",
     "uuid7",
     "uuid7_str",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
 
@@ -88,6 +88,23 @@ class _Base:
         for tx in txs:
             records.fill_ids(tx)
         return edge_pb2.SubmitRequest(transactions=txs)
+
+    @staticmethod
+    def _get_row_request(table: str, key: Mapping[str, Any]) -> edge_pb2.GetRowRequest:
+        if not key:
+            raise ValueError(f"chasqui: reading a row of {table} needs its primary key")
+        req = edge_pb2.GetRowRequest(table=table)
+        req.key.update(records.row(table, key).values)
+        return req
+
+    @staticmethod
+    def _list_rows_request(
+        table: str, where: Optional[Mapping[str, Any]], page_size: int, page_token: str
+    ) -> edge_pb2.ListRowsRequest:
+        req = edge_pb2.ListRowsRequest(table=table, page_size=page_size, page_token=page_token)
+        if where:
+            req.where.update(records.row(table, where).values)
+        return req
 
     @staticmethod
     def _list_request(

@@ -238,6 +238,30 @@ class AsyncClient(_Base):
         req = self._list_request(instrument, obs_unit, status, start_after, start_before, page_size, page_token)
         return await self._call("ListObservations", self._edge.ListObservations, req, timeout)
 
+    async def schema(self, *, timeout: Optional[float] = None) -> edge_pb2.GetSchemaResponse:
+        """See :meth:`chasqui.Client.schema`."""
+        return await self._call("GetSchema", self._edge.GetSchema, edge_pb2.GetSchemaRequest(), timeout)
+
+    async def get_row(
+        self, table: str, key: Mapping[str, Any], *, timeout: Optional[float] = None
+    ) -> edge_pb2.GetRowResponse:
+        """See :meth:`chasqui.Client.get_row`."""
+        req = self._get_row_request(table, key)
+        return await self._call("GetRow", self._edge.GetRow, req, timeout)
+
+    async def list_rows(
+        self,
+        table: str,
+        *,
+        where: Optional[Mapping[str, Any]] = None,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: Optional[float] = None,
+    ) -> edge_pb2.ListRowsResponse:
+        """See :meth:`chasqui.Client.list_rows`."""
+        req = self._list_rows_request(table, where, page_size, page_token)
+        return await self._call("ListRows", self._edge.ListRows, req, timeout)
+
     async def status(self, *, timeout: Optional[float] = None) -> edge_pb2.GetStatusResponse:
         """See :meth:`chasqui.Client.status`."""
         return await self._call("GetStatus", self._admin.GetStatus, edge_pb2.GetStatusRequest(), timeout)

@@ -266,6 +266,40 @@ class Client(_Base):
         req = self._list_request(instrument, obs_unit, status, start_after, start_before, page_size, page_token)
         return self._call("ListObservations", self._edge.ListObservations, req, timeout)
 
+    def schema(self, *, timeout: Optional[float] = None) -> edge_pb2.GetSchemaResponse:
+        """The tables the edge takes rows for, with their columns, types and
+        keys, as it last learned them from central (``learned_at``).
+        ``schema`` is unset when it never did: rows are then accepted after
+        a shape check only, and a wrong one ends as a dead letter."""
+        return self._call("GetSchema", self._edge.GetSchema, edge_pb2.GetSchemaRequest(), timeout)
+
+    def get_row(
+        self, table: str, key: Mapping[str, Any], *, timeout: Optional[float] = None
+    ) -> edge_pb2.GetRowResponse:
+        """One row of table by its primary key (column -> value), merged
+        from the edge's buffer (writes not yet at central) and the site
+        replica; ``row.source`` says where it was read, ``row.values`` holds
+        it (:func:`chasqui.records.row_values` makes it a dict). Raises
+        :class:`grpc.RpcError` NOT_FOUND when there is no such row."""
+        req = self._get_row_request(table, key)
+        return self._call("GetRow", self._edge.GetRow, req, timeout)
+
+    def list_rows(
+        self,
+        table: str,
+        *,
+        where: Optional[Mapping[str, Any]] = None,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: Optional[float] = None,
+    ) -> edge_pb2.ListRowsResponse:
+        """One page of rows of table in primary key order, those equal to
+        where on each of its columns, merged from the buffer and the replica
+        (buffered writes included). Pass ``next_page_token`` for the next
+        page; it is empty on the last."""
+        req = self._list_rows_request(table, where, page_size, page_token)
+        return self._call("ListRows", self._edge.ListRows, req, timeout)
+
     def status(self, *, timeout: Optional[float] = None) -> edge_pb2.GetStatusResponse:
         """The edge's status (AdminService.GetStatus)."""
         return self._call("GetStatus", self._admin.GetStatus, edge_pb2.GetStatusRequest(), timeout)

@@ -13,9 +13,13 @@ from the Mutation descriptor, not listed here, so a kind added to the proto
 
 from __future__ import annotations
 
+import base64 as _base64
 import datetime as _dt
+import decimal as _decimal
+import uuid as _uuid
 from typing import Any, Dict, Mapping, Optional, TypeAlias, Union
 
+from google.protobuf import json_format as _json_format
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -33,6 +37,13 @@ __all__ = [
     "observation_update",
     "raw_data_file",
     "instrument_config",
+    "RowOpLike",
+    "row",
+    "insert_row",
+    "upsert_row",
+    "update_row",
+    "delete_row",
+    "row_values",
 ]
 
 #: A record: a message that is one of the kinds of Mutation, or a Mutation.
@@ -188,3 +199,102 @@ def instrument_config(
         recorded_at=_timestamp(recorded_at),
         config=_struct(config),
     )
+
+
+# Rows of any table central allows (the site's own tables).
+
+#: A row op: the enum value, or its name without the prefix ("insert",
+#: "upsert", "update", "delete", any case).
+RowOpLike = Union["ops_pb2.RowOp", int, str]
+
+# Integers past this lose digits as a JSON number (a double): they travel
+# as strings, which PostgreSQL's integer input parses exactly.
+_MAX_EXACT_INT = 2**53
+
+
+def _row_op(op: RowOpLike) -> int:
+    if isinstance(op, str):
+        name = op.upper()
+        if not name.startswith("ROW_OP_"):
+            name = "ROW_OP_" + name
+        try:
+            return ops_pb2.RowOp.Value(name)
+        except ValueError:
+            raise ValueError(f"chasqui: row op {op!r}: want insert, upsert, update or delete") from None
+    return int(op)
+
+
+def _row_value(v: Any) -> Any:
+    """A Python value in the shape Row.values carries it (see Row in
+    ops.proto): exact numbers and big integers as strings, bytes as
+    base64, times as ISO 8601, lists element by element; dicts (json,
+    jsonb) as they are."""
+    if v is None or isinstance(v, (bool, str, float, dict)):
+        return v
+    if isinstance(v, int):
+        return v if abs(v) < _MAX_EXACT_INT else str(v)
+    if isinstance(v, _decimal.Decimal):
+        return str(v)
+    if isinstance(v, _dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=_dt.timezone.utc)
+        return v.isoformat()
+    if isinstance(v, (_dt.date, _dt.time)):
+        return v.isoformat()
+    if isinstance(v, _uuid.UUID):
+        return str(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return _base64.b64encode(bytes(v)).decode("ascii")
+    if isinstance(v, (list, tuple)):
+        return [_row_value(e) for e in v]
+    if isinstance(v, Mapping):
+        return dict(v)
+    raise TypeError(f"chasqui: a row value of type {type(v).__name__} has no JSON-like form")
+
+
+def row(table: str, values: Mapping[str, Any], *, op: RowOpLike = "insert") -> ops_pb2.Row:
+    """A change to one row of a table central allows ("schema.table").
+
+    values maps column names to values and must hold the table's primary
+    key, chosen before the first attempt (for example
+    :func:`chasqui.uuid7_str`) so a retry never writes the row twice.
+    INSERT and UPSERT carry the whole row (columns left out take their
+    defaults), UPDATE the key and the changed columns, DELETE the key only.
+    Python values are converted to the shapes the edge expects: ints past
+    2**53 and Decimals as strings (exact), bytes as base64, datetimes
+    (naive taken as UTC), dates and UUIDs as strings, lists and tuples for
+    arrays, dicts for json/jsonb; None is SQL NULL.
+    """
+    if not table:
+        raise ValueError("chasqui: a row needs its table (schema.table)")
+    if not values:
+        raise ValueError(f"chasqui: a row of {table} needs values (at least its primary key)")
+    s = Struct()
+    s.update({str(k): _row_value(v) for k, v in values.items()})
+    return ops_pb2.Row(table=table, op=_row_op(op), values=s)
+
+
+def insert_row(table: str, values: Mapping[str, Any]) -> ops_pb2.Row:
+    """INSERT: a row with the same key already there is a rejection."""
+    return row(table, values, op="insert")
+
+
+def upsert_row(table: str, values: Mapping[str, Any]) -> ops_pb2.Row:
+    """UPSERT: inserts the row, or sets the given columns of the row with its key."""
+    return row(table, values, op="upsert")
+
+
+def update_row(table: str, values: Mapping[str, Any]) -> ops_pb2.Row:
+    """UPDATE: values hold the key and the changed columns; no such row is a rejection."""
+    return row(table, values, op="update")
+
+
+def delete_row(table: str, key: Mapping[str, Any]) -> ops_pb2.Row:
+    """DELETE of the row with key (the primary key's columns only)."""
+    return row(table, key, op="delete")
+
+
+def row_values(values: Struct) -> Dict[str, Any]:
+    """A row's values as read back (RowView.values, ListRowsResponse rows)
+    as a plain dict: numbers (as floats), strings, bools, None, lists and dicts."""
+    return _json_format.MessageToDict(values)

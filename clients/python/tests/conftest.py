@@ -49,6 +49,15 @@ class Control:
         """Statuses of the rows of chasqui.observations with obs_unit."""
         return self._do("/db/observations", obs_unit=obs_unit)["statuses"]
 
+    def units(self, name: str) -> List[str]:
+        """Statuses of the rows of ops.observation_unit named name."""
+        return self._do("/db/units", name=name)["statuses"]
+
+    def packages(self, unit_name: str) -> List[str]:
+        """size_bytes (as PostgreSQL prints it) of the raw data packages of
+        the unit named unit_name."""
+        return self._do("/db/packages", unit_name=unit_name)["statuses"]
+
 
 class Stack:
     def __init__(self) -> None:
