@@ -29,21 +29,16 @@ func (c *Cache) CheckSubmit(txs []*opsv1.Transaction) error {
 	if sn == nil {
 		return nil
 	}
-	var ck checker
-	defer sn.afterCheck(c, &ck)
+	ck := checker{inSubmit: true}
 	for i, tx := range txs {
 		for j, m := range tx.GetMutations() {
-			r := m.GetRow()
-			if r == nil {
-				continue
+			if r := m.GetRow(); r != nil && len(ck.vs) < maxViolations {
+				ck.tx, ck.mut = i, j
+				sn.check(&ck, r)
 			}
-			if len(ck.vs) >= maxViolations {
-				return ck.err()
-			}
-			ck.prefix = "transactions[" + strconv.Itoa(i) + "].mutations[" + strconv.Itoa(j) + "].row."
-			sn.check(&ck, r)
 		}
 	}
+	sn.afterCheck(c, &ck)
 	return ck.err()
 }
 
@@ -72,16 +67,24 @@ func (sn *snapshot) afterCheck(c *Cache, ck *checker) {
 }
 
 type checker struct {
-	prefix string
-	vs     []validate.Violation
+	// inSubmit names fields from the request down
+	// ("transactions[tx].mutations[mut].row."), else from the row.
+	inSubmit bool
+	tx, mut  int
+	vs       []validate.Violation
 	// unknown: a table or column the schema does not hold was refused.
 	unknown bool
 }
 
 func (c *checker) add(field, format string, args ...any) {
-	if len(c.vs) < maxViolations {
-		c.vs = append(c.vs, validate.Violation{Field: c.prefix + field, Description: fmt.Sprintf(format, args...)})
+	if len(c.vs) >= maxViolations {
+		return
 	}
+	if c.inSubmit {
+		// Built here, not per row: most rows are fine.
+		field = "transactions[" + strconv.Itoa(c.tx) + "].mutations[" + strconv.Itoa(c.mut) + "].row." + field
+	}
+	c.vs = append(c.vs, validate.Violation{Field: field, Description: fmt.Sprintf(format, args...)})
 }
 
 func (c *checker) err() error {
@@ -105,13 +108,17 @@ func (sn *snapshot) check(ck *checker, r *opsv1.Row) {
 	}
 	fields := r.GetValues().GetFields()
 	op := r.GetOp()
+	keys := 0
 	for _, k := range t.GetPrimaryKey() {
 		v, ok := fields[k]
 		switch {
 		case !ok:
 			ck.add("values."+k, "is required: part of %s's primary key", t.GetName())
 		case isNull(v):
+			keys++
 			ck.add("values."+k, "must not be null: part of %s's primary key", t.GetName())
+		default:
+			keys++
 		}
 	}
 	if op == opsv1.RowOp_ROW_OP_INSERT || op == opsv1.RowOp_ROW_OP_UPSERT {
@@ -121,41 +128,47 @@ func (sn *snapshot) check(ck *checker, r *opsv1.Row) {
 			}
 		}
 	}
-	nonKey := 0
-	// Sorted so that the first violation named does not depend on map order.
-	for _, name := range sortedKeys(fields) {
-		v := fields[name]
-		if !t.key[name] {
-			nonKey++
-		}
-		col, ok := t.columns[name]
-		if !ok {
-			ck.unknown = true
-			ck.add("values."+clip(name), "%s has no column %q", t.GetName(), clip(name))
-			continue
-		}
-		if !t.key[name] {
-			if op == opsv1.RowOp_ROW_OP_DELETE {
-				ck.add("values."+name, "a DELETE carries the primary key only (%s)", strings.Join(t.GetPrimaryKey(), ", "))
-				continue
-			}
-		}
-		if col.GetGenerated() {
-			ck.add("values."+name, "is a generated column: PostgreSQL computes it, a row must not set it")
-			continue
-		}
-		if isNull(v) {
-			if !col.GetNullable() && !t.key[name] {
-				ck.add("values."+name, "must not be null: the column is NOT NULL")
-			}
-			continue
-		}
-		if desc := checkValue(col, v); desc != "" {
-			ck.add("values."+name, "%s", desc)
+	// Map order first (no allocation); when that finds something, again in
+	// name order, so that the first violation named does not depend on
+	// map order.
+	n := len(ck.vs)
+	for name, v := range fields {
+		checkColumn(ck, t, op, name, v)
+	}
+	if len(ck.vs) > n {
+		ck.vs = ck.vs[:n]
+		for _, name := range sortedKeys(fields) {
+			checkColumn(ck, t, op, name, fields[name])
 		}
 	}
-	if op == opsv1.RowOp_ROW_OP_UPDATE && nonKey == 0 {
+	if op == opsv1.RowOp_ROW_OP_UPDATE && len(fields) == keys {
 		ck.add("values", "an UPDATE needs at least one column besides the primary key (%s)", strings.Join(t.GetPrimaryKey(), ", "))
+	}
+}
+
+func checkColumn(ck *checker, t *Table, op opsv1.RowOp, name string, v *structpb.Value) {
+	col, ok := t.columns[name]
+	if !ok {
+		ck.unknown = true
+		ck.add("values."+clip(name), "%s has no column %q", t.GetName(), clip(name))
+		return
+	}
+	if op == opsv1.RowOp_ROW_OP_DELETE && !t.key[name] {
+		ck.add("values."+name, "a DELETE carries the primary key only (%s)", strings.Join(t.GetPrimaryKey(), ", "))
+		return
+	}
+	if col.GetGenerated() {
+		ck.add("values."+name, "is a generated column: PostgreSQL computes it, a row must not set it")
+		return
+	}
+	if isNull(v) {
+		if !col.GetNullable() && !t.key[name] {
+			ck.add("values."+name, "must not be null: the column is NOT NULL")
+		}
+		return
+	}
+	if desc := checkValue(col, v); desc != "" {
+		ck.add("values."+name, "%s", desc)
 	}
 }
 
