@@ -15,6 +15,7 @@
 //	BENCH python_submit_tx_per_s     the Python client (clients/python), one process, 16 threads on one client, the same
 //	BENCH drain_wan_tx_per_s       the drain through an in-process proxy at 125 ms each way (wan.go; also resets, 10 Mbit/s)
 //	BENCH submit_paced_p99_ms      1000 tx/s offered open loop, alone and while a backlog drains (paced.go)
+//	BENCH submit_rows_cpu_us_per_tx  one row per Submit, checked against the cached schema, beside the same rows unchecked (rows.go)
 //
 // Two diagnosis lines per accept-path figure split its cost, measured in
 // the same rounds: _nostore (the same server answering without storing:
@@ -80,7 +81,7 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "alternating echo/submit rounds; the best of each is reported")
 	settle := flag.Duration("settle", 20*time.Second, "with -backlog: idle time before measuring RSS")
 	backlog := flag.Int("backlog", 0, "instead: fill the queue with this many transactions (no forwarder) and report RSS")
-	only := flag.String("only", "", "run only this figure: echo, submit, queue, batched (with the Badger floor), badger, clients, drain, wan, paced, redis or rss (profiling)")
+	only := flag.String("only", "", "run only this figure: echo, submit, queue, batched (with the Badger floor), badger, clients, drain, wan, paced, redis, rows or rss (profiling)")
 	drainN := flag.Int("drain", 100_000, "backlog size of the drain figure (forwarded to a real central)")
 	rssN := flag.Int("rss-backlog", 1_000_000, "backlog size of the edge_rss_mib figure (0: skip); measured in a child process")
 	memLimit := flag.Int64("memory-limit", 192<<20, "with -backlog: Go soft memory limit, as chasqui-edge --memory-limit (0: GOMEMLIMIT or none)")
@@ -335,6 +336,12 @@ func run() error {
 	}
 
 	var rssLines []string
+	var rowsRes rowsResult
+	if *only == "" || *only == "rows" {
+		if rowsRes, err = rowsFigure(*dir, *clients, so, logger, *duration, *rounds); err != nil {
+			return fmt.Errorf("rows: %w", err)
+		}
+	}
 	if (*only == "" || *only == "rss") && *rssN > 0 {
 		if rssLines, err = backlogChild(*dir+"/rss", *rssN, *memLimit); err != nil {
 			return fmt.Errorf("rss: %w", err)
@@ -362,6 +369,9 @@ func run() error {
 		// without storing differ only by the queue.
 		fmt.Printf("BENCH submit_store_cpu_us_per_tx %.1f us (submit_cpu_us_per_tx - submit_nostore_cpu_us_per_tx; goal <= 60)\n",
 			us(subRes.cpuPerUnit-subNone.cpuPerUnit))
+	}
+	if run("rows") {
+		printRows(rowsRes)
 	}
 	if run("echo") {
 		fmt.Printf("BENCH grpc_echo_calls_per_s %.0f calls/s\n", echoRes.rate)
@@ -749,13 +759,13 @@ func startEdge(dir string, clients int, so []grpc.ServerOption, mode storeMode, 
 }
 
 // startEdgeOn serves q; the edge's close closes q.
-func startEdgeOn(q *queue.Queue, clients int, so []grpc.ServerOption, mode storeMode, logger *slog.Logger) (*edgeUnderTest, error) {
+func startEdgeOn(q *queue.Queue, clients int, so []grpc.ServerOption, mode storeMode, logger *slog.Logger, opts ...api.Options) (*edgeUnderTest, error) {
 	srv := grpcserver.New(grpcserver.Options{Logger: logger, ServerOptions: so})
 	var aq api.Queue = q
 	if mode == storeNone {
 		aq = instantQueue{q}
 	}
-	api.Register(srv.Server, aq, nil, logger)
+	api.Register(srv.Server, aq, nil, logger, opts...)
 	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
