@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
@@ -35,32 +36,34 @@ func submit(t *testing.T, s *Stack, req *edgev1.SubmitRequest) *edgev1.SubmitRes
 	return resp
 }
 
-// waitTxState polls GetTransaction until the transaction reaches COMMITTED
-// (or VISIBLE, which implies it) and returns its status.
+// waitCommitted polls GetTransaction until the transaction reaches COMMITTED
+// (or VISIBLE, which implies it) and returns its status; REJECTED fails
+// the test at once.
 func waitCommitted(t *testing.T, s *Stack, txID string) *edgev1.TransactionStatus {
 	t.Helper()
 	var last *edgev1.TransactionStatus
-	var lastErr error
-	deadline := time.Now().Add(commitTimeout)
-	for time.Now().Before(deadline) {
+	done := assert.EventuallyWithT(t, func(ct *assert.CollectT) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		resp, err := s.Client.GetTransaction(ctx, &edgev1.GetTransactionRequest{TransactionId: txID})
-		cancel()
-		lastErr = err
-		if err == nil {
-			last = resp.GetTransaction()
-			switch last.GetState() {
-			case edgev1.TransactionState_TRANSACTION_STATE_COMMITTED, edgev1.TransactionState_TRANSACTION_STATE_VISIBLE:
-				return last
-			case edgev1.TransactionState_TRANSACTION_STATE_REJECTED:
-				t.Fatalf("tx %s rejected: %s (%s)", txID, last.GetRejectReason(), last.GetSqlstate())
-			}
+		if !assert.NoError(ct, err) {
+			return
 		}
-		time.Sleep(100 * time.Millisecond) // poll interval
+		last = resp.GetTransaction()
+		switch last.GetState() {
+		case edgev1.TransactionState_TRANSACTION_STATE_COMMITTED, edgev1.TransactionState_TRANSACTION_STATE_VISIBLE,
+			edgev1.TransactionState_TRANSACTION_STATE_REJECTED: // final: ends the wait
+			return
+		}
+		assert.Fail(ct, "not committed", "tx %s: last state %v", txID, last)
+	}, commitTimeout, 100*time.Millisecond)
+	if !done {
+		t.Fatalf("tx %s not committed after %s; edge status: %s", txID, commitTimeout, s.statusLine())
 	}
-	t.Fatalf("tx %s not committed after %s: last state %v, err %v; edge status: %s",
-		txID, commitTimeout, last, lastErr, s.statusLine())
-	return nil
+	if last.GetState() == edgev1.TransactionState_TRANSACTION_STATE_REJECTED {
+		t.Fatalf("tx %s rejected: %s (%s)", txID, last.GetRejectReason(), last.GetSqlstate())
+	}
+	return last
 }
 
 func txState(t *testing.T, s *Stack, txID string) edgev1.TransactionState {
