@@ -284,6 +284,7 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 		TxRetention:      cfg.TxRetention,
 		PayloadRetention: cfg.PayloadRetention,
 		StatFS:           cfg.StatFS,
+		RowKey:           a.rowKey,
 	})
 	if err != nil {
 		return nil, err

@@ -42,7 +42,7 @@ func (r replayed) Replayed(lsn uint64) (replica.Acked, error) {
 // connects here: an unreachable replica is a state, never a startup error.
 func (a *App) openReads() error {
 	a.rs.stopping = make(chan struct{})
-	rc := reads.Config{Buffer: api.Buffer{Q: a.q}, Logger: a.log}
+	rc := reads.Config{Buffer: api.Buffer{Q: a.q}, Rows: api.RowBuffer{Q: a.q}, Tables: a.schema, Logger: a.log}
 	if a.cfg.ReplicaURL != "" {
 		w, err := replica.New(replica.Config{URL: a.cfg.ReplicaURL, Commits: replayed{a.q}, Logger: a.log})
 		if err != nil {
@@ -55,6 +55,8 @@ func (a *App) openReads() error {
 		pc.MaxConns = 4
 		pc.ConnConfig.ConnectTimeout = 2 * time.Second
 		pc.ConnConfig.RuntimeParams["application_name"] = "chasqui-edge-reads"
+		// Rows read back with timestamptz in UTC, as central answers them.
+		pc.ConnConfig.RuntimeParams["timezone"] = "UTC"
 		pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 		if err != nil {
 			return fmt.Errorf("replica pool: %w", err)

@@ -3,6 +3,8 @@ package app
 import (
 	"github.com/chasqui/chasqui/edge/internal/schema"
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
+	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/rows"
 )
 
 // openSchema loads the schema kept in the data directory and, with a link
@@ -32,4 +34,20 @@ func (a *App) refreshOnStale(results []*centralv1.TransactionResult) {
 			return
 		}
 	}
+}
+
+// rowKey keys a row's buffered writes for reads (queue.Options.RowKey): its
+// canonical primary key under the learned schema. Not ok while the schema
+// (or its table) is unknown: the queue then keeps the row unkeyed and
+// reads key it with the schema they have (edge/internal/reads).
+func (a *App) rowKey(r *opsv1.Row) (string, bool) {
+	if a.schema == nil {
+		return "", false // the queue opens first; no row is accepted before a.schema is set
+	}
+	t, ok := a.schema.Table(r.GetTable())
+	if !ok || len(t.GetPrimaryKey()) == 0 {
+		return "", false
+	}
+	k, err := rows.Key(t.GetPrimaryKey(), r.GetValues())
+	return k, err == nil
 }

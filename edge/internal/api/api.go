@@ -133,7 +133,11 @@ func NewEdgeService(q Queue, logger *slog.Logger, opts ...Options) *EdgeService 
 	}
 	if s.reads == nil {
 		if b, ok := q.(overlayQueue); ok {
-			r, err := reads.New(reads.Config{Buffer: Buffer{b}, Logger: logger})
+			rc := reads.Config{Buffer: Buffer{b}, Tables: s.schema, Logger: logger}
+			if rq, ok := q.(rowQueue); ok {
+				rc.Rows = RowBuffer{rq}
+			}
+			r, err := reads.New(rc)
 			if err == nil {
 				s.reads = r
 			}
