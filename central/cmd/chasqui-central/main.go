@@ -51,6 +51,10 @@ func realMain(ctx context.Context, args []string) error {
 		}
 		return nil
 	})
+	fs.Func("edge-tables", "restrict an edge to some allowed tables: edge=schema.table,schema.* (repeatable; entries may be joined with ;)", func(v string) error {
+		cfg.EdgeTables = append(cfg.EdgeTables, v)
+		return nil
+	})
 	common := config.AddCommon(fs)
 	fs.Usage = config.Usage(fs, "chasqui-central commits the edges' batches to PostgreSQL exactly once, in order.")
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {

@@ -71,7 +71,7 @@ func (s *Service) GetSchema(ctx context.Context, req *centralv1.GetSchemaRequest
 		if err != nil {
 			return nil, s.toStatus(ctx, &store.UnavailableError{Op: "read catalog", Err: err})
 		}
-		schema = snap.Schema
+		schema = s.catalog.SchemaFor(snap, req.GetEdgeId())
 	}
 	if schema.GetVersion() != "" && req.GetKnownVersion() == schema.GetVersion() {
 		return &centralv1.GetSchemaResponse{Schema: &opsv1.Schema{Version: schema.GetVersion(), ReadAt: schema.GetReadAt()}, Unchanged: true}, nil

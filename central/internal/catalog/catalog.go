@@ -136,10 +136,37 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
+// ParseEdgeTables reads per-edge restrictions, each "edge=entry,entry"
+// with entries as ParseAllowList takes them; several may be joined with
+// ";". An edge named here may write only the tables both its entry and
+// the allow-list allow; an edge not named, every allowed table.
+func ParseEdgeTables(specs []string) (map[string]AllowList, error) {
+	out := map[string]AllowList{}
+	for _, spec := range specs {
+		for _, part := range strings.Split(spec, ";") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			edge, list, ok := strings.Cut(part, "=")
+			if edge = strings.TrimSpace(edge); !ok || edge == "" {
+				return nil, fmt.Errorf("edge tables %q: want edge=schema.table,schema.*", part)
+			}
+			a, err := ParseAllowList(strings.Split(list, ","))
+			if err != nil {
+				return nil, fmt.Errorf("edge tables of %q: %w", edge, err)
+			}
+			prev := out[edge]
+			out[edge] = AllowList{schemas: append(prev.schemas, a.schemas...), tables: append(prev.tables, a.tables...)}
+		}
+	}
+	return out, nil
+}
+
 // Catalog holds the current Snapshot and refreshes it.
 type Catalog struct {
 	db       Querier
 	allow    AllowList
+	perEdge  map[string]AllowList
 	interval time.Duration
 	now      func() time.Time
 
@@ -155,6 +182,10 @@ type Options struct {
 	RefreshInterval time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// PerEdge restricts named edges to some of the allowed tables
+	// (ParseEdgeTables). Default: none, every edge may write every
+	// allowed table.
+	PerEdge map[string]AllowList
 }
 
 // New returns a catalog of the tables allow names, read from db on first
@@ -166,11 +197,38 @@ func New(db Querier, allow AllowList, opts Options) *Catalog {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Catalog{db: db, allow: allow, interval: opts.RefreshInterval, now: opts.Now}
+	return &Catalog{db: db, allow: allow, perEdge: opts.PerEdge, interval: opts.RefreshInterval, now: opts.Now}
 }
 
 // Allow is the allow-list.
 func (c *Catalog) Allow() AllowList { return c.allow }
+
+// AllowsEdge tells whether edgeID may write t: the allow-list allows it,
+// and so does the edge's restriction when it has one.
+func (c *Catalog) AllowsEdge(edgeID string, t rows.Table) bool {
+	if !c.allow.Allows(t) {
+		return false
+	}
+	r, ok := c.perEdge[edgeID]
+	return !ok || r.Allows(t)
+}
+
+// SchemaFor is snap's schema as edgeID may write it: without the tables
+// its restriction leaves out, versioned accordingly.
+func (c *Catalog) SchemaFor(snap *Snapshot, edgeID string) *opsv1.Schema {
+	r, ok := c.perEdge[edgeID]
+	if !ok {
+		return snap.Schema
+	}
+	out := &opsv1.Schema{ReadAt: snap.Schema.GetReadAt()}
+	for _, t := range snap.Schema.GetTables() {
+		if name, err := rows.ParseTable(t.GetName()); err == nil && r.Allows(name) {
+			out.Tables = append(out.Tables, t)
+		}
+	}
+	out.Version = digest(out)
+	return out
+}
 
 // Current returns the snapshot, reading the catalog if it never was.
 func (c *Catalog) Current(ctx context.Context) (*Snapshot, error) {

@@ -33,3 +33,23 @@ func TestAllowList(t *testing.T) {
 	}
 	require.True(t, catalog.AllowList{}.Empty())
 }
+
+func TestParseEdgeTables(t *testing.T) {
+	t.Parallel()
+	m, err := catalog.ParseEdgeTables([]string{"site-1=ops.unit,lab.*; site-2=ops.package", "site-1=ops.package"})
+	require.NoError(t, err)
+	allows := func(edge, table string) bool {
+		tb, err := rows.ParseTable(table)
+		require.NoError(t, err)
+		return m[edge].Allows(tb)
+	}
+	require.True(t, allows("site-1", "ops.unit"))
+	require.True(t, allows("site-1", "lab.x"))
+	require.True(t, allows("site-1", "ops.package"))
+	require.False(t, allows("site-2", "ops.unit"))
+	require.True(t, allows("site-2", "ops.package"))
+	for _, bad := range []string{"ops.unit", "=ops.unit", "site-1=chasqui.observations", "site-1=Ops.x"} {
+		_, err := catalog.ParseEdgeTables([]string{bad})
+		require.Error(t, err, bad)
+	}
+}

@@ -27,6 +27,7 @@ func startRows(t *testing.T) *bundle {
 	require.NoError(t, conn.Close(context.Background()))
 	return start(t, url, func(c *server.Config) {
 		c.AllowTables = []string{"ops.unit", "ops.package", "ops.every_type", "ops.no_key", "ops.serial_key"}
+		c.EdgeTables = []string{"site-2=ops.package"}
 	})
 }
 
@@ -98,6 +99,14 @@ func TestGetSchemaDescribesAllowedTables(t *testing.T) {
 	require.True(t, again.GetUnchanged())
 	require.Empty(t, again.GetSchema().GetTables())
 	require.Equal(t, s.GetVersion(), again.GetSchema().GetVersion())
+
+	// A restricted edge learns only its tables, under a version of its own.
+	two, err := b.client.GetSchema(ctx, &centralv1.GetSchemaRequest{EdgeId: "site-2", KnownVersion: s.GetVersion()})
+	require.NoError(t, err)
+	require.False(t, two.GetUnchanged())
+	require.Len(t, two.GetSchema().GetTables(), 1)
+	require.Equal(t, "ops.package", two.GetSchema().GetTables()[0].GetName())
+	require.NotEqual(t, s.GetVersion(), two.GetSchema().GetVersion())
 
 	_, err = b.client.GetSchema(ctx, &centralv1.GetSchemaRequest{})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))

@@ -111,6 +111,12 @@ type Config struct {
 	// UPDATE, DELETE and SELECT on exactly these tables
 	// (docs/operations.md).
 	AllowTables []string
+	// EdgeTables restricts named edges to some of the allowed tables:
+	// entries "edge=schema.table,schema.*" (several joined with ";").
+	// An edge named may write only what both lists allow; GetSchema shows
+	// it only those. Default none: every edge may write every allowed
+	// table.
+	EdgeTables []string
 	// MaxConns bounds the PostgreSQL connection pool. Default 16.
 	MaxConns int32
 	// AuthorizeEdge, when set, decides per call whether the caller may act
@@ -199,6 +205,8 @@ func (c Config) Validate() error {
 		return errors.New("config: PruneInterval, HealthInterval, ShutdownTimeout and DatabaseRetryMax must not be negative")
 	case allowErr(c.AllowTables) != nil:
 		return fmt.Errorf("config: AllowTables (--allow-tables): %w", allowErr(c.AllowTables))
+	case edgeTablesErr(c.EdgeTables) != nil:
+		return fmt.Errorf("config: EdgeTables (--edge-tables): %w", edgeTablesErr(c.EdgeTables))
 	case c.MaxConns < 2:
 		return fmt.Errorf("config: MaxConns must be at least 2, got %d", c.MaxConns)
 	}
@@ -274,7 +282,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 		return nil, fmt.Errorf("config: AllowTables (--allow-tables): %w", err)
 	}
 	// Read on first use: PostgreSQL may not answer yet.
-	s.catalog = catalog.New(s.pool, allow, catalog.Options{})
+	perEdge, err := catalog.ParseEdgeTables(cfg.EdgeTables)
+	if err != nil {
+		return nil, fmt.Errorf("config: EdgeTables (--edge-tables): %w", err)
+	}
+	s.catalog = catalog.New(s.pool, allow, catalog.Options{PerEdge: perEdge})
 	s.store = store.New(s.pool, store.Options{GapWait: cfg.GapWait, Logger: logger, Catalog: s.catalog})
 
 	rpcMetrics := metrics.ServerRPC(cfg.Registry)
@@ -570,5 +582,10 @@ func (s *Server) httpHandler() http.Handler {
 
 func allowErr(entries []string) error {
 	_, err := catalog.ParseAllowList(entries)
+	return err
+}
+
+func edgeTablesErr(specs []string) error {
+	_, err := catalog.ParseEdgeTables(specs)
 	return err
 }

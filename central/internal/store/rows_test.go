@@ -228,3 +228,30 @@ func TestRowsPoisonIsIsolated(t *testing.T) {
 }
 
 var _ = centralv1.CommitRequest{}
+
+func TestRowsPerEdgeRestriction(t *testing.T) {
+	t.Parallel()
+	b := setup(t, store.Options{})
+	ctx := context.Background()
+	_, err := b.pool.Exec(ctx, fixture.OpsSchema)
+	require.NoError(t, err)
+	allow, err := catalog.ParseAllowList([]string{"ops.*"})
+	require.NoError(t, err)
+	perEdge, err := catalog.ParseEdgeTables([]string{"site-2=ops.package"})
+	require.NoError(t, err)
+	b.store = store.New(b.pool, store.Options{Catalog: catalog.New(b.pool, allow, catalog.Options{PerEdge: perEdge})})
+
+	id := fixture.ID()
+	// site-1 is not restricted; site-2 may write ops.package only.
+	res := b.commit(t, fixture.Request("site-1", "e1", 1, fixture.Tx(unit(id, "one"))))
+	require.Equal(t, store.OutcomeApplied, res.Txs[0].Outcome, res.Txs[0].Reason)
+	res = b.commit(t, fixture.Request("site-2", "e1", 1,
+		fixture.Tx(unit(fixture.ID(), "two")),
+		fixture.Tx(fixture.Row("ops.package", insert, map[string]any{"id": fixture.ID(), "unit_id": id, "path": "/p"}))))
+	require.Equal(t, store.OutcomeRejected, res.Txs[0].Outcome)
+	require.Equal(t, "42501", res.Txs[0].SQLState)
+	require.Contains(t, res.Txs[0].Reason, "ops.unit is not allowed for this edge")
+	require.Equal(t, store.OutcomeApplied, res.Txs[1].Outcome, res.Txs[1].Reason)
+	rb := &rowsBundle{bundle: b}
+	require.Equal(t, []any{int64(1)}, rb.query(t, `SELECT count(*) FROM ops.unit`))
+}

@@ -55,12 +55,13 @@ func (s *Store) checkRows(ctx context.Context, req *centralv1.CommitRequest) (*c
 	if err != nil {
 		return nil, nil, translate("read catalog", err)
 	}
-	rej, unknown := checkAgainst(snap, s.opts.Catalog.Allow(), req)
+	allows := func(t rows.Table) bool { return s.opts.Catalog.AllowsEdge(req.GetEdgeId(), t) }
+	rej, unknown := checkAgainst(snap, allows, req)
 	if unknown {
 		if snap, err = s.opts.Catalog.Refresh(ctx); err != nil {
 			return nil, nil, translate("read catalog", err)
 		}
-		rej, _ = checkAgainst(snap, s.opts.Catalog.Allow(), req)
+		rej, _ = checkAgainst(snap, allows, req)
 	}
 	return snap, rej, nil
 }
@@ -78,7 +79,7 @@ func hasRows(req *centralv1.CommitRequest) bool {
 
 // checkAgainst checks req's rows against snap; unknown reports a name the
 // catalog may have learnt since.
-func checkAgainst(snap *catalog.Snapshot, allow catalog.AllowList, req *centralv1.CommitRequest) (map[int]rowRejection, bool) {
+func checkAgainst(snap *catalog.Snapshot, allows func(rows.Table) bool, req *centralv1.CommitRequest) (map[int]rowRejection, bool) {
 	rej := map[int]rowRejection{}
 	unknown := false
 	for i, tx := range req.GetTransactions() {
@@ -87,7 +88,7 @@ func checkAgainst(snap *catalog.Snapshot, allow catalog.AllowList, req *centralv
 			if r == nil {
 				continue
 			}
-			why, code, unk := checkRow(snap, allow, r)
+			why, code, unk := checkRow(snap, allows, r)
 			unknown = unknown || unk
 			if why != "" {
 				rej[i] = rowRejection{fmt.Sprintf("mutations[%d].row: %s", j, why), code}
@@ -98,14 +99,14 @@ func checkAgainst(snap *catalog.Snapshot, allow catalog.AllowList, req *centralv
 	return rej, unknown
 }
 
-func checkRow(snap *catalog.Snapshot, allow catalog.AllowList, r *opsv1.Row) (why, code string, unknown bool) {
+func checkRow(snap *catalog.Snapshot, allows func(rows.Table) bool, r *opsv1.Row) (why, code string, unknown bool) {
 	name, err := rows.ParseTable(r.GetTable())
 	if err != nil {
 		// Validation refuses it first; never reached.
 		return err.Error(), sqlstateNotAllowed, false
 	}
-	if !allow.Allows(name) {
-		return fmt.Sprintf("table %s is not allowed (not on central's allow-list)", name), sqlstateNotAllowed, false
+	if !allows(name) {
+		return fmt.Sprintf("table %s is not allowed for this edge (central's allow-list)", name), sqlstateNotAllowed, false
 	}
 	t := snap.Table(name.String())
 	if t == nil {
