@@ -62,8 +62,8 @@ breaking: $(TOOLS)/buf ## buf breaking against the newest release tag (v*); noth
 	./scripts/buf-breaking.sh
 
 .PHONY: verify-modules
-verify-modules: ## each module builds on its own (GOWORK=off)
-	for m in $(ALL_MODULES); do (cd $$m && GOWORK=off go build ./... && GOWORK=off go vet ./...); done
+verify-modules: ## each module is tidy and builds on its own (GOWORK=off)
+	for m in $(ALL_MODULES); do (cd $$m && GOWORK=off go mod tidy -diff && GOWORK=off go build ./... && GOWORK=off go vet ./...); done
 
 .PHONY: test
 test: ## run all tests against a throwaway PostgreSQL (started by the tests), fault suite short form and Python client included
