@@ -135,3 +135,24 @@ func TestHostileIdentifierIsInvalidArgument(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM ops.unit`).Scan(&n))
 	require.Zero(t, n)
 }
+
+// A row committed over gRPC reads back through ReadService.ListRows; a
+// table not allowed is PERMISSION_DENIED there too.
+func TestRowCommittedReadsBackOverGRPC(t *testing.T) {
+	t.Parallel()
+	b := startRows(t)
+	ctx := context.Background()
+	id := fixture.ID()
+	res, err := b.client.Commit(ctx, fixture.Request("site-1", "e1", 1,
+		fixture.Tx(fixture.Row("ops.unit", opsv1.RowOp_ROW_OP_INSERT, map[string]any{"id": id, "name": "one", "status": "running"}))))
+	require.NoError(t, err)
+	require.Equal(t, centralv1.Outcome_OUTCOME_APPLIED, res.GetResults()[0].GetOutcome(), res.GetResults()[0].GetReason())
+	rows, err := b.read.ListRows(ctx, &centralv1.ListRowsRequest{Table: "ops.unit"})
+	require.NoError(t, err)
+	require.Len(t, rows.GetRows(), 1)
+	got := rows.GetRows()[0].AsMap()
+	require.Equal(t, map[string]any{"id": id, "name": "one", "status": "running", "note": nil, "n": nil}, got)
+
+	_, err = b.read.ListRows(ctx, &centralv1.ListRowsRequest{Table: "other.secret"})
+	require.Equal(t, codes.PermissionDenied, status.Code(err))
+}
