@@ -43,8 +43,9 @@ type memStore struct {
 	failApply  int      // the next failApply ApplyCommit calls fail
 	rewinds    []uint64 // the seqs Rewind was called with
 	// applyHook, when set, runs at the start of each ApplyCommit, outside
-	// the lock (a slow disk).
+	// the lock (a slow disk); readHook likewise before each Read.
 	applyHook func(res queue.CommitResult)
+	readHook  func()
 }
 
 func newMemStore(epoch string) *memStore {
@@ -106,6 +107,9 @@ func (s *memStore) LastSeq() uint64 {
 }
 
 func (s *memStore) Read(from uint64, maxCount, maxBytes int) ([]queue.Entry, error) {
+	if s.readHook != nil {
+		s.readHook()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if from <= s.prunedTo {
@@ -345,7 +349,7 @@ func (c *fakeCentral) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context
 func (c *fakeCentral) HandleConn(context.Context, stats.ConnStats) {}
 
 // serveCentral serves an IngestService on 127.0.0.1:0 until the test ends.
-func serveCentral(t *testing.T, c *fakeCentral) string {
+func serveCentral(t testing.TB, c *fakeCentral) string {
 	t.Helper()
 	addr, _ := serveCentralAt(t, "127.0.0.1:0", c)
 	return addr
@@ -354,7 +358,7 @@ func serveCentral(t *testing.T, c *fakeCentral) string {
 // serveCentralAt serves an IngestService on addr (a port of a server
 // stopped just before may take a moment to bind again) until stop or the
 // test's end.
-func serveCentralAt(t *testing.T, addr string, c *fakeCentral) (string, func()) {
+func serveCentralAt(t testing.TB, addr string, c *fakeCentral) (string, func()) {
 	t.Helper()
 	var lis net.Listener
 	var err error
@@ -407,7 +411,7 @@ func fastClient(logger *slog.Logger) grpcclient.Options {
 
 // start dials addr with internal/grpcclient and runs a forwarder over store.
 // unary interceptors run inside the retry interceptor: once per attempt.
-func start(t *testing.T, addr string, cfg forward.Config, store forward.Store, unary ...grpc.UnaryClientInterceptor) *bundle {
+func start(t testing.TB, addr string, cfg forward.Config, store forward.Store, unary ...grpc.UnaryClientInterceptor) *bundle {
 	t.Helper()
 	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
