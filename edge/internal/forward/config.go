@@ -36,7 +36,11 @@ type Config struct {
 	// Window is the number of batches in flight at once (pipelining over a
 	// long round trip). A batch holds its place from its send until its
 	// answer is recorded in the queue, so a slow disk bounds the answers
-	// waiting in memory too; one more batch may be read ahead. Default 4.
+	// waiting in memory too; one more batch may be read ahead. Default 8:
+	// at the design's 250 ms round trip, 4 batches leave the queue's
+	// recording of answers idle part of each round trip (docs/performance.md,
+	// "The forwarder's window"); at most Window+1 batches of MaxBytes are
+	// held, 9 MiB by default.
 	Window int
 	// BandwidthBytesPerSec caps the marshalled batch bytes sent per second
 	// (a token bucket). Default 0: unlimited.
@@ -90,7 +94,7 @@ const (
 	// DefaultLinger is Config.Linger.
 	DefaultLinger = 5 * time.Millisecond
 	// DefaultWindow is Config.Window.
-	DefaultWindow = 4
+	DefaultWindow = 8
 	// DefaultProbeInterval is the link probe's default interval (Config.ProbeInterval).
 	DefaultProbeInterval = 15 * time.Second
 )
