@@ -53,6 +53,10 @@ Usage:
   chasqui [flags] submit -f FILE              submit a SubmitRequest, a Transaction, or rows (a Row or a list
                                               of them, one transaction) in protobuf JSON ("-" = stdin)
   chasqui [flags] schema [TABLE]              the tables the edge may take rows for: columns, types, keys
+  chasqui [flags] get-row TABLE KEY           one row, buffered writes merged over the replica (or central);
+                                              KEY a JSON object of the key columns, or a value for a one-column key
+  chasqui [flags] list-rows TABLE [--where COLUMN=VALUE]... [--page-size N] [--page-token T]
+                                              rows in key order, merged the same way
   chasqui [flags] deadletters list            rejected transactions with their reasons
   chasqui [flags] deadletters show TX_ID      the reason and what it writes (rows: table, op, values)
   chasqui [flags] deadletters retry TX_ID [-f EDITED_TX.json] [--set [M:]COLUMN=VALUE]... [--unset [M:]COLUMN]...
@@ -141,6 +145,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = c.submit(ctx, rest[1:])
 	case "schema":
 		err = c.schemaCmd(ctx, rest[1:])
+	case "get-row":
+		err = c.getRow(ctx, rest[1:])
+	case "list-rows":
+		err = c.listRows(ctx, rest[1:])
 	case "deadletters", "dl":
 		err = c.deadLetters(ctx, rest[1:])
 	case "certs":

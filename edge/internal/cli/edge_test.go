@@ -15,8 +15,14 @@ import (
 // is an address nobody listens on: the CLI's commands here do not need it.
 func startEdge(t *testing.T) *app.App {
 	t.Helper()
+	return startEdgeIn(t, t.TempDir())
+}
+
+// startEdgeIn is startEdge on the data directory dir.
+func startEdgeIn(t *testing.T, dir string) *app.App {
+	t.Helper()
 	a, err := app.New(app.Config{
-		EdgeID: "site-cli", DataDir: t.TempDir(), Insecure: true,
+		EdgeID: "site-cli", DataDir: dir, Insecure: true,
 		GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", HTTPAddr: "-",
 		CentralAddr: closedAddr(t),
 	}, slog.New(slog.DiscardHandler))
