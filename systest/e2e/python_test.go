@@ -99,6 +99,9 @@ func startControl(t *testing.T, s *Stack, cp *faultproxy.Proxy) string {
 	}
 	mux.HandleFunc("/proxy/down", proxyOp(cp.Down))
 	mux.HandleFunc("/proxy/up", proxyOp(cp.Up))
+	// The WAN link between the edge and central, for writes left buffered.
+	mux.HandleFunc("/wan/down", proxyOp(s.Proxy.Down))
+	mux.HandleFunc("/wan/up", proxyOp(s.Proxy.Up))
 	mux.HandleFunc("/proxy/drop-answers", proxyOp(func() {
 		mu.Lock()
 		defer mu.Unlock()

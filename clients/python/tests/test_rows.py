@@ -101,3 +101,41 @@ def test_row_of_unknown_column_refused(stack, driver):
         c.write(chasqui.insert_row(UNIT, {"id": chasqui.uuid7_str(), "name": "x", "instrument": "PY", "no_such_column": 1}))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no_such_column" in e.value.details()
+
+
+@pytest.fixture
+def wan_healed(stack):
+    """Brings the edge's link to central back up whatever the test did."""
+    yield
+    stack.ctl.post("/wan/up")
+
+
+def test_rows_read_back(stack, driver, wan_healed):
+    c = driver.client(stack.edge)
+    eventually(lambda: learned(c, UNIT) and learned(c, PACKAGE), COMMIT_TIMEOUT, "the edge learns the ops schema")
+    name = tag("read")
+    unit_id, pkg_id, st = write_unit(c, name)
+    assert committed(st)
+
+    v = chasqui.row_values(c.get_row(UNIT, {"id": unit_id}).row.values)
+    assert v["name"] == name and v["status"] == "COMPLETED" and v["tags"] == ["science", "py"]
+    assert Decimal(str(v["pwv_mm"])) == Decimal("0.420")
+    page = c.list_rows(PACKAGE, where={"unit_id": unit_id}, page_size=10)
+    assert [chasqui.row_values(r.values)["id"] for r in page.rows] == [pkg_id]
+    assert int(chasqui.row_values(page.rows[0].values)["size_bytes"]) == BIG, "exact past 2**53"
+
+    # Read your writes: an update buffered at the edge (its link to central
+    # down) merges over the committed row.
+    stack.ctl.post("/wan/down")
+    pending = c.write(chasqui.update_row(UNIT, {"id": unit_id, "status": "FAILED"}))
+    got = c.get_row(UNIT, {"id": unit_id}).row
+    assert got.source == edge_pb2.RECORD_SOURCE_BUFFERED
+    v = chasqui.row_values(got.values)
+    assert v["status"] == "FAILED" and v["name"] == name, "the buffered column over the committed row"
+    stack.ctl.post("/wan/up")
+    c.wait(pending.transaction_id, timeout=COMMIT_TIMEOUT)
+    assert stack.ctl.units(name) == ["FAILED"]
+
+    with pytest.raises(grpc.RpcError) as e:
+        c.get_row(UNIT, {"id": chasqui.uuid7_str()})
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
