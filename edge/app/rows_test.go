@@ -202,6 +202,22 @@ func TestRowsCheckedAgainstTheLearnedSchema(t *testing.T) {
 	require.NoError(t, db.QueryRow(context.Background(), `SELECT note FROM ops.unit WHERE id = $1`, id2).Scan(&note))
 	require.Equal(t, "after the migration", note)
 
+	// A migration drops a column the edge still knows: central rejects the
+	// row (42703) and that rejection makes the edge learn the schema again.
+	_, err = db.Exec(context.Background(), `ALTER TABLE ops.unit DROP COLUMN size`)
+	require.NoError(t, err)
+	withSize := rowTx(t, "ops.unit", insertOp, map[string]any{"id": uuid.Must(uuid.NewV7()).String(), "name": "u4", "size": 1.0})
+	_, err = c.submit(withSize)
+	require.NoError(t, err, "the edge's schema still has size")
+	c.waitState(t, withSize.GetId(), edgev1.TransactionState_TRANSACTION_STATE_REJECTED)
+	c.waitSchema(t, func(s *opsv1.Schema) bool {
+		return hasColumn("ops.unit", "note")(s) && !hasColumn("ops.unit", "size")(s)
+	})
+	_, err = c.submit(withSize)
+	require.NoError(t, err, "a resubmit gets the first answer")
+	_, err = c.submit(rowTx(t, "ops.unit", insertOp, map[string]any{"id": uuid.Must(uuid.NewV7()).String(), "name": "u5", "size": 1.0}))
+	requireRefused(t, err, "transactions[0].mutations[0].row.values.size")
+
 	// Restart with central down: the schema is the one kept on disk.
 	r.stop(t)()
 	require.NoError(t, central.Stop())

@@ -153,13 +153,25 @@ func (s *EdgeService) Submit(ctx context.Context, req *edgev1.SubmitRequest) (*e
 		return nil, statusOf(ctx, s.log, err)
 	}
 	if err := s.schema.CheckSubmit(req.GetTransactions()); err != nil {
-		return nil, statusOf(ctx, s.log, err)
+		// A retry of a transaction the edge already accepted gets its first
+		// answer from the queue, even when the schema changed since (a
+		// column dropped): refusing it would tell the caller it was not
+		// stored.
+		if err := s.schema.CheckSubmitSkipping(req.GetTransactions(), s.accepted); err != nil {
+			return nil, statusOf(ctx, s.log, err)
+		}
 	}
 	acks, err := s.q.Submit(ctx, req.GetTransactions())
 	if err != nil {
 		return nil, statusOf(ctx, s.log, err)
 	}
 	return &edgev1.SubmitResponse{Results: acks}, nil
+}
+
+// accepted tells whether the edge holds tx already.
+func (s *EdgeService) accepted(tx *opsv1.Transaction) bool {
+	_, err := s.q.GetTransaction(tx.GetId())
+	return err == nil
 }
 
 // GetTransaction tells how far a transaction has come.

@@ -25,12 +25,21 @@ const maxViolations = 20
 // Fields are named "transactions[i].mutations[j].row...". The error is a
 // *validate.Error (validate.Status answers INVALID_ARGUMENT).
 func (c *Cache) CheckSubmit(txs []*opsv1.Transaction) error {
+	return c.CheckSubmitSkipping(txs, nil)
+}
+
+// CheckSubmitSkipping is CheckSubmit passing over the transactions skip
+// says yes to (nil: none).
+func (c *Cache) CheckSubmitSkipping(txs []*opsv1.Transaction, skip func(*opsv1.Transaction) bool) error {
 	sn := c.cur.Load()
 	if sn == nil {
 		return nil
 	}
 	ck := checker{inSubmit: true}
 	for i, tx := range txs {
+		if skip != nil && skip(tx) {
+			continue
+		}
 		for j, m := range tx.GetMutations() {
 			if r := m.GetRow(); r != nil && len(ck.vs) < maxViolations {
 				ck.tx, ck.mut = i, j

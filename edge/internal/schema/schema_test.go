@@ -260,3 +260,14 @@ func BenchmarkCheckSubmit(b *testing.B) {
 		}
 	}
 }
+
+func TestCheckSubmitSkipping(t *testing.T) {
+	t.Parallel()
+	c := New(testSchema())
+	bad := &opsv1.Transaction{Id: "old", Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Row{
+		Row: row(t, "ops.observation_unit", update, map[string]any{"id": unitID, "colour": "red"}),
+	}}}}
+	require.Error(t, c.CheckSubmit([]*opsv1.Transaction{bad}))
+	require.NoError(t, c.CheckSubmitSkipping([]*opsv1.Transaction{bad}, func(tx *opsv1.Transaction) bool { return tx.GetId() == "old" }))
+	require.Error(t, c.CheckSubmitSkipping([]*opsv1.Transaction{bad}, func(*opsv1.Transaction) bool { return false }))
+}
