@@ -10,10 +10,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/chasqui/chasqui/edge/internal/centralproc"
 	"github.com/chasqui/chasqui/edge/internal/reads"
 	"github.com/chasqui/chasqui/edge/internal/schema"
+	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 	"github.com/chasqui/chasqui/internal/pgtest"
@@ -84,12 +88,15 @@ type rowsBundle struct {
 	primary, replica *pgtest.Cluster
 	pool             *pgxpool.Pool
 	buf              *rowBuffer
+	read             centralv1.ReadServiceClient // nil without central
+	stopCentral      func()
 }
 
 // setupRows: a primary holding ops.unit with rows 1..5 and 10 (status a
-// for odd ids, b for even), a streaming replica that replayed them, and a
-// row buffer.
-func setupRows(t *testing.T) *rowsBundle {
+// for odd ids, b for even), a streaming replica that replayed them, a row
+// buffer and, withCentral, the real central on the primary allowing
+// ops.unit.
+func setupRows(t *testing.T, withCentral ...bool) *rowsBundle {
 	t.Helper()
 	ctx := context.Background()
 	b := &rowsBundle{buf: &rowBuffer{}}
@@ -114,6 +121,14 @@ func setupRows(t *testing.T) *rowsBundle {
 		err := b.pool.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&ok)
 		return err == nil && ok
 	}, 60*time.Second, 10*time.Millisecond)
+	if len(withCentral) > 0 && withCentral[0] {
+		central := centralproc.StartT(t, centralproc.Options{DatabaseURL: b.primary.URL("ops"), Args: []string{"--allow-tables", "ops.unit"}})
+		b.stopCentral = func() { require.NoError(t, central.Stop()) }
+		conn, err := grpc.NewClient(central.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		b.read = centralv1.NewReadServiceClient(conn)
+	}
 	return b
 }
 
@@ -123,6 +138,9 @@ func (b *rowsBundle) reader(t *testing.T, withReplica bool) *reads.Reader {
 		Timeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if withReplica {
 		cfg.Replica = b.pool
+	}
+	if b.read != nil {
+		cfg.Central = b.read
 	}
 	r, err := reads.New(cfg)
 	require.NoError(t, err)
@@ -291,4 +309,54 @@ func TestRowReadsRefuseBadRequests(t *testing.T) {
 	require.Contains(t, field(err), "where.colour: table ops.unit has no such column")
 	_, err = r.ListRows(ctx, &edgev1.ListRowsRequest{Table: "ops.unit", PageToken: "forged!"})
 	require.Contains(t, field(err), "page_token: malformed")
+}
+
+// TestRowReadsFallBackToCentral: with the site replica down, the committed
+// row comes from central's ReadService.ListRows (COMMITTED, not buffer
+// only) with buffered writes merged over it, and pages continue across
+// the fallback with the same token; with central down too, the buffer
+// alone answers, flagged.
+func TestRowReadsFallBackToCentral(t *testing.T) {
+	t.Parallel()
+	b := setupRows(t, true)
+	ctx := context.Background()
+	r := b.reader(t, true)
+	b.buf.add(t, true, false, update, map[string]any{"id": 3.0, "name": "renamed"})
+	b.buf.add(t, true, false, ins, map[string]any{"id": 6.0, "name": "u6", "status": "b"})
+
+	first, err := r.ListRows(ctx, &edgev1.ListRowsRequest{Table: "ops.unit", PageSize: 2})
+	require.NoError(t, err)
+	require.Equal(t, visible, first.GetRows()[0].GetSource())
+	require.NotEmpty(t, first.GetNextPageToken())
+
+	require.NoError(t, b.replica.Stop())
+	res, err := r.GetRow(ctx, &edgev1.GetRowRequest{Table: "ops.unit", Key: key(t, 3)})
+	require.NoError(t, err)
+	require.False(t, res.GetBufferOnly())
+	require.Equal(t, buffered, res.GetRow().GetSource())
+	require.Equal(t, map[string]any{"id": 3.0, "name": "renamed", "status": "a"}, res.GetRow().GetValues().AsMap())
+	res, err = r.GetRow(ctx, &edgev1.GetRowRequest{Table: "ops.unit", Key: key(t, 10)})
+	require.NoError(t, err)
+	require.Equal(t, committed, res.GetRow().GetSource())
+	require.Equal(t, "u10", res.GetRow().GetValues().AsMap()["name"])
+
+	var ids []any
+	tok := first.GetNextPageToken()
+	for tok != "" {
+		l, err := r.ListRows(ctx, &edgev1.ListRowsRequest{Table: "ops.unit", PageSize: 2, PageToken: tok})
+		require.NoError(t, err)
+		require.False(t, l.GetBufferOnly())
+		for _, row := range l.GetRows() {
+			ids = append(ids, row.GetValues().AsMap()["id"])
+		}
+		tok = l.GetNextPageToken()
+	}
+	require.Equal(t, []any{3.0, 4.0, 5.0, 6.0, 10.0}, ids, "central's pages continue the replica's")
+
+	b.stopCentral()
+	res, err = r.GetRow(ctx, &edgev1.GetRowRequest{Table: "ops.unit", Key: key(t, 6)})
+	require.NoError(t, err)
+	require.True(t, res.GetBufferOnly())
+	_, err = r.GetRow(ctx, &edgev1.GetRowRequest{Table: "ops.unit", Key: key(t, 10)})
+	require.ErrorIs(t, err, reads.ErrNotFound)
 }
