@@ -296,7 +296,7 @@ func (q *Queue) prepare(group []*submitReq, after *flight) *flight {
 	m := p.base
 	var w *batch
 	if after != nil && after.ahead != nil {
-		w = &batch{q: q, txn: after.ahead, m: &m}
+		w = &batch{c: q.core, txn: after.ahead, m: &m}
 		after.ahead = nil
 	} else {
 		w = q.newBatch(&m)
@@ -438,54 +438,6 @@ func (q *Queue) answer(p *flight) {
 	for i, r := range p.group {
 		r.done <- p.resps[i]
 	}
-}
-
-// refresh reads the counters back from the store after a failed write, part
-// of which may be durable; the caller holds wmu. If they cannot be read,
-// the in-memory ones may be behind the store: a write built on them could
-// reuse the seq of a durable entry and overwrite it. So they are marked
-// stale, and every write is refused (checkFresh) until a read-back succeeds.
-func (q *Queue) refresh() {
-	if q.syncFailed.err() != nil {
-		return // the store may hold writes that are not durable; see settle
-	}
-	if err := q.reload(); err != nil {
-		q.log.Error("reading the counters back failed; writes refused until they can be read", "err", err)
-		q.stale = err
-		return
-	}
-	q.stale = nil
-}
-
-// checkFresh is called, under wmu, before every Badger commit: it fails while
-// the counters are stale. It first tries to read them back; the write fails
-// even when that works, since it was built on the stale ones.
-func (q *Queue) checkFresh() error {
-	if err := q.syncFailed.err(); err != nil {
-		return err
-	}
-	if q.stale == nil {
-		return nil
-	}
-	if q.refresh(); q.stale != nil {
-		return fmt.Errorf("%w: %v; writes refused until they can", ErrCountersStale, q.stale)
-	}
-	return ErrRetry
-}
-
-func (q *Queue) reload() error {
-	if hook := q.opts.hooks.readBack; hook != nil {
-		if err := hook(); err != nil {
-			return err
-		}
-	}
-	return q.db.View(func(txn *badger.Txn) error {
-		m, err := readMeta(txn)
-		if err == nil {
-			q.setMeta(m)
-		}
-		return err
-	})
 }
 
 // groupWrite is the state of one append group.

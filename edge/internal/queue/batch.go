@@ -11,7 +11,7 @@ import (
 // commits and starts another when the current one is full, writing the
 // counters into each, so every committed part is consistent on its own.
 type batch struct {
-	q       *Queue
+	c       *core
 	txn     *badger.Txn
 	m       *meta
 	n       int
@@ -57,8 +57,8 @@ const (
 	batchMaxBytes   = 3 << 19 // 1.5 MiB
 )
 
-func (q *Queue) newBatch(m *meta) *batch {
-	return &batch{q: q, txn: q.db.NewTransaction(true), m: m}
+func (c *core) newBatch(m *meta) *batch {
+	return &batch{c: c, txn: c.db.NewTransaction(true), m: m}
 }
 
 // reserve makes room for es in the current Badger transaction, committing
@@ -118,7 +118,7 @@ func (b *batch) flush() error {
 	if err := b.commitTxn(false); err != nil {
 		return err
 	}
-	b.txn = b.q.db.NewTransaction(true)
+	b.txn = b.c.db.NewTransaction(true)
 	b.n, b.bytes = 0, 0
 	return nil
 }
@@ -138,18 +138,18 @@ func (b *batch) commit() error {
 // tests stand in for the commit with testHooks.commitPart. A commit during
 // which Badger logged a failed value-log fsync fails with ErrSyncFailed.
 func (b *batch) commitTxn(final bool) error {
-	if err := b.q.checkFresh(); err != nil {
+	if err := b.c.checkFresh(); err != nil {
 		b.txn.Discard()
 		return err
 	}
 	var err error
-	if hook := b.q.opts.hooks.commitPart; hook != nil {
+	if hook := b.c.opts.hooks.commitPart; hook != nil {
 		err = hook(b.txn, final)
 	} else {
 		err = b.txn.Commit()
 	}
 	if err == nil {
-		err = b.q.syncFailed.err() // written, but perhaps not durable
+		err = b.c.syncFailed.err() // written, but perhaps not durable
 	}
 	return err
 }
