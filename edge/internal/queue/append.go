@@ -48,7 +48,7 @@ func (q *Queue) Submit(ctx context.Context, txs []*opsv1.Transaction) ([]*edgev1
 	}
 	r := &submitReq{txs: txs, done: make(chan submitResp, 1)}
 	r.estimate()
-	return q.do(ctx, r)
+	return q.app.do(ctx, r)
 }
 
 // estimate sets an upper bound of what r writes: per transaction its entry,
@@ -69,15 +69,15 @@ func (r *submitReq) estimate() {
 	}
 }
 
-func (q *Queue) do(ctx context.Context, r *submitReq) ([]*edgev1.SubmitResult, error) {
+func (a *appender) do(ctx context.Context, r *submitReq) ([]*edgev1.SubmitResult, error) {
 	select {
-	case <-q.stop:
+	case <-a.stop:
 		return nil, ErrClosed
 	default:
 	}
 	select {
-	case q.reqs <- r:
-	case <-q.stop:
+	case a.reqs <- r:
+	case <-a.stop:
 		return nil, ErrClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -87,7 +87,7 @@ func (q *Queue) do(ctx context.Context, r *submitReq) ([]*edgev1.SubmitResult, e
 	select {
 	case resp := <-r.done:
 		return resp.acks, resp.err
-	case <-q.stopped:
+	case <-a.stopped:
 		select {
 		case resp := <-r.done:
 			return resp.acks, resp.err
@@ -108,8 +108,7 @@ func (q *Queue) do(ctx context.Context, r *submitReq) ([]*edgev1.SubmitResult, e
 // to Badger only after it has, so a failed group never leaves a hole in the
 // sequence. A prepared group is thrown away and prepared again when that
 // assumption breaks (the group failed, or another writer got in between).
-func (q *Queue) appendLoop() {
-	a := &appender{q: q}
+func (a *appender) appendLoop() {
 	for {
 		first, ok := a.nextRequest()
 		if !ok {
@@ -122,19 +121,21 @@ func (q *Queue) appendLoop() {
 			// Did not fit one Badger transaction (or a Badger read failed):
 			// the group is written the plain way, in parts if it must.
 			p.g.w.discard()
-			q.writeGroup(p.group)
-			q.wmu.Unlock()
+			a.writeGroup(p.group)
+			a.wmu.Unlock()
 			continue
 		}
-		q.start(p)
+		a.start(p)
 		a.fl = p
-		q.wmu.Unlock()
+		a.wmu.Unlock()
 	}
 }
 
-// appender is appendLoop's state from one group to the next.
+// appender is the append path (group commit): the one goroutine that
+// writes Submit's and RetryDeadLetter's requests, and its state from one
+// group to the next.
 type appender struct {
-	q    *Queue
+	*core
 	fl   *flight    // the group committing, if any
 	next *submitReq // a request that did not fit its group: starts the next
 }
@@ -167,13 +168,13 @@ func (a *appender) nextRequest() (*submitReq, bool) {
 			landed = a.fl.done
 		}
 		select {
-		case <-a.q.stop:
+		case <-a.stop:
 			a.shutdown()
 			return nil, false
 		case err := <-landed:
-			a.q.land(a.fl, err)
+			a.land(a.fl, err)
 			a.fl = nil
-		case r := <-a.q.reqs:
+		case r := <-a.reqs:
 			return r, true
 		}
 	}
@@ -182,11 +183,11 @@ func (a *appender) nextRequest() (*submitReq, bool) {
 // shutdown lands the group in flight and refuses every request waiting.
 func (a *appender) shutdown() {
 	if a.fl != nil {
-		a.q.land(a.fl, <-a.fl.done)
+		a.land(a.fl, <-a.fl.done)
 	}
 	for {
 		select {
-		case r := <-a.q.reqs:
+		case r := <-a.reqs:
 			r.done <- submitResp{err: ErrClosed}
 		default:
 			return
@@ -201,9 +202,9 @@ func (a *appender) fill(first *submitReq) (group []*submitReq, size groupSize, p
 	group = []*submitReq{first}
 	size.add(first)
 	pipelined = first.retry == nil
-	for size.n < a.q.opts.MaxGroup {
+	for size.n < a.opts.MaxGroup {
 		select {
-		case r := <-a.q.reqs:
+		case r := <-a.reqs:
 			if !size.fits(r) {
 				a.next = r
 				return group, size, pipelined
@@ -223,22 +224,21 @@ func (a *appender) fill(first *submitReq) (group []*submitReq, size groupSize, p
 // the group prepared on the current counters: a preparation the landing
 // (or another writer) made stale is thrown away and made again.
 func (a *appender) prepareLocked(group []*submitReq, pipelined bool) *flight {
-	q := a.q
 	var p *flight
 	if a.fl != nil && pipelined {
-		p = q.prepare(group, a.fl)
+		p = a.prepare(group, a.fl)
 	}
 	if a.fl != nil {
-		q.land(a.fl, <-a.fl.done)
+		a.land(a.fl, <-a.fl.done)
 		a.fl = nil
 	}
-	q.wmu.Lock()
-	if p != nil && (p.g.fatal != nil || p.gen != q.wgen || p.base != q.snapshot()) {
+	a.wmu.Lock()
+	if p != nil && (p.g.fatal != nil || p.gen != a.wgen || p.base != a.snapshot()) {
 		p.g.w.discard()
 		p = nil
 	}
 	if p == nil {
-		p = q.prepare(group, nil)
+		p = a.prepare(group, nil)
 	}
 	return p
 }
@@ -246,10 +246,10 @@ func (a *appender) prepareLocked(group []*submitReq, pipelined bool) *flight {
 // join adds to p what arrived while the group ahead committed, until a
 // request does not fit (it starts the next group). wmu is held.
 func (a *appender) join(p *flight, size groupSize) {
-	for a.next == nil && p.g.fatal == nil && size.n < a.q.opts.MaxGroup {
+	for a.next == nil && p.g.fatal == nil && size.n < a.opts.MaxGroup {
 		var r *submitReq
 		select {
-		case r = <-a.q.reqs:
+		case r = <-a.reqs:
 		default:
 		}
 		if r == nil {
@@ -271,7 +271,7 @@ type flight struct {
 	resps []submitResp
 	g     *groupWrite
 	base  meta       // the counters the group was prepared on
-	gen   uint64     // q.wgen it was prepared on
+	gen   uint64     // wgen it was prepared on
 	done  chan error // the Badger commit's outcome
 	// ahead is the Badger transaction the next group is prepared in while
 	// this one commits. It is opened before this one commits: one opened
@@ -286,23 +286,23 @@ type flight struct {
 // counters and first answers as its own and needs no lock; else the caller
 // holds wmu. A Badger transaction that would outgrow its bounds sets
 // p.g.fatal to errGroupFull.
-func (q *Queue) prepare(group []*submitReq, after *flight) *flight {
+func (a *appender) prepare(group []*submitReq, after *flight) *flight {
 	p := &flight{done: make(chan error, 1)}
 	if after != nil {
 		p.base, p.gen = *after.g.m, after.gen
 	} else {
-		p.base, p.gen = q.snapshot(), q.wgen
+		p.base, p.gen = a.snapshot(), a.wgen
 	}
 	m := p.base
 	var w *batch
 	if after != nil && after.ahead != nil {
-		w = &batch{c: q.core, txn: after.ahead, m: &m}
+		w = &batch{c: a.core, txn: after.ahead, m: &m}
 		after.ahead = nil
 	} else {
-		w = q.newBatch(&m)
+		w = a.newBatch(&m)
 	}
 	w.noFlush = true
-	p.g = q.newGroupWrite(w)
+	p.g = a.newGroupWrite(w)
 	if after != nil {
 		p.g.prev = after.g.known
 	}
@@ -331,9 +331,9 @@ func (p *flight) add(r *submitReq) {
 }
 
 // start hands p's Badger transaction to Badger; the caller holds wmu.
-func (q *Queue) start(p *flight) {
-	q.inflight = true
-	err := q.checkFresh()
+func (a *appender) start(p *flight) {
+	a.inflight = true
+	err := a.checkFresh()
 	if err == nil {
 		err = p.g.w.seal()
 	}
@@ -344,9 +344,9 @@ func (q *Queue) start(p *flight) {
 	}
 	txn := p.g.w.txn
 	p.g.w.txn = nil
-	p.ahead = q.db.NewTransaction(true)
+	p.ahead = a.db.NewTransaction(true)
 	done := func(err error) { p.done <- err }
-	if hook := q.opts.hooks.commitGroup; hook != nil {
+	if hook := a.opts.hooks.commitGroup; hook != nil {
 		go hook(p, txn, done)
 		return
 	}
@@ -354,25 +354,25 @@ func (q *Queue) start(p *flight) {
 }
 
 // land takes the outcome of p's Badger commit and answers p's callers.
-func (q *Queue) land(p *flight, err error) {
+func (a *appender) land(p *flight, err error) {
 	if p.ahead != nil {
 		p.ahead.Discard()
 		p.ahead = nil
 	}
-	q.wmu.Lock()
-	q.settle(p, err)
-	q.inflight = false
-	q.wcond.Broadcast()
-	q.wmu.Unlock()
-	q.answer(p)
+	a.wmu.Lock()
+	a.settle(p, err)
+	a.inflight = false
+	a.wcond.Broadcast()
+	a.wmu.Unlock()
+	a.answer(p)
 }
 
 // writeGroup writes a group the plain way (a Badger transaction that is
 // committed, in parts when it outgrows one, before returning) and answers
 // it. The caller holds wmu and no group is in flight.
-func (q *Queue) writeGroup(group []*submitReq) {
-	m := q.snapshot()
-	p := &flight{base: m, g: q.newGroupWrite(q.newBatch(&m))}
+func (a *appender) writeGroup(group []*submitReq) {
+	m := a.snapshot()
+	p := &flight{base: m, g: a.newGroupWrite(a.newBatch(&m))}
 	for _, r := range group {
 		p.add(r)
 	}
@@ -382,8 +382,8 @@ func (q *Queue) writeGroup(group []*submitReq) {
 	} else {
 		p.g.w.discard()
 	}
-	q.settle(p, err)
-	q.answer(p)
+	a.settle(p, err)
+	a.answer(p)
 }
 
 // settle records p's outcome; the caller holds wmu. On success the
@@ -391,36 +391,36 @@ func (q *Queue) writeGroup(group []*submitReq) {
 // are read back from the store: part of a group written in several Badger
 // transactions may be durable, and the callers' retries get its first
 // answers; a group prepared on p's counters is stale.
-func (q *Queue) settle(p *flight, err error) {
-	q.groups.Add(1)
+func (a *appender) settle(p *flight, err error) {
+	a.groups.Add(1)
 	if err == nil {
-		err = q.syncFailed.err()
+		err = a.syncFailed.err()
 	}
 	if errors.Is(err, ErrSyncFailed) {
 		// Not acknowledged, and the counters stay where the last durable
 		// write left them, so the forwarder never reads the group (central
 		// must not hold a seq the edge could lose). Nothing is written
 		// again until the store is reopened.
-		q.log.Error("append group not acknowledged: value-log fsync failed", "err", err, "requests", len(p.group))
-		q.wgen++
+		a.log.Error("append group not acknowledged: value-log fsync failed", "err", err, "requests", len(p.group))
+		a.wgen++
 		for i := range p.resps {
 			p.resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}
 		}
 		return
 	}
 	if err == nil {
-		q.setMeta(*p.g.m)
-		q.accepted.Add(p.g.m.lastSeq - p.base.lastSeq)
+		a.setMeta(*p.g.m)
+		a.accepted.Add(p.g.m.lastSeq - p.base.lastSeq)
 		return
 	}
-	q.log.Error("append group failed", "err", err, "requests", len(p.group))
-	q.refresh()
-	if durable := q.snapshot().lastSeq; durable > p.base.lastSeq {
+	a.log.Error("append group failed", "err", err, "requests", len(p.group))
+	a.refresh()
+	if durable := a.snapshot().lastSeq; durable > p.base.lastSeq {
 		// Parts written before the failure are stored: their transactions
 		// were accepted (the callers' retries get them as duplicates).
-		q.accepted.Add(durable - p.base.lastSeq)
+		a.accepted.Add(durable - p.base.lastSeq)
 	}
-	q.wgen++
+	a.wgen++
 	for i := range p.resps {
 		p.resps[i] = submitResp{err: fmt.Errorf("queue: write: %w", err)}
 	}
@@ -428,10 +428,10 @@ func (q *Queue) settle(p *flight, err error) {
 
 // answer wakes the forwarder when p stored anything and gives each of p's
 // callers its answer.
-func (q *Queue) answer(p *flight) {
-	if q.snapshot().lastSeq != p.base.lastSeq {
+func (a *appender) answer(p *flight) {
+	if a.snapshot().lastSeq != p.base.lastSeq {
 		select {
-		case q.appended <- struct{}{}:
+		case a.appended <- struct{}{}:
 		default:
 		}
 	}
@@ -442,7 +442,7 @@ func (q *Queue) answer(p *flight) {
 
 // groupWrite is the state of one append group.
 type groupWrite struct {
-	q       *Queue
+	c       *core
 	w       *batch
 	m       *meta
 	now     time.Time
@@ -456,11 +456,11 @@ type groupWrite struct {
 
 // newGroupWrite starts a group writing into w (and w's counters), with the
 // free disk space of the moment.
-func (q *Queue) newGroupWrite(w *batch) *groupWrite {
-	g := &groupWrite{q: q, w: w, m: w.m, now: q.opts.Now(), known: make(map[string]*edgev1.SubmitResult)}
-	g.free, g.freeErr = q.opts.StatFS(q.opts.Dir)
+func (a *appender) newGroupWrite(w *batch) *groupWrite {
+	g := &groupWrite{c: a.core, w: w, m: w.m, now: a.opts.Now(), known: make(map[string]*edgev1.SubmitResult)}
+	g.free, g.freeErr = a.opts.StatFS(a.opts.Dir)
 	if g.freeErr != nil {
-		q.log.Error("statfs of data dir failed; refusing writes", "dir", q.opts.Dir, "err", g.freeErr)
+		a.log.Error("statfs of data dir failed; refusing writes", "dir", a.opts.Dir, "err", g.freeErr)
 	}
 	return g
 }
@@ -548,8 +548,8 @@ func (g *groupWrite) prepare(tx *opsv1.Transaction, seq uint64) (freshTx, error)
 		}
 		rids[j] = id
 	}
-	tx.EdgeId = g.q.opts.EdgeID
-	tx.Epoch = g.q.epoch
+	tx.EdgeId = g.c.opts.EdgeID
+	tx.Epoch = g.c.epoch
 	tx.Seq = seq
 	tx.AcceptedAt = timestamppb.New(g.now)
 	payload, err := proto.Marshal(tx)
@@ -574,16 +574,16 @@ func (g *groupWrite) fits(bytes uint64) error {
 	if g.m.cumLast > g.m.cumCommitted {
 		pending = g.m.cumLast - g.m.cumCommitted
 	}
-	if pending+bytes > uint64(g.q.opts.MaxQueueBytes) {
-		return fmt.Errorf("%w: %d bytes waiting + %d > limit %d", ErrQueueFull, pending, bytes, g.q.opts.MaxQueueBytes)
+	if pending+bytes > uint64(g.c.opts.MaxQueueBytes) {
+		return fmt.Errorf("%w: %d bytes waiting + %d > limit %d", ErrQueueFull, pending, bytes, g.c.opts.MaxQueueBytes)
 	}
 	if g.freeErr != nil {
 		return fmt.Errorf("%w: statfs: %v", ErrDiskFull, g.freeErr)
 	}
 	// Badger's own overhead per entry (keys, state record, value-log
 	// headers) is small next to the reserve; the reserve is the margin.
-	if g.free < g.q.opts.DiskReserve+g.written+bytes {
-		return fmt.Errorf("%w: %d bytes free, reserve %d", ErrDiskFull, g.free, g.q.opts.DiskReserve)
+	if g.free < g.c.opts.DiskReserve+g.written+bytes {
+		return fmt.Errorf("%w: %d bytes free, reserve %d", ErrDiskFull, g.free, g.c.opts.DiskReserve)
 	}
 	return nil
 }
@@ -622,10 +622,10 @@ func (g *groupWrite) writeOne(f freshTx, deletes ...[]byte) error {
 		err = g.w.txn.SetEntry(se)
 	}
 	if err == nil {
-		err = g.q.writeOverlays(g.w, f.tx)
+		err = writeOverlays(g.w, f.tx)
 	}
 	if err == nil {
-		err = g.q.logChange(g.w, g.m, f.tx.GetId(), f.st)
+		err = logChange(g.w, g.m, f.tx.GetId(), f.st)
 	}
 	if err != nil {
 		g.fatal = err

@@ -249,10 +249,10 @@ func (q *Queue) recordApplied(b *batch, m *meta, id string, st txState, res Comm
 	if err := q.putState(b, id, st, q.opts.TxRetention); err != nil {
 		return err
 	}
-	if err := q.markCommitted(b, m, id, st, at); err != nil {
+	if err := markCommitted(b, m, id, st, at); err != nil {
 		return err
 	}
-	return q.logChange(b, m, id, st)
+	return logChange(b, m, id, st)
 }
 
 // recordRejected makes an accepted transaction REJECTED and moves it, with
@@ -291,10 +291,10 @@ func (q *Queue) recordRejected(b *batch, m *meta, r *centralv1.TransactionResult
 	}
 	m.dead++
 	// A rejected write never becomes visible: reads stop showing it.
-	if err := q.dropOverlays(b, st.Seq); err != nil {
+	if err := dropOverlays(b, st.Seq); err != nil {
 		return err
 	}
-	if err := q.logChange(b, m, id, st); err != nil {
+	if err := logChange(b, m, id, st); err != nil {
 		return err
 	}
 	q.log.Warn("transaction rejected by central; moved to dead letters",
@@ -341,10 +341,10 @@ func (q *Queue) recordOutcomeUnknown(b *batch, m *meta, r *centralv1.Transaction
 		return err
 	}
 	// Whether PostgreSQL holds it, the replica will tell readers.
-	if err := q.dropOverlays(b, st.Seq); err != nil {
+	if err := dropOverlays(b, st.Seq); err != nil {
 		return err
 	}
 	q.log.Error("central no longer knows this transaction's outcome; its state is OUTCOME_UNKNOWN: check central's data",
 		"tx", id, "seq", r.GetSeq(), "reason", reason)
-	return q.logChange(b, m, id, st)
+	return logChange(b, m, id, st)
 }

@@ -87,7 +87,7 @@ func (q *Queue) GetDeadLetter(id string) (*edgev1.DeadLetter, error) {
 func (q *Queue) RetryDeadLetter(ctx context.Context, id string, edited *opsv1.Transaction) (*edgev1.SubmitResult, error) {
 	r := &submitReq{retry: &retryOp{id: id, edited: edited}, done: make(chan submitResp, 1)}
 	r.estimate() // so the appender counts it when it cuts groups
-	acks, err := q.do(ctx, r)
+	acks, err := q.app.do(ctx, r)
 	if err != nil {
 		return nil, err
 	}

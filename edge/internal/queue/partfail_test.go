@@ -132,7 +132,7 @@ func failedPart(t *testing.T, sizes []int, direct bool, fail func(n int, final b
 			group = append(group, r)
 		}
 		q.lockWrite()
-		q.writeGroup(group)
+		q.app.writeGroup(group)
 		q.unlockWrite()
 		for i, r := range group {
 			resp := answerOf(t, r)

@@ -253,7 +253,7 @@ func (q *Queue) pruneUnseen(from []byte, cutoff time.Time) ([]byte, error) {
 		}
 	}
 	for _, seq := range seqs {
-		if err := q.dropOverlays(b, seq); err != nil {
+		if err := dropOverlays(b, seq); err != nil {
 			return nil, err
 		}
 	}

@@ -214,6 +214,7 @@ func (o Options) Validate() error {
 // loops with Run, and Close it.
 type Queue struct {
 	*core
+	app *appender
 
 	wg      sync.WaitGroup // the appender
 	runWG   sync.WaitGroup // Run
@@ -265,7 +266,7 @@ func Open(opts Options) (*Queue, error) {
 		stopped:    make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
-	q := &Queue{core: c}
+	q := &Queue{core: c, app: &appender{core: c}}
 	q.runCtx, q.stopRun = context.WithCancel(context.Background())
 	if err := q.load(); err != nil {
 		_ = db.Close()
@@ -275,7 +276,7 @@ func Open(opts Options) (*Queue, error) {
 	go func() {
 		defer q.wg.Done()
 		defer close(q.stopped)
-		q.appendLoop()
+		q.app.appendLoop()
 	}()
 	return q, nil
 }

@@ -155,7 +155,7 @@ func (q *Queue) rewindOne(b *batch, m *meta, s uint64) (bool, error) {
 		return false, nil
 	}
 	if st.State == visible {
-		if err := q.writeOverlays(b, e.Tx); err != nil {
+		if err := writeOverlays(b, e.Tx); err != nil {
 			return false, err
 		}
 	}
@@ -171,7 +171,7 @@ func (q *Queue) rewindOne(b *batch, m *meta, s uint64) (bool, error) {
 	if err := b.txn.SetEntry(se); err != nil {
 		return false, err
 	}
-	if err := q.logChange(b, m, id, st); err != nil {
+	if err := logChange(b, m, id, st); err != nil {
 		return false, err
 	}
 	return true, nil

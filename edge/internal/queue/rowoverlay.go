@@ -38,16 +38,17 @@ type RowOverlay struct {
 	index uint16
 }
 
-// rowOverlayKey is the key of mutation j of transaction seq, a row; nil
+// rowOverlayKey is the key of mutation j of transaction seq, a row, keyed
+// with rowKey (Options.RowKey); nil
 // when the row names no valid table (it is refused downstream, and no
 // read can name its table).
-func (q *Queue) rowOverlayKey(r *opsv1.Row, seq uint64, j int) []byte {
+func rowOverlayKey(rowKey func(*opsv1.Row) (string, bool), r *opsv1.Row, seq uint64, j int) []byte {
 	if _, err := rows.ParseTable(r.GetTable()); err != nil {
 		return nil
 	}
 	key := ""
-	if q.opts.RowKey != nil {
-		if k, ok := q.opts.RowKey(r); ok && k != "" && !strings.ContainsRune(k, 0) {
+	if rowKey != nil {
+		if k, ok := rowKey(r); ok && k != "" && !strings.ContainsRune(k, 0) {
 			key = k
 		}
 	}

@@ -64,13 +64,13 @@ func overlayObservation(m *opsv1.Mutation) string {
 }
 
 // writeOverlays writes tx's overlays in b (the appender's batch).
-func (q *Queue) writeOverlays(b *batch, tx *opsv1.Transaction) error {
+func writeOverlays(b *batch, tx *opsv1.Transaction) error {
 	var keys [][]byte
 	var es []*badger.Entry
 	for j, m := range tx.GetMutations() {
 		var k []byte
 		if r := m.GetRow(); r != nil {
-			k = q.rowOverlayKey(r, tx.GetSeq(), j) // rowoverlay.go
+			k = rowOverlayKey(b.c.opts.RowKey, r, tx.GetSeq(), j) // rowoverlay.go
 		} else if obs := overlayObservation(m); obs != "" {
 			k = overlayKey(obs, tx.GetSeq(), j)
 		}
@@ -105,7 +105,7 @@ func (q *Queue) writeOverlays(b *batch, tx *opsv1.Transaction) error {
 }
 
 // dropOverlays deletes the overlays of seq.
-func (q *Queue) dropOverlays(b *batch, seq uint64) error {
+func dropOverlays(b *batch, seq uint64) error {
 	sk := seqKey(prefixOverlaySeq, seq)
 	item, err := b.txn.Get(sk)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -211,7 +211,7 @@ func parseUnseen(v []byte) (lsn uint64, at time.Time, id string, err error) {
 // markCommitted records a COMMITTED transaction for visibility tracking.
 // It joins b's unseen record (written when b commits, see seal), which
 // holds the COMMITTED transactions of one commit answer: one LSN, one time.
-func (q *Queue) markCommitted(b *batch, m *meta, id string, st txState, at time.Time) error {
+func markCommitted(b *batch, m *meta, id string, st txState, at time.Time) error {
 	if b.unseenN > 0 && (b.unseenLSN != st.LSN || !b.unseenAt.Equal(at)) {
 		// Another answer in the same Badger transaction: its own record.
 		if err := b.sealUnseen(); err != nil {
@@ -336,7 +336,7 @@ const changeRecordVersion = 0 // never the first byte of a marshalled message
 
 // logChange appends a state change to the change log: to b's record,
 // written when b commits.
-func (q *Queue) logChange(b *batch, m *meta, id string, st txState) error {
+func logChange(b *batch, m *meta, id string, st txState) error {
 	v, err := proto.Marshal(st.status(id))
 	if err != nil {
 		return err
@@ -511,7 +511,7 @@ func raiseVisibleHigh(b *batch, seqs []uint64) error {
 // makeVisible drops the overlays of transaction id at seq, whose unseen
 // record the replica replayed through lsn, and makes it VISIBLE at now.
 func (q *Queue) makeVisible(b *batch, m *meta, id string, seq, lsn uint64, now time.Time) error {
-	if err := q.dropOverlays(b, seq); err != nil {
+	if err := dropOverlays(b, seq); err != nil {
 		return err
 	}
 	st, found, err := getState(b.txn, id)
@@ -535,7 +535,7 @@ func (q *Queue) makeVisible(b *batch, m *meta, id string, seq, lsn uint64, now t
 	if err := b.txn.SetEntry(e); err != nil {
 		return err
 	}
-	return q.logChange(b, m, id, st)
+	return logChange(b, m, id, st)
 }
 
 // Change is one entry of the change log.
