@@ -15,6 +15,11 @@ import (
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 )
 
+// committer records what central answers (ApplyCommit), takes lost
+// commits back (Rewind), and keeps the dead letters central's rejections
+// leave.
+type committer struct{ *core }
+
 // ApplyCommit durably records central's answer: each applied transaction
 // becomes COMMITTED with the LSN (its state then kept for TxRetention), each
 // rejected one REJECTED with the reason and copied into the dead-letter
@@ -27,27 +32,29 @@ import (
 // answers them from its stored outcomes. Idempotent: a result for a state
 // already recorded, or for a seq the transaction no longer holds (retried
 // from the dead letters), changes nothing.
-func (q *Queue) ApplyCommit(res CommitResult) (err error) {
-	if err := q.waitForSpace("apply commit"); err != nil {
+func (q *Queue) ApplyCommit(res CommitResult) error { return q.com.applyCommit(res) }
+
+func (cm *committer) applyCommit(res CommitResult) (err error) {
+	if err := cm.waitForSpace("apply commit"); err != nil {
 		return err
 	}
-	q.lockWrite()
-	defer q.unlockWrite()
-	m := q.snapshot()
-	b := q.newBatch(&m)
+	cm.lockWrite()
+	defer cm.unlockWrite()
+	m := cm.snapshot()
+	b := cm.newBatch(&m)
 	defer func() {
 		b.discard()
 		if err != nil {
 			// A part may be stored (a batch that outgrew one Badger
 			// transaction): take the counters from the store.
-			q.refresh()
+			cm.refresh()
 		}
 	}()
 	at := res.CommittedAt
 	if at.IsZero() {
-		at = q.opts.Now()
+		at = cm.opts.Now()
 	}
-	untouched, err := q.raiseApplyHigh(b, m, res)
+	untouched, err := cm.raiseApplyHigh(b, m, res)
 	if err != nil {
 		return err
 	}
@@ -56,7 +63,7 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 		entries = nil
 	}
 	if res.ThroughSeq > m.lastSeq {
-		q.log.Warn("central acknowledged seqs this store never accepted", "through", res.ThroughSeq, "last_seq", m.lastSeq)
+		cm.log.Warn("central acknowledged seqs this store never accepted", "through", res.ThroughSeq, "last_seq", m.lastSeq)
 	}
 	through := m.committed
 	for i, r := range res.Results {
@@ -64,7 +71,7 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 		if entries != nil && r.GetSeq() > untouched {
 			fresh = &entries[i]
 		}
-		recorded, err := q.applyResult(b, &m, r, res, at, fresh)
+		recorded, err := cm.applyResult(b, &m, r, res, at, fresh)
 		if err != nil {
 			return err
 		}
@@ -73,21 +80,21 @@ func (q *Queue) ApplyCommit(res CommitResult) (err error) {
 		}
 	}
 	if through > m.committed {
-		if err := q.markThrough(b, &m, through, at); err != nil {
+		if err := cm.markThrough(b, &m, through, at); err != nil {
 			return err
 		}
 	}
 	if err := b.commit(); err != nil {
 		return fmt.Errorf("queue: apply commit: %w", err)
 	}
-	q.setMeta(m)
+	cm.setMeta(m)
 	return nil
 }
 
 // raiseApplyHigh raises keyApplyHigh to the top seq of res, and returns
 // the seq above which no result was ever written: the states there are
 // still the appender's (see keyApplyHigh).
-func (q *Queue) raiseApplyHigh(b *batch, m meta, res CommitResult) (uint64, error) {
+func (cm *committer) raiseApplyHigh(b *batch, m meta, res CommitResult) (uint64, error) {
 	high, err := readUint64(b.txn, keyApplyHigh)
 	if err != nil {
 		return 0, fmt.Errorf("queue: apply commit: %w", err)
@@ -111,14 +118,14 @@ func (q *Queue) raiseApplyHigh(b *batch, m meta, res CommitResult) (uint64, erro
 
 // markThrough moves the commit mark up to through: the counters, and a
 // c/ mark (committed at, cumulative bytes) for the pruner.
-func (q *Queue) markThrough(b *batch, m *meta, through uint64, at time.Time) error {
+func (cm *committer) markThrough(b *batch, m *meta, through uint64, at time.Time) error {
 	cum := m.cumCommitted
 	h, err := readHeader(b.txn, through)
 	switch {
 	case err == nil:
 		cum = h.cum
 	case errors.Is(err, errCorrupt):
-		q.log.Error("corrupt entry header; byte counters may drift", "seq", through, "err", err)
+		cm.log.Error("corrupt entry header; byte counters may drift", "seq", through, "err", err)
 	default:
 		return fmt.Errorf("queue: apply commit: entry %d: %w", through, err)
 	}
@@ -195,14 +202,14 @@ func recordID(mu *opsv1.Mutation) string {
 // OUTCOME_UNKNOWN, a final state.
 // fresh, when set, is the entry of a seq never answered before: an applied
 // transaction's state is then rebuilt from it instead of read back.
-func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, res CommitResult, at time.Time, fresh *Entry) (bool, error) {
+func (cm *committer) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, res CommitResult, at time.Time, fresh *Entry) (bool, error) {
 	id := r.GetTransactionId()
-	st, found, err := q.heldState(b, r, fresh)
+	st, found, err := cm.heldState(b, r, fresh)
 	if err != nil {
 		return false, err
 	}
 	if !found || st.Seq != r.GetSeq() {
-		q.log.Warn("commit result for a transaction not held at that seq; ignored",
+		cm.log.Warn("commit result for a transaction not held at that seq; ignored",
 			"tx", id, "seq", r.GetSeq(), "found", found, "held_seq", st.Seq)
 		return true, nil
 	}
@@ -211,17 +218,17 @@ func (q *Queue) applyResult(b *batch, m *meta, r *centralv1.TransactionResult, r
 	}
 	switch r.GetOutcome() {
 	case centralv1.Outcome_OUTCOME_APPLIED:
-		return true, q.recordApplied(b, m, id, st, res, at)
+		return true, cm.recordApplied(b, m, id, st, res, at)
 	case centralv1.Outcome_OUTCOME_REJECTED:
-		return true, q.recordRejected(b, m, r, st, at)
+		return true, cm.recordRejected(b, m, r, st, at)
 	default:
-		return true, q.recordOutcomeUnknown(b, m, r, st, at)
+		return true, cm.recordOutcomeUnknown(b, m, r, st, at)
 	}
 }
 
 // heldState is the state the edge holds for r's transaction: rebuilt from
 // fresh for an applied transaction never answered before, else read back.
-func (q *Queue) heldState(b *batch, r *centralv1.TransactionResult, fresh *Entry) (txState, bool, error) {
+func (cm *committer) heldState(b *batch, r *centralv1.TransactionResult, fresh *Entry) (txState, bool, error) {
 	if fresh != nil && r.GetOutcome() == centralv1.Outcome_OUTCOME_APPLIED {
 		if st, found := acceptedState(fresh, r.GetTransactionId(), r.GetSeq()); found {
 			return st, true, nil
@@ -231,7 +238,7 @@ func (q *Queue) heldState(b *batch, r *centralv1.TransactionResult, fresh *Entry
 }
 
 // putState writes st as id's state in b, kept for ttl (0: for good).
-func (q *Queue) putState(b *batch, id string, st txState, ttl time.Duration) error {
+func putState(b *batch, id string, st txState, ttl time.Duration) error {
 	e, err := stateEntry(id, st, ttl)
 	if err != nil {
 		return err
@@ -243,10 +250,10 @@ func (q *Queue) putState(b *batch, id string, st txState, ttl time.Duration) err
 }
 
 // recordApplied makes an accepted transaction COMMITTED with the LSN.
-func (q *Queue) recordApplied(b *batch, m *meta, id string, st txState, res CommitResult, at time.Time) error {
+func (cm *committer) recordApplied(b *batch, m *meta, id string, st txState, res CommitResult, at time.Time) error {
 	st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
 	st.CommittedAt, st.LSN, st.LSNText = at.UnixNano(), res.LSN, res.LSNText
-	if err := q.putState(b, id, st, q.opts.TxRetention); err != nil {
+	if err := putState(b, id, st, cm.opts.TxRetention); err != nil {
 		return err
 	}
 	if err := markCommitted(b, m, id, st, at); err != nil {
@@ -257,9 +264,9 @@ func (q *Queue) recordApplied(b *batch, m *meta, id string, st txState, res Comm
 
 // recordRejected makes an accepted transaction REJECTED and moves it, with
 // its payload, to the dead letters.
-func (q *Queue) recordRejected(b *batch, m *meta, r *centralv1.TransactionResult, st txState, at time.Time) error {
+func (cm *committer) recordRejected(b *batch, m *meta, r *centralv1.TransactionResult, st txState, at time.Time) error {
 	id := r.GetTransactionId()
-	tx, err := q.rejectedPayload(b, id, st.Seq)
+	tx, err := cm.rejectedPayload(b, id, st.Seq)
 	if err != nil {
 		return err
 	}
@@ -297,21 +304,21 @@ func (q *Queue) recordRejected(b *batch, m *meta, r *centralv1.TransactionResult
 	if err := logChange(b, m, id, st); err != nil {
 		return err
 	}
-	q.log.Warn("transaction rejected by central; moved to dead letters",
+	cm.log.Warn("transaction rejected by central; moved to dead letters",
 		"tx", id, "seq", st.Seq, "reason", r.GetReason(), "sqlstate", r.GetSqlstate())
 	return nil
 }
 
 // rejectedPayload is the transaction queued at seq for its dead letter:
 // nil when the entry is gone or corrupt (a dead letter without payload).
-func (q *Queue) rejectedPayload(b *batch, id string, seq uint64) (*opsv1.Transaction, error) {
+func (cm *committer) rejectedPayload(b *batch, id string, seq uint64) (*opsv1.Transaction, error) {
 	var tx *opsv1.Transaction
 	item, err := b.txn.Get(seqKey(prefixQueue, seq))
 	if err == nil {
 		err = item.Value(func(v []byte) error {
-			e, _, derr := decodeEntry(seq, v, q.opts.EdgeID, q.epoch)
+			e, _, derr := decodeEntry(seq, v, cm.opts.EdgeID, cm.epoch)
 			if derr != nil {
-				q.log.Error("rejected transaction's entry is corrupt; dead letter without payload", "tx", id, "err", derr)
+				cm.log.Error("rejected transaction's entry is corrupt; dead letter without payload", "tx", id, "err", derr)
 				return nil
 			}
 			tx = e.Tx
@@ -329,7 +336,7 @@ func (q *Queue) rejectedPayload(b *batch, id string, seq uint64) (*opsv1.Transac
 // of such resends answer so). Waiting would leave it ACCEPTED for good:
 // it gets a final state of its own, never COMMITTED, for the operator to
 // check against central's data.
-func (q *Queue) recordOutcomeUnknown(b *batch, m *meta, r *centralv1.TransactionResult, st txState, at time.Time) error {
+func (cm *committer) recordOutcomeUnknown(b *batch, m *meta, r *centralv1.TransactionResult, st txState, at time.Time) error {
 	id := r.GetTransactionId()
 	reason := r.GetReason()
 	if reason == "" {
@@ -337,14 +344,14 @@ func (q *Queue) recordOutcomeUnknown(b *batch, m *meta, r *centralv1.Transaction
 	}
 	st.State = int32(edgev1.TransactionState_TRANSACTION_STATE_OUTCOME_UNKNOWN)
 	st.CommittedAt, st.Reason = at.UnixNano(), reason
-	if err := q.putState(b, id, st, q.opts.TxRetention); err != nil {
+	if err := putState(b, id, st, cm.opts.TxRetention); err != nil {
 		return err
 	}
 	// Whether PostgreSQL holds it, the replica will tell readers.
 	if err := dropOverlays(b, st.Seq); err != nil {
 		return err
 	}
-	q.log.Error("central no longer knows this transaction's outcome; its state is OUTCOME_UNKNOWN: check central's data",
+	cm.log.Error("central no longer knows this transaction's outcome; its state is OUTCOME_UNKNOWN: check central's data",
 		"tx", id, "seq", r.GetSeq(), "reason", reason)
 	return logChange(b, m, id, st)
 }

@@ -34,12 +34,16 @@ func getDeadLetter(txn *badger.Txn, id string) (*edgev1.DeadLetter, error) {
 // ListDeadLetters lists dead letters in transaction id order (UUIDv7: about
 // accept order), after the id after ("" from the start). next is the token
 // of the next page, "" at the end. limit <= 0 means 100.
-func (q *Queue) ListDeadLetters(after string, limit int) (dls []*edgev1.DeadLetter, next string, err error) {
+func (q *Queue) ListDeadLetters(after string, limit int) ([]*edgev1.DeadLetter, string, error) {
+	return q.com.listDeadLetters(after, limit)
+}
+
+func (cm *committer) listDeadLetters(after string, limit int) (dls []*edgev1.DeadLetter, next string, err error) {
 	if limit <= 0 {
 		limit = 100
 	}
 	limit = min(limit, MaxDeadLetterPage)
-	err = q.db.View(func(txn *badger.Txn) error {
+	err = cm.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(limit, 100), Prefix: prefixDead})
 		defer it.Close()
 		for it.Seek(idKey(prefixDead, after)); it.Valid(); it.Next() {
@@ -57,7 +61,7 @@ func (q *Queue) ListDeadLetters(after string, limit int) (dls []*edgev1.DeadLett
 			}
 			dl := &edgev1.DeadLetter{}
 			if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, dl) }); err != nil {
-				q.log.Error("unreadable dead letter skipped", "tx", id, "err", err)
+				cm.log.Error("unreadable dead letter skipped", "tx", id, "err", err)
 				continue
 			}
 			if dl.Transaction == nil {
@@ -71,9 +75,11 @@ func (q *Queue) ListDeadLetters(after string, limit int) (dls []*edgev1.DeadLett
 }
 
 // GetDeadLetter returns one dead letter (ErrNotFound when there is none).
-func (q *Queue) GetDeadLetter(id string) (*edgev1.DeadLetter, error) {
+func (q *Queue) GetDeadLetter(id string) (*edgev1.DeadLetter, error) { return q.com.deadLetter(id) }
+
+func (cm *committer) deadLetter(id string) (*edgev1.DeadLetter, error) {
 	var dl *edgev1.DeadLetter
-	err := q.db.View(func(txn *badger.Txn) error {
+	err := cm.db.View(func(txn *badger.Txn) error {
 		var err error
 		dl, err = getDeadLetter(txn, id)
 		return err
@@ -96,11 +102,13 @@ func (q *Queue) RetryDeadLetter(ctx context.Context, id string, edited *opsv1.Tr
 
 // DiscardDeadLetter drops a dead letter. The transaction's state stays
 // REJECTED (and so its id known) for TxRetention.
-func (q *Queue) DiscardDeadLetter(id string) error {
-	q.lockWrite()
-	defer q.unlockWrite()
-	m := q.snapshot()
-	b := q.newBatch(&m)
+func (q *Queue) DiscardDeadLetter(id string) error { return q.com.discardDeadLetter(id) }
+
+func (cm *committer) discardDeadLetter(id string) error {
+	cm.lockWrite()
+	defer cm.unlockWrite()
+	m := cm.snapshot()
+	b := cm.newBatch(&m)
 	defer b.discard()
 	if _, err := getDeadLetter(b.txn, id); err != nil {
 		return err
@@ -113,7 +121,7 @@ func (q *Queue) DiscardDeadLetter(id string) error {
 		return err
 	}
 	if found {
-		e, err := stateEntry(id, st, q.opts.TxRetention)
+		e, err := stateEntry(id, st, cm.opts.TxRetention)
 		if err != nil {
 			return err
 		}
@@ -127,6 +135,6 @@ func (q *Queue) DiscardDeadLetter(id string) error {
 	if err := b.commit(); err != nil {
 		return fmt.Errorf("queue: discard dead letter: %w", err)
 	}
-	q.setMeta(m)
+	cm.setMeta(m)
 	return nil
 }

@@ -215,6 +215,7 @@ func (o Options) Validate() error {
 type Queue struct {
 	*core
 	app *appender
+	com *committer
 
 	wg      sync.WaitGroup // the appender
 	runWG   sync.WaitGroup // Run
@@ -266,7 +267,7 @@ func Open(opts Options) (*Queue, error) {
 		stopped:    make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
-	q := &Queue{core: c, app: &appender{core: c}}
+	q := &Queue{core: c, app: &appender{core: c}, com: &committer{core: c}}
 	q.runCtx, q.stopRun = context.WithCancel(context.Background())
 	if err := q.load(); err != nil {
 		_ = db.Close()

@@ -28,15 +28,17 @@ import (
 // already with the operator, and the resend's answer is then ignored.
 // When seq's payload was pruned already nothing changes and the error
 // matches ErrPruned.
-func (q *Queue) Rewind(seq uint64) (n int, err error) {
+func (q *Queue) Rewind(seq uint64) (int, error) { return q.com.rewind(seq) }
+
+func (cm *committer) rewind(seq uint64) (n int, err error) {
 	// It writes overlays back: like the other writers besides Submit, it
 	// waits for disk space rather than run Badger into a full disk.
-	if err := q.waitForSpace("rewind"); err != nil {
+	if err := cm.waitForSpace("rewind"); err != nil {
 		return 0, err
 	}
-	q.lockWrite()
-	defer q.unlockWrite()
-	m := q.snapshot()
+	cm.lockWrite()
+	defer cm.unlockWrite()
+	m := cm.snapshot()
 	if seq == 0 || seq > m.committed {
 		return 0, nil
 	}
@@ -45,19 +47,19 @@ func (q *Queue) Rewind(seq uint64) (n int, err error) {
 		// the mark stays where the forwarder can still probe central from.
 		return 0, fmt.Errorf("%w: central lost its commits from seq %d (payloads held from %d)", ErrPruned, seq, m.head)
 	}
-	b := q.newBatch(&m)
+	b := cm.newBatch(&m)
 	defer func() {
 		b.discard()
 		if err != nil {
-			q.refresh()
+			cm.refresh()
 		}
 	}()
 	old := m.committed
-	if err := q.rewindMarks(b, seq, old); err != nil {
+	if err := cm.rewindMarks(b, seq, old); err != nil {
 		return 0, err
 	}
 	for s := seq; s <= old; s++ {
-		back, err := q.rewindOne(b, &m, s)
+		back, err := cm.rewindOne(b, &m, s)
 		if err != nil {
 			return n, err
 		}
@@ -65,7 +67,7 @@ func (q *Queue) Rewind(seq uint64) (n int, err error) {
 			n++
 		}
 	}
-	cum, err := q.cumBefore(b, m, seq)
+	cum, err := cm.cumBefore(b, m, seq)
 	if err != nil {
 		return n, err
 	}
@@ -73,8 +75,8 @@ func (q *Queue) Rewind(seq uint64) (n int, err error) {
 	if err := b.commit(); err != nil {
 		return n, fmt.Errorf("queue: rewind to %d: %w", seq, err)
 	}
-	q.setMeta(m)
-	q.log.Warn("central lost commits this edge had recorded; they wait for central again",
+	cm.setMeta(m)
+	cm.log.Warn("central lost commits this edge had recorded; they wait for central again",
 		"from_seq", seq, "through_seq", old, "transactions", n)
 	return n, nil
 }
@@ -82,7 +84,7 @@ func (q *Queue) Rewind(seq uint64) (n int, err error) {
 // rewindMarks takes back what marks seq through old as answered: it
 // raises keyApplyHigh to old, lowers keyVisibleHigh below seq, and drops
 // the unseen records and commit marks from seq on.
-func (q *Queue) rewindMarks(b *batch, seq, old uint64) error {
+func (cm *committer) rewindMarks(b *batch, seq, old uint64) error {
 	// The states of seq..old are read back, never rebuilt from entries
 	// as if never answered (see keyApplyHigh).
 	high, err := readUint64(b.txn, keyApplyHigh)
@@ -113,10 +115,10 @@ func (q *Queue) rewindMarks(b *batch, seq, old uint64) error {
 			return err
 		}
 	}
-	if err := q.forgetUnseen(b, seq); err != nil {
+	if err := forgetUnseen(b, seq); err != nil {
 		return fmt.Errorf("queue: rewind: %w", err)
 	}
-	if err := q.dropMarks(b, seq); err != nil {
+	if err := dropMarks(b, seq); err != nil {
 		return fmt.Errorf("queue: rewind: %w", err)
 	}
 	return nil
@@ -125,7 +127,7 @@ func (q *Queue) rewindMarks(b *batch, seq, old uint64) error {
 // rewindOne takes seq s back to ACCEPTED, without its LSN, when it is
 // COMMITTED or VISIBLE there; a VISIBLE one gets its overlays back. It
 // reports whether it did.
-func (q *Queue) rewindOne(b *batch, m *meta, s uint64) (bool, error) {
+func (cm *committer) rewindOne(b *batch, m *meta, s uint64) (bool, error) {
 	committed := int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED)
 	visible := int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE)
 	item, err := b.txn.Get(seqKey(prefixQueue, s))
@@ -138,12 +140,12 @@ func (q *Queue) rewindOne(b *batch, m *meta, s uint64) (bool, error) {
 	var e Entry
 	err = item.Value(func(v []byte) error {
 		var derr error
-		e, _, derr = decodeEntry(s, v, q.opts.EdgeID, q.epoch)
+		e, _, derr = decodeEntry(s, v, cm.opts.EdgeID, cm.epoch)
 		return derr
 	})
 	if err != nil {
 		// Read quarantines it when the resend gets there.
-		q.log.Error("entry unreadable while taking back a lost commit", "seq", s, "err", err)
+		cm.log.Error("entry unreadable while taking back a lost commit", "seq", s, "err", err)
 		return false, nil
 	}
 	id := e.Tx.GetId()
@@ -179,7 +181,7 @@ func (q *Queue) rewindOne(b *batch, m *meta, s uint64) (bool, error) {
 
 // cumBefore is the cumulative byte count through seq-1, for the counters
 // of a commit mark taken back to it.
-func (q *Queue) cumBefore(b *batch, m meta, seq uint64) (uint64, error) {
+func (cm *committer) cumBefore(b *batch, m meta, seq uint64) (uint64, error) {
 	cum := uint64(0)
 	switch {
 	case seq == 1:
@@ -191,7 +193,7 @@ func (q *Queue) cumBefore(b *batch, m meta, seq uint64) (uint64, error) {
 		case err == nil:
 			cum = h.cum
 		case errors.Is(err, errCorrupt):
-			q.log.Error("corrupt entry header; byte counters may drift", "seq", seq-1, "err", err)
+			cm.log.Error("corrupt entry header; byte counters may drift", "seq", seq-1, "err", err)
 			cum = m.cumHead
 		default:
 			return 0, fmt.Errorf("queue: rewind: entry %d: %w", seq-1, err)
@@ -204,7 +206,7 @@ func (q *Queue) cumBefore(b *batch, m meta, seq uint64) (uint64, error) {
 // commits were lost. A record's key is its last seq, so only records at
 // or past seq hold any; what they keep of lower seqs is written back under
 // its own last seq, so a later record of the resent seqs cannot overwrite it.
-func (q *Queue) forgetUnseen(b *batch, seq uint64) error {
+func forgetUnseen(b *batch, seq uint64) error {
 	var recs []unseenRec
 	var legacy [][]byte
 	for _, prefix := range [][]byte{prefixUnseen, prefixUnseenRec} {
@@ -276,7 +278,7 @@ func (q *Queue) forgetUnseen(b *batch, seq uint64) error {
 // dropMarks deletes the commit marks at or past seq: the pruner must not
 // drop the payloads of lost commits, which are to be resent. The seqs a
 // dropped mark covered below seq are pruned with the next mark.
-func (q *Queue) dropMarks(b *batch, seq uint64) error {
+func dropMarks(b *batch, seq uint64) error {
 	var keys [][]byte
 	it := b.txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: prefixMark})
 	for it.Seek(seqKey(prefixMark, seq)); it.Valid(); it.Next() {
