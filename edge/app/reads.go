@@ -42,7 +42,7 @@ func (r replayed) Replayed(lsn uint64) (replica.Acked, error) {
 // connects here: an unreachable replica is a state, never a startup error.
 func (a *App) openReads() error {
 	a.rs.stopping = make(chan struct{})
-	rc := reads.Config{Buffer: api.Buffer{Q: a.q}, Rows: api.RowBuffer{Q: a.q}, Tables: a.schema, Logger: a.log}
+	rc := reads.Config{Buffer: api.Buffer{Q: a.q.Reads()}, Rows: api.RowBuffer{Q: a.q.Reads()}, Tables: a.schema, Logger: a.log}
 	if a.cfg.ReplicaURL != "" {
 		w, err := replica.New(replica.Config{URL: a.cfg.ReplicaURL, Commits: replayed{a.q}, Logger: a.log})
 		if err != nil {

@@ -44,10 +44,9 @@ type Queue interface {
 	GetDeadLetter(id string) (*edgev1.DeadLetter, error)
 	RetryDeadLetter(ctx context.Context, id string, edited *opsv1.Transaction) (*edgev1.SubmitResult, error)
 	DiscardDeadLetter(id string) error
-	// The change log (WatchTransactions).
-	LastChange() uint64
-	ChangeNotify() <-chan struct{}
-	Changes(after uint64, limit int) ([]queue.Change, error)
+	// Reads is the read side: the change log (WatchTransactions) and
+	// the pending overlays (reads of observations).
+	Reads() *queue.Reads
 }
 
 // Forwarder is what the status needs of the forwarder.
@@ -132,11 +131,8 @@ func NewEdgeService(q Queue, logger *slog.Logger, opts ...Options) *EdgeService 
 		s.schema = schema.New(nil)
 	}
 	if s.reads == nil {
-		if b, ok := q.(overlayQueue); ok {
-			rc := reads.Config{Buffer: Buffer{b}, Tables: s.schema, Logger: logger}
-			if rq, ok := q.(rowQueue); ok {
-				rc.Rows = RowBuffer{rq}
-			}
+		if b := q.Reads(); b != nil {
+			rc := reads.Config{Buffer: Buffer{b}, Rows: RowBuffer{b}, Tables: s.schema, Logger: logger}
 			r, err := reads.New(rc)
 			if err == nil {
 				s.reads = r

@@ -39,7 +39,7 @@ func (s *EdgeService) WatchTransactions(req *edgev1.WatchTransactionsRequest, st
 		}
 	}
 	after := req.GetAfterChange()
-	if last := s.q.LastChange(); after > last {
+	if last := s.q.Reads().LastChange(); after > last {
 		return status.Errorf(codes.OutOfRange, "after_change: %d is past the newest change %d (another store?); resume with after_change 0", after, last)
 	}
 	// sent is the initial state sent per id, so the same state is not sent
@@ -61,8 +61,8 @@ func (s *EdgeService) WatchTransactions(req *edgev1.WatchTransactionsRequest, st
 	for {
 		// Take the notification before reading: a change made after the
 		// read closes it.
-		notify := s.q.ChangeNotify()
-		cs, err := s.q.Changes(after, watchPage)
+		notify := s.q.Reads().ChangeNotify()
+		cs, err := s.q.Reads().Changes(after, watchPage)
 		if err != nil {
 			return statusOf(ctx, s.log, err)
 		}
@@ -107,7 +107,7 @@ func (s *EdgeService) WatchTransactions(req *edgev1.WatchTransactionsRequest, st
 // snapshot, so nothing is missed.
 func (s *EdgeService) snapshot(want map[string]bool) ([]*edgev1.TransactionStatus, uint64, error) {
 	for attempt := 0; ; attempt++ {
-		before := s.q.LastChange()
+		before := s.q.Reads().LastChange()
 		var snap []*edgev1.TransactionStatus
 		for id := range want {
 			st, err := s.q.GetTransaction(id)
@@ -119,7 +119,7 @@ func (s *EdgeService) snapshot(want map[string]bool) ([]*edgev1.TransactionStatu
 			}
 			snap = append(snap, st)
 		}
-		if s.q.LastChange() == before || attempt == 10 {
+		if s.q.Reads().LastChange() == before || attempt == 10 {
 			return snap, before, nil
 		}
 	}

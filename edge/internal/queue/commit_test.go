@@ -115,21 +115,21 @@ func TestApplyCommitAgainAfterAPartialApply(t *testing.T) {
 	t.Parallel()
 	q := openCommitTest(t)
 	es := mixedTxs(t, q)
-	accepted := q.LastChange()
+	accepted := q.Reads().LastChange()
 	last := es[len(es)-1].Seq
 
 	// The first part: states recorded, committed counter not moved.
 	require.NoError(t, q.ApplyCommit(appliedResult(es[1:], last, 10)))
 	require.Equal(t, uint64(0), q.CommittedThrough(), "seq 1 has no outcome yet: the mark stays before it")
-	require.Equal(t, accepted+uint64(len(es)-1), q.LastChange())
+	require.Equal(t, accepted+uint64(len(es)-1), q.Reads().LastChange())
 	_, err := q.Replayed(10)
 	require.NoError(t, err)
-	changes := q.LastChange()
+	changes := q.Reads().LastChange()
 
 	// The resend, answered by central as duplicates with a later LSN.
 	require.NoError(t, q.ApplyCommit(appliedResult(es, last, 20)))
 	require.Equal(t, last, q.CommittedThrough())
-	require.Equal(t, changes+1, q.LastChange(), "only seq 1's COMMITTED is new: no state change recorded twice")
+	require.Equal(t, changes+1, q.Reads().LastChange(), "only seq 1's COMMITTED is new: no state change recorded twice")
 	got := states(t, q, es)
 	require.Equal(t, int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED), got[0].State)
 	require.Equal(t, uint64(20), got[0].LSN)
@@ -166,14 +166,14 @@ func TestApplyCommitPrunedOutcomeIsFinal(t *testing.T) {
 	q := openCommitTest(t)
 	es := mixedTxs(t, q)
 	last := es[len(es)-1].Seq
-	before := q.LastChange()
+	before := q.Reads().LastChange()
 
 	res := appliedResult(es, last, 20)
 	res.Results[1].Outcome = centralv1.Outcome_OUTCOME_UNSPECIFIED
 	res.Results[1].Reason = "outcome no longer known: pruned after the retention"
 	require.NoError(t, q.ApplyCommit(res))
 	require.Equal(t, last, q.CommittedThrough(), "a final state: nothing left to ask central")
-	require.Equal(t, before+uint64(len(es)), q.LastChange())
+	require.Equal(t, before+uint64(len(es)), q.Reads().LastChange())
 	st, err := q.GetTransaction(es[1].Tx.GetId())
 	require.NoError(t, err)
 	require.Equal(t, edgev1.TransactionState_TRANSACTION_STATE_OUTCOME_UNKNOWN, st.GetState())

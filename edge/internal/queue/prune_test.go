@@ -111,11 +111,11 @@ func TestPruneClearsEverythingOlderThanRetention(t *testing.T) {
 	require.Greater(t, oldest, old, "every old unseen record is gone")
 	overlays, _ := countKeys(t, q, prefixOverlaySeq)
 	require.Equal(t, 30, overlays, "only the newer transactions' overlays are left")
-	obs, err := q.OverlaidObservations()
+	obs, err := q.Reads().OverlaidObservations()
 	require.NoError(t, err)
 	require.Len(t, obs, 30)
 	records, first := countKeys(t, q, prefixChange)
-	keep := q.LastChange() - maxChanges
+	keep := q.Reads().LastChange() - maxChanges
 	// Whole records go: the oldest one left may hold changes up to keep.
 	require.GreaterOrEqual(t, first, keep, "every change-log record beyond MaxChanges is gone")
 	require.LessOrEqual(t, records, maxChanges/per+1)

@@ -214,8 +214,10 @@ func (o Options) Validate() error {
 // loops with Run, and Close it.
 type Queue struct {
 	*core
-	app *appender
-	com *committer
+	app   *appender
+	com   *committer
+	reads *Reads
+	rd    *entryReader
 
 	wg      sync.WaitGroup // the appender
 	runWG   sync.WaitGroup // Run
@@ -267,7 +269,8 @@ func Open(opts Options) (*Queue, error) {
 		stopped:    make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
-	q := &Queue{core: c, app: &appender{core: c}, com: &committer{core: c}}
+	q := &Queue{core: c, app: &appender{core: c}, com: &committer{core: c},
+		reads: &Reads{core: c}, rd: &entryReader{core: c}}
 	q.runCtx, q.stopRun = context.WithCancel(context.Background())
 	if err := q.load(); err != nil {
 		_ = db.Close()

@@ -11,9 +11,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 )
+
+// entryReader is the forwarder's read of the queue: entries in seq order,
+// with corrupt ones quarantined on the way.
+type entryReader struct{ *core }
 
 // Read returns the entries with seq >= from in seq order: at most maxCount,
 // and at most maxBytes of payload (but at least one entry when one exists).
@@ -25,7 +28,11 @@ import (
 // and replaced in place by a tombstone transaction, so the forwarder is never
 // stuck on it and the sequence stays gap-free (see tombstone).
 func (q *Queue) Read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
-	m := q.snapshot()
+	return q.rd.read(from, maxCount, maxBytes)
+}
+
+func (er *entryReader) read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
+	m := er.snapshot()
 	if from == 0 {
 		from = 1
 	}
@@ -35,19 +42,19 @@ func (q *Queue) Read(from uint64, maxCount, maxBytes int) ([]Entry, error) {
 	if from > m.lastSeq || maxCount <= 0 {
 		return nil, nil
 	}
-	out, bads, err := q.scan(from, m.lastSeq, maxCount, maxBytes)
+	out, bads, err := er.scan(from, m.lastSeq, maxCount, maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("queue: read from %d: %w", from, err)
 	}
 	if len(out) == 0 || out[0].Seq != from {
 		// The entry is gone: pruned meanwhile, or lost.
-		if h := q.snapshot().head; from < h {
+		if h := er.snapshot().head; from < h {
 			return nil, fmt.Errorf("%w: seq %d (payloads held from %d)", ErrPruned, from, h)
 		}
 		return nil, fmt.Errorf("queue: seq %d missing from the store (head %d, last %d)", from, m.head, m.lastSeq)
 	}
 	for _, b := range bads {
-		e, err := q.quarantine(out[b.i].Seq, b.raw, b.err)
+		e, err := er.quarantine(out[b.i].Seq, b.raw, b.err)
 		if err != nil {
 			return nil, err
 		}
@@ -67,8 +74,8 @@ type corruptRead struct {
 // scan reads the entries from seq from on, gap-free and no further than
 // last, within maxCount and maxBytes (at least one entry when one exists).
 // A corrupt entry is an empty Entry in its place, listed in bads.
-func (q *Queue) scan(from, last uint64, maxCount, maxBytes int) (out []Entry, bads []corruptRead, err error) {
-	err = q.db.View(func(txn *badger.Txn) error {
+func (er *entryReader) scan(from, last uint64, maxCount, maxBytes int) (out []Entry, bads []corruptRead, err error) {
+	err = er.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{
 			PrefetchValues: true,
 			PrefetchSize:   min(maxCount, 256),
@@ -91,7 +98,7 @@ func (q *Queue) scan(from, last uint64, maxCount, maxBytes int) (out []Entry, ba
 			var e Entry
 			err := item.Value(func(v []byte) error {
 				var derr error
-				if e, _, derr = decodeEntry(seq, v, q.opts.EdgeID, q.epoch); derr != nil {
+				if e, _, derr = decodeEntry(seq, v, er.opts.EdgeID, er.epoch); derr != nil {
 					bads = append(bads, corruptRead{i: len(out), raw: bytes.Clone(v), err: derr})
 					e = Entry{Seq: seq}
 				}
@@ -117,15 +124,15 @@ func (q *Queue) scan(from, last uint64, maxCount, maxBytes int) (out []Entry, ba
 
 // quarantine keeps a corrupt entry's bytes under x/<seq> and puts a
 // tombstone transaction in its place.
-func (q *Queue) quarantine(seq uint64, raw []byte, cause error) (Entry, error) {
-	q.log.Error("corrupt queue entry quarantined; a tombstone takes its seq", "seq", seq, "err", cause)
-	if err := q.waitForSpace("quarantine"); err != nil {
+func (er *entryReader) quarantine(seq uint64, raw []byte, cause error) (Entry, error) {
+	er.log.Error("corrupt queue entry quarantined; a tombstone takes its seq", "seq", seq, "err", cause)
+	if err := er.waitForSpace("quarantine"); err != nil {
 		return Entry{}, err
 	}
-	q.lockWrite()
-	defer q.unlockWrite()
-	m := q.snapshot()
-	b := q.newBatch(&m)
+	er.lockWrite()
+	defer er.unlockWrite()
+	m := er.snapshot()
+	b := er.newBatch(&m)
 	defer b.discard()
 
 	// Another Read may have replaced it already.
@@ -137,7 +144,7 @@ func (q *Queue) quarantine(seq uint64, raw []byte, cause error) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	if e, _, derr := decodeEntry(seq, cur, q.opts.EdgeID, q.epoch); derr == nil {
+	if e, _, derr := decodeEntry(seq, cur, er.opts.EdgeID, er.epoch); derr == nil {
 		return e, nil
 	}
 
@@ -145,12 +152,12 @@ func (q *Queue) quarantine(seq uint64, raw []byte, cause error) (Entry, error) {
 	if herr != nil {
 		// The header is gone too: take the accept time of now and keep the
 		// byte counters continuous from the previous entry.
-		h = entryHeader{acceptedAt: q.opts.Now()}
+		h = entryHeader{acceptedAt: er.opts.Now()}
 		if prev, err := readHeader(b.txn, seq-1); err == nil {
 			h.cum = prev.cum
 		}
 	}
-	tx, err := q.tombstone(seq, h.acceptedAt)
+	tx, err := er.tombstone(seq, h.acceptedAt)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -182,7 +189,7 @@ func (q *Queue) quarantine(seq uint64, raw []byte, cause error) (Entry, error) {
 // id, which cannot exist), so the seq is consumed in order, the rest flow on,
 // and the operator finds it in the dead letters (next to the quarantined
 // bytes, x/<seq>).
-func (q *Queue) tombstone(seq uint64, acceptedAt time.Time) (*opsv1.Transaction, error) {
+func (er *entryReader) tombstone(seq uint64, acceptedAt time.Time) (*opsv1.Transaction, error) {
 	txID, err := uuid.NewV7()
 	if err != nil {
 		return nil, err
@@ -198,27 +205,8 @@ func (q *Queue) tombstone(seq uint64, acceptedAt time.Time) (*opsv1.Transaction,
 			ObservationUpdate: &opsv1.ObservationUpdate{Id: obsID.String(), Status: &failed},
 		}}},
 		AcceptedAt: timestamppb.New(acceptedAt),
-		EdgeId:     q.opts.EdgeID,
-		Epoch:      q.epoch,
+		EdgeId:     er.opts.EdgeID,
+		Epoch:      er.epoch,
 		Seq:        seq,
 	}, nil
-}
-
-// GetTransaction tells how far a transaction has come (ErrNotFound when the
-// store does not know it, or no longer).
-func (q *Queue) GetTransaction(id string) (*edgev1.TransactionStatus, error) {
-	var st txState
-	err := q.db.View(func(txn *badger.Txn) error {
-		var found bool
-		var err error
-		st, found, err = getState(txn, id)
-		if err == nil && !found {
-			err = ErrNotFound
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return st.status(id), nil
 }

@@ -47,7 +47,7 @@ func TestRewindAfterCentralLostCommits(t *testing.T) {
 	_, err := b.q.Replayed(1000) // seqs 1-3 VISIBLE, seq 4 COMMITTED
 	require.NoError(t, err)
 	require.Equal(t, edgev1.TransactionState_TRANSACTION_STATE_VISIBLE, state(2).GetState())
-	ov, err := b.q.Overlays(obs[2])
+	ov, err := b.q.Reads().Overlays(obs[2])
 	require.NoError(t, err)
 	require.Empty(t, ov, "a VISIBLE write is read from the replica")
 
@@ -65,7 +65,7 @@ func TestRewindAfterCentralLostCommits(t *testing.T) {
 		require.Nil(t, st.GetVisibleAt())
 	}
 	require.Equal(t, edgev1.TransactionState_TRANSACTION_STATE_VISIBLE, state(1).GetState(), "seq 2 was not lost")
-	ov, err = b.q.Overlays(obs[2])
+	ov, err = b.q.Reads().Overlays(obs[2])
 	require.NoError(t, err)
 	require.Len(t, ov, 1, "the write waits again: reads show it from the buffer")
 	require.False(t, ov[0].Committed)

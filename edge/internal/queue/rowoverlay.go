@@ -71,25 +71,25 @@ func rowPrefix(table string, key *string) []byte {
 // RowOverlays returns the pending mutations of the row of table whose
 // canonical key is key, and the table's writes accepted unkeyed (the
 // caller keeps those of them that are this row's), in seq order.
-func (q *Queue) RowOverlays(table, key string) ([]RowOverlay, error) {
+func (rs *Reads) RowOverlays(table, key string) ([]RowOverlay, error) {
 	unkeyed := ""
 	prefixes := [][]byte{rowPrefix(table, &unkeyed)}
 	if key != "" {
 		prefixes = append(prefixes, rowPrefix(table, &key))
 	}
-	return q.scanRowOverlays(table, prefixes)
+	return rs.scanRowOverlays(table, prefixes)
 }
 
 // TableOverlays returns every pending row mutation of table, in seq order.
-func (q *Queue) TableOverlays(table string) ([]RowOverlay, error) {
-	return q.scanRowOverlays(table, [][]byte{rowPrefix(table, nil)})
+func (rs *Reads) TableOverlays(table string) ([]RowOverlay, error) {
+	return rs.scanRowOverlays(table, [][]byte{rowPrefix(table, nil)})
 }
 
-func (q *Queue) scanRowOverlays(table string, prefixes [][]byte) ([]RowOverlay, error) {
-	committed := q.snapshot().committed
+func (rs *Reads) scanRowOverlays(table string, prefixes [][]byte) ([]RowOverlay, error) {
+	committed := rs.snapshot().committed
 	tp := rowPrefix(table, nil)
 	var out []RowOverlay
-	err := q.db.View(func(txn *badger.Txn) error {
+	err := rs.db.View(func(txn *badger.Txn) error {
 		for _, prefix := range prefixes {
 			it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
 			for it.Rewind(); it.Valid(); it.Next() {

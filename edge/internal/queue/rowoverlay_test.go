@@ -58,7 +58,7 @@ func TestRowOverlays(t *testing.T) {
 
 	check := func(committed bool) {
 		t.Helper()
-		ov, err := b.q.RowOverlays("ops.unit", key7)
+		ov, err := b.q.Reads().RowOverlays("ops.unit", key7)
 		require.NoError(t, err)
 		require.Len(t, ov, 4)
 		want := []struct {
@@ -72,13 +72,13 @@ func TestRowOverlays(t *testing.T) {
 			require.Equal(t, w.key, ov[i].Key, i)
 			require.Equal(t, committed, ov[i].Committed, i)
 		}
-		all, err := b.q.TableOverlays("ops.unit")
+		all, err := b.q.Reads().TableOverlays("ops.unit")
 		require.NoError(t, err)
 		require.Len(t, all, 5, "rows 7 (3 writes), 8 and the unkeyed one")
 		for _, o := range all {
 			require.Equal(t, "ops.unit", o.Mutation.GetRow().GetTable())
 		}
-		other, err := b.q.TableOverlays("ops.unit_x")
+		other, err := b.q.Reads().TableOverlays("ops.unit_x")
 		require.NoError(t, err)
 		require.Len(t, other, 1)
 		require.Empty(t, other[0].Key, "a table RowKey does not know is kept unkeyed")
@@ -89,21 +89,21 @@ func TestRowOverlays(t *testing.T) {
 
 	require.NoError(t, b.q.ApplyCommit(appliedAt(tx1.GetId(), a1.GetSeq(), 1000)))
 	require.NoError(t, b.q.ApplyCommit(appliedAt(tx2.GetId(), a2.GetSeq(), 2000)))
-	ov, err := b.q.RowOverlays("ops.unit", key7)
+	ov, err := b.q.Reads().RowOverlays("ops.unit", key7)
 	require.NoError(t, err)
 	require.Len(t, ov, 4)
 	require.True(t, ov[0].Committed && ov[3].Committed)
 
 	_, err = b.q.Replayed(1000)
 	require.NoError(t, err)
-	ov, err = b.q.RowOverlays("ops.unit", key7)
+	ov, err = b.q.Reads().RowOverlays("ops.unit", key7)
 	require.NoError(t, err)
 	require.Len(t, ov, 2, "tx1's writes left with VISIBLE")
 	require.Equal(t, a2.GetSeq(), ov[0].Seq)
 	_, err = b.q.Replayed(2000)
 	require.NoError(t, err)
 	for _, table := range []string{"ops.unit", "ops.unit_x"} {
-		all, err := b.q.TableOverlays(table)
+		all, err := b.q.Reads().TableOverlays(table)
 		require.NoError(t, err)
 		require.Empty(t, all, table)
 	}

@@ -396,7 +396,7 @@ func TestChangeLogOfEarlierStoresReads(t *testing.T) {
 
 	q := s.open(t)
 	defer func() { require.NoError(t, q.Close()) }()
-	cs, err := q.Changes(0, 10)
+	cs, err := q.Reads().Changes(0, 10)
 	require.NoError(t, err)
 	require.Len(t, cs, 3)
 	for i, c := range cs {
@@ -407,8 +407,8 @@ func TestChangeLogOfEarlierStoresReads(t *testing.T) {
 	ids := []string{newID(), newID()}
 	_, err = q.Submit(context.Background(), []*opsv1.Transaction{obsTx(ids[0]), obsTx(ids[1])})
 	require.NoError(t, err)
-	require.Equal(t, uint64(5), q.LastChange())
-	cs, err = q.Changes(2, 10)
+	require.Equal(t, uint64(5), q.Reads().LastChange())
+	cs, err = q.Reads().Changes(2, 10)
 	require.NoError(t, err)
 	require.Len(t, cs, 3)
 	require.Equal(t, []uint64{3, 4, 5}, []uint64{cs[0].N, cs[1].N, cs[2].N})
@@ -416,11 +416,11 @@ func TestChangeLogOfEarlierStoresReads(t *testing.T) {
 	require.Equal(t, ids, []string{cs[1].Status.GetTransactionId(), cs[2].Status.GetTransactionId()})
 
 	// A limit cuts inside a record; the next read resumes after it.
-	cs, err = q.Changes(3, 1)
+	cs, err = q.Reads().Changes(3, 1)
 	require.NoError(t, err)
 	require.Len(t, cs, 1)
 	require.Equal(t, uint64(4), cs[0].N)
-	cs, err = q.Changes(4, 10)
+	cs, err = q.Reads().Changes(4, 10)
 	require.NoError(t, err)
 	require.Len(t, cs, 1)
 	require.Equal(t, uint64(5), cs[0].N)

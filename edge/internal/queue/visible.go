@@ -143,11 +143,11 @@ func dropOverlays(b *batch, seq uint64) error {
 }
 
 // Overlays returns the pending mutations of observation obsID in seq order.
-func (q *Queue) Overlays(obsID string) ([]Overlay, error) {
-	committed := q.snapshot().committed
+func (rs *Reads) Overlays(obsID string) ([]Overlay, error) {
+	committed := rs.snapshot().committed
 	prefix := append(append(append([]byte(nil), prefixOverlay...), obsID...), '/')
 	var out []Overlay
-	err := q.db.View(func(txn *badger.Txn) error {
+	err := rs.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 16, Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -169,9 +169,9 @@ func (q *Queue) Overlays(obsID string) ([]Overlay, error) {
 
 // OverlaidObservations returns the observations with pending mutations
 // and, for each, whether its insert is among them.
-func (q *Queue) OverlaidObservations() (map[string]bool, error) {
+func (rs *Reads) OverlaidObservations() (map[string]bool, error) {
 	out := map[string]bool{}
-	err := q.db.View(func(txn *badger.Txn) error {
+	err := rs.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefixOverlay})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -420,12 +420,14 @@ type Acked struct {
 // Replayed records that the site replica has replayed through lsn: every
 // COMMITTED transaction with commit LSN <= lsn becomes VISIBLE (state,
 // change log) and its overlays are dropped, in one durable Badger write.
-func (q *Queue) Replayed(lsn uint64) (Acked, error) {
+func (q *Queue) Replayed(lsn uint64) (Acked, error) { return q.reads.replayed(lsn) }
+
+func (rs *Reads) replayed(lsn uint64) (Acked, error) {
 	for {
-		if err := q.waitForSpace("replayed"); err != nil {
+		if err := rs.waitForSpace("replayed"); err != nil {
 			return Acked{}, err
 		}
-		acked, more, err := q.replayedStep(lsn)
+		acked, more, err := rs.replayedStep(lsn)
 		if err != nil || !more {
 			return acked, err
 		}
@@ -434,11 +436,11 @@ func (q *Queue) Replayed(lsn uint64) (Acked, error) {
 
 // replayedStep is one Badger write of Replayed, under the writers' lock:
 // at most replayStep transactions, and whether more may be replayed.
-func (q *Queue) replayedStep(lsn uint64) (Acked, bool, error) {
-	q.lockWrite()
-	defer q.unlockWrite()
-	m := q.snapshot()
-	b := q.newBatch(&m)
+func (rs *Reads) replayedStep(lsn uint64) (Acked, bool, error) {
+	rs.lockWrite()
+	defer rs.unlockWrite()
+	m := rs.snapshot()
+	b := rs.newBatch(&m)
 	defer b.discard()
 	var (
 		acked = Acked{Newest: m.newestLSN}
@@ -473,17 +475,17 @@ func (q *Queue) replayedStep(lsn uint64) (Acked, bool, error) {
 	if err := raiseVisibleHigh(b, seqs); err != nil {
 		return acked, false, err
 	}
-	now := q.opts.Now()
+	now := rs.opts.Now()
 	for i := range ids {
-		if err := q.makeVisible(b, &m, ids[i], seqs[i], lsn, now); err != nil {
+		if err := rs.makeVisible(b, &m, ids[i], seqs[i], lsn, now); err != nil {
 			return acked, false, err
 		}
 	}
 	if err := b.commit(); err != nil {
-		q.refresh()
+		rs.refresh()
 		return acked, false, fmt.Errorf("queue: replayed: %w", err)
 	}
-	q.setMeta(m)
+	rs.setMeta(m)
 	// More may be left: the next step takes the lock again, so Submit and
 	// the others get it in between.
 	return acked, acked.OldestUnreplayed.IsZero() && len(ids) >= replayStep, nil
@@ -510,7 +512,7 @@ func raiseVisibleHigh(b *batch, seqs []uint64) error {
 
 // makeVisible drops the overlays of transaction id at seq, whose unseen
 // record the replica replayed through lsn, and makes it VISIBLE at now.
-func (q *Queue) makeVisible(b *batch, m *meta, id string, seq, lsn uint64, now time.Time) error {
+func (rs *Reads) makeVisible(b *batch, m *meta, id string, seq, lsn uint64, now time.Time) error {
 	if err := dropOverlays(b, seq); err != nil {
 		return err
 	}
@@ -525,7 +527,7 @@ func (q *Queue) makeVisible(b *batch, m *meta, id string, seq, lsn uint64, now t
 		return nil
 	}
 	st.State, st.VisibleAt = int32(edgev1.TransactionState_TRANSACTION_STATE_VISIBLE), now.UnixNano()
-	e, err := stateEntry(id, st, q.opts.TxRetention)
+	e, err := stateEntry(id, st, rs.opts.TxRetention)
 	if err != nil {
 		return err
 	}
@@ -545,23 +547,23 @@ type Change struct {
 }
 
 // LastChange is the number of the newest change.
-func (q *Queue) LastChange() uint64 { return q.snapshot().change }
+func (rs *Reads) LastChange() uint64 { return rs.snapshot().change }
 
 // ChangeNotify is closed at the next change: wait on it, then read Changes.
-func (q *Queue) ChangeNotify() <-chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.changed == nil {
-		q.changed = make(chan struct{})
+func (rs *Reads) ChangeNotify() <-chan struct{} {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.changed == nil {
+		rs.changed = make(chan struct{})
 	}
-	return q.changed
+	return rs.changed
 }
 
 // Changes returns up to limit changes numbered after after, in order.
 // ErrChangesPruned when change after+1 is no longer held.
-func (q *Queue) Changes(after uint64, limit int) ([]Change, error) {
+func (rs *Reads) Changes(after uint64, limit int) ([]Change, error) {
 	var out []Change
-	err := q.db.View(func(txn *badger.Txn) error {
+	err := rs.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(limit, 256), Prefix: prefixChange})
 		defer it.Close()
 		// The record holding change after+1 is the first whose last
@@ -590,7 +592,7 @@ func (q *Queue) Changes(after uint64, limit int) ([]Change, error) {
 		}
 		return nil
 	})
-	if err == nil && len(out) == 0 && after < q.snapshot().change {
+	if err == nil && len(out) == 0 && after < rs.snapshot().change {
 		// Nothing from after+1 although newer changes exist: pruned.
 		return nil, fmt.Errorf("%w: change %d", ErrChangesPruned, after+1)
 	}

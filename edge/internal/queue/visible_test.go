@@ -25,7 +25,7 @@ func appliedAt(id string, seq, lsn uint64) queue.CommitResult {
 func TestOverlaysVisibilityAndChangeLog(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	start := b.q.LastChange()
+	start := b.q.Reads().LastChange()
 	tx1 := obsTx(newID())
 	a1 := submit1(t, b.q, tx1)
 	obsID := a1.GetRecordIds()[0]
@@ -34,18 +34,18 @@ func TestOverlaysVisibilityAndChangeLog(t *testing.T) {
 		ObservationUpdate: &opsv1.ObservationUpdate{Id: obsID, Status: &done}}}}}
 	a2 := submit1(t, b.q, tx2)
 
-	ov, err := b.q.Overlays(obsID)
+	ov, err := b.q.Reads().Overlays(obsID)
 	require.NoError(t, err)
 	require.Len(t, ov, 2)
 	require.Equal(t, []uint64{a1.GetSeq(), a2.GetSeq()}, []uint64{ov[0].Seq, ov[1].Seq})
 	require.False(t, ov[0].Committed)
-	ids, err := b.q.OverlaidObservations()
+	ids, err := b.q.Reads().OverlaidObservations()
 	require.NoError(t, err)
 	require.Equal(t, map[string]bool{obsID: true}, ids)
 
 	require.NoError(t, b.q.ApplyCommit(appliedAt(tx1.GetId(), a1.GetSeq(), 1000)))
 	require.NoError(t, b.q.ApplyCommit(appliedAt(tx2.GetId(), a2.GetSeq(), 2000)))
-	ov, err = b.q.Overlays(obsID)
+	ov, err = b.q.Reads().Overlays(obsID)
 	require.NoError(t, err)
 	require.True(t, ov[0].Committed && ov[1].Committed)
 
@@ -67,7 +67,7 @@ func TestOverlaysVisibilityAndChangeLog(t *testing.T) {
 	st, err = b.q.GetTransaction(tx2.GetId())
 	require.NoError(t, err)
 	require.Equal(t, edgev1.TransactionState_TRANSACTION_STATE_COMMITTED, st.GetState())
-	ov, err = b.q.Overlays(obsID)
+	ov, err = b.q.Reads().Overlays(obsID)
 	require.NoError(t, err)
 	require.Len(t, ov, 1, "tx1's overlay left with VISIBLE")
 
@@ -75,11 +75,11 @@ func TestOverlaysVisibilityAndChangeLog(t *testing.T) {
 	acked, err = b.q.Replayed(2500)
 	require.NoError(t, err)
 	require.True(t, acked.OldestUnreplayed.IsZero())
-	ov, err = b.q.Overlays(obsID)
+	ov, err = b.q.Reads().Overlays(obsID)
 	require.NoError(t, err)
 	require.Empty(t, ov)
 
-	cs, err := b.q.Changes(start, 100)
+	cs, err := b.q.Reads().Changes(start, 100)
 	require.NoError(t, err)
 	type tr struct {
 		id string
@@ -101,7 +101,7 @@ func TestOverlaysVisibilityAndChangeLog(t *testing.T) {
 	require.Equal(t, uint64(2000), cs[3].Status.GetCommitLsnValue())
 
 	// A watcher waiting on ChangeNotify wakes at the next change.
-	ch := b.q.ChangeNotify()
+	ch := b.q.Reads().ChangeNotify()
 	submit1(t, b.q, obsTx(newID()))
 	select {
 	case <-ch:
@@ -122,17 +122,17 @@ func TestChangeLogPrunedBeyondMaxChanges(t *testing.T) {
 		_, err := b.q.Submit(context.Background(), []*opsv1.Transaction{obsTx(newID()), obsTx(newID()), obsTx(newID())})
 		require.NoError(t, err)
 	}
-	require.Equal(t, uint64(12), b.q.LastChange())
+	require.Equal(t, uint64(12), b.q.Reads().LastChange())
 	_, err := b.q.Prune(context.Background())
 	require.NoError(t, err)
 
 	// Keeping the newest 5 means dropping through 7: the records ending
 	// at 3 and 6 go, the one holding 7-9 stays whole.
-	_, err = b.q.Changes(0, 10)
+	_, err = b.q.Reads().Changes(0, 10)
 	require.ErrorIs(t, err, queue.ErrChangesPruned)
-	_, err = b.q.Changes(5, 10)
+	_, err = b.q.Reads().Changes(5, 10)
 	require.ErrorIs(t, err, queue.ErrChangesPruned)
-	cs, err := b.q.Changes(6, 10)
+	cs, err := b.q.Reads().Changes(6, 10)
 	require.NoError(t, err)
 	require.Len(t, cs, 6)
 	for i, c := range cs {
