@@ -12,19 +12,26 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
+// pruner deletes what is no longer needed: forwarded payloads, overlays
+// and unseen records past their retention, the change log beyond
+// MaxChanges, and value-log garbage (RunGC).
+type pruner struct{ *core }
+
 // Prune deletes committed payloads once their transactions are VISIBLE in
 // the site replica (or were rejected), or when their commit is older than
 // PayloadRetention (no replica, or one far behind), one commit mark (one
 // Commit answer) at a time, and returns how many entries it deleted. Each step moves the head in the same
 // Badger transaction as the deletions, so the head is always found in its
 // own key (never by scanning over deleted entries).
-func (q *Queue) Prune(ctx context.Context) (int, error) {
-	if err := q.pruneVisibility(ctx, q.opts.Now().Add(-q.opts.OverlayRetention)); err != nil {
+func (q *Queue) Prune(ctx context.Context) (int, error) { return q.pr.prune(ctx) }
+
+func (p *pruner) prune(ctx context.Context) (int, error) {
+	if err := p.pruneVisibility(ctx, p.opts.Now().Add(-p.opts.OverlayRetention)); err != nil {
 		return 0, err
 	}
-	cutoff := q.opts.Now().Add(-q.opts.PayloadRetention)
+	cutoff := p.opts.Now().Add(-p.opts.PayloadRetention)
 	var visible uint64
-	err := q.db.View(func(txn *badger.Txn) (err error) {
+	err := p.db.View(func(txn *badger.Txn) (err error) {
 		visible, err = visibleThrough(txn)
 		return err
 	})
@@ -33,7 +40,7 @@ func (q *Queue) Prune(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for ctx.Err() == nil {
-		n, more, err := q.pruneOne(cutoff, visible)
+		n, more, err := p.pruneOne(cutoff, visible)
 		total += n
 		if err != nil || !more {
 			return total, err
@@ -44,11 +51,11 @@ func (q *Queue) Prune(ctx context.Context) (int, error) {
 
 // pruneOne deletes the payloads of the oldest commit mark when it is older
 // than cutoff or every seq it covers is visible (through visible).
-func (q *Queue) pruneOne(cutoff time.Time, visible uint64) (int, bool, error) {
-	q.lockWrite()
-	defer q.unlockWrite()
-	m := q.snapshot()
-	b := q.newBatch(&m)
+func (p *pruner) pruneOne(cutoff time.Time, visible uint64) (int, bool, error) {
+	p.lockWrite()
+	defer p.unlockWrite()
+	m := p.snapshot()
+	b := p.newBatch(&m)
 	defer b.discard()
 
 	var markKey []byte
@@ -98,10 +105,10 @@ func (q *Queue) pruneOne(cutoff time.Time, visible uint64) (int, bool, error) {
 	}
 	m.cumHead = cum
 	if err := b.commit(); err != nil {
-		q.refresh()
+		p.refresh()
 		return n, false, fmt.Errorf("queue: prune through %d: %w", through, err)
 	}
-	q.setMeta(m)
+	p.setMeta(m)
 	return n, true, nil
 }
 
@@ -112,27 +119,29 @@ func (q *Queue) pruneOne(cutoff time.Time, visible uint64) (int, bool, error) {
 // run: when GC finds nothing although the value log holds far more than
 // the payloads still kept (valueLogMostlyGarbage), RunGC flushes the
 // memtables and compacts the tree itself, then runs GC again.
-func (q *Queue) RunGC() error {
-	rewrote, err := q.valueLogGC()
-	if err != nil || rewrote || !q.valueLogMostlyGarbage() {
+func (q *Queue) RunGC() error { return q.pr.runGC() }
+
+func (p *pruner) runGC() error {
+	rewrote, err := p.valueLogGC()
+	if err != nil || rewrote || !p.valueLogMostlyGarbage() {
 		return err
 	}
-	q.log.Info("value log mostly garbage after a drain; compacting so GC can give the space back")
-	if err := q.flushMemtables(); err != nil {
+	p.log.Info("value log mostly garbage after a drain; compacting so GC can give the space back")
+	if err := p.flushMemtables(); err != nil {
 		return fmt.Errorf("queue: gc: flush memtables: %w", err)
 	}
-	if err := q.db.Flatten(numCompactors); err != nil {
+	if err := p.db.Flatten(numCompactors); err != nil {
 		return fmt.Errorf("queue: gc: compact: %w", err)
 	}
-	_, err = q.valueLogGC()
+	_, err = p.valueLogGC()
 	return err
 }
 
 // valueLogGC rewrites value-log files while Badger finds one worth it, and
 // reports whether it rewrote any.
-func (q *Queue) valueLogGC() (bool, error) {
+func (p *pruner) valueLogGC() (bool, error) {
 	for i := range 1000 {
-		err := q.db.RunValueLogGC(0.5)
+		err := p.db.RunValueLogGC(0.5)
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 			return i > 0, nil
 		}
@@ -146,10 +155,10 @@ func (q *Queue) valueLogGC() (bool, error) {
 // valueLogMostlyGarbage: the value-log files take more than two files
 // beyond three times the payload bytes still kept (each payload is in the
 // value log once as the entry and about once more as its read overlays).
-func (q *Queue) valueLogMostlyGarbage() bool {
-	m := q.snapshot()
+func (p *pruner) valueLogMostlyGarbage() bool {
+	m := p.snapshot()
 	live := m.cumLast - m.cumHead
-	files, err := filepath.Glob(filepath.Join(q.opts.Dir, "*.vlog"))
+	files, err := filepath.Glob(filepath.Join(p.opts.Dir, "*.vlog"))
 	if err != nil {
 		return false
 	}
@@ -168,13 +177,13 @@ func (q *Queue) valueLogMostlyGarbage() bool {
 // for only that: DropPrefix flushes them first, here dropping one key
 // written for the purpose. DropPrefix refuses writes while it runs, so
 // the queue's writers are held off meanwhile.
-func (q *Queue) flushMemtables() error {
-	q.lockWrite()
-	defer q.unlockWrite()
-	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Set(keyGCFlush, []byte{1}) }); err != nil {
+func (p *pruner) flushMemtables() error {
+	p.lockWrite()
+	defer p.unlockWrite()
+	if err := p.db.Update(func(txn *badger.Txn) error { return txn.Set(keyGCFlush, []byte{1}) }); err != nil {
 		return err
 	}
-	return q.db.DropPrefix(keyGCFlush)
+	return p.db.DropPrefix(keyGCFlush)
 }
 
 // pruneChunk bounds what one step of pruneVisibility clears: the unseen
@@ -189,13 +198,13 @@ const pruneChunk = 1024
 // up), step by step until nothing older is left or ctx is done. Above a
 // fixed amount per prune (the pruner runs once a minute) a busy edge
 // without a replica would pile them up until its disk is full.
-func (q *Queue) pruneVisibility(ctx context.Context, cutoff time.Time) error {
+func (p *pruner) pruneVisibility(ctx context.Context, cutoff time.Time) error {
 	var from []byte
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		next, err := q.pruneUnseen(from, cutoff)
+		next, err := p.pruneUnseen(from, cutoff)
 		if err != nil {
 			return fmt.Errorf("queue: prune visibility: %w", err)
 		}
@@ -209,7 +218,7 @@ func (q *Queue) pruneVisibility(ctx context.Context, cutoff time.Time) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		next, err := q.pruneChanges(after)
+		next, err := p.pruneChanges(after)
 		if err != nil {
 			return fmt.Errorf("queue: prune change log: %w", err)
 		}
@@ -223,11 +232,11 @@ func (q *Queue) pruneVisibility(ctx context.Context, cutoff time.Time) error {
 // pruneUnseen clears one step of unseen records older than cutoff, from
 // the key from on, with their overlays. It returns the key to go on from,
 // nil when nothing older is left.
-func (q *Queue) pruneUnseen(from []byte, cutoff time.Time) ([]byte, error) {
-	q.lockWrite()
-	defer q.unlockWrite()
-	m := q.snapshot()
-	b := q.newBatch(&m)
+func (p *pruner) pruneUnseen(from []byte, cutoff time.Time) ([]byte, error) {
+	p.lockWrite()
+	defer p.unlockWrite()
+	m := p.snapshot()
+	b := p.newBatch(&m)
 	defer b.discard()
 	var dels [][]byte
 	var seqs []uint64
@@ -258,7 +267,7 @@ func (q *Queue) pruneUnseen(from []byte, cutoff time.Time) ([]byte, error) {
 		}
 	}
 	if err := b.commit(); err != nil {
-		q.refresh()
+		p.refresh()
 		return nil, err
 	}
 	if newer {
@@ -271,15 +280,15 @@ func (q *Queue) pruneUnseen(from []byte, cutoff time.Time) ([]byte, error) {
 // pruneChanges drops one step of change-log records beyond MaxChanges,
 // those numbered after after. It returns the number of the last record
 // dropped, 0 when none is left to drop.
-func (q *Queue) pruneChanges(after uint64) (uint64, error) {
-	q.lockWrite()
-	defer q.unlockWrite()
-	m := q.snapshot()
-	if m.change <= q.opts.MaxChanges {
+func (p *pruner) pruneChanges(after uint64) (uint64, error) {
+	p.lockWrite()
+	defer p.unlockWrite()
+	m := p.snapshot()
+	if m.change <= p.opts.MaxChanges {
 		return 0, nil
 	}
-	keep := m.change - q.opts.MaxChanges
-	b := q.newBatch(&m)
+	keep := m.change - p.opts.MaxChanges
+	b := p.newBatch(&m)
 	defer b.discard()
 	var dels [][]byte
 	last := uint64(0)
@@ -305,7 +314,7 @@ func (q *Queue) pruneChanges(after uint64) (uint64, error) {
 		}
 	}
 	if err := b.commit(); err != nil {
-		q.refresh()
+		p.refresh()
 		return 0, err
 	}
 	if len(dels) < pruneChunk {

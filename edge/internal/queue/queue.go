@@ -218,6 +218,7 @@ type Queue struct {
 	com   *committer
 	reads *Reads
 	rd    *entryReader
+	pr    *pruner
 
 	wg      sync.WaitGroup // the appender
 	runWG   sync.WaitGroup // Run
@@ -270,7 +271,7 @@ func Open(opts Options) (*Queue, error) {
 	}
 	c.wcond.L = &c.wmu
 	q := &Queue{core: c, app: &appender{core: c}, com: &committer{core: c},
-		reads: &Reads{core: c}, rd: &entryReader{core: c}}
+		reads: &Reads{core: c}, rd: &entryReader{core: c}, pr: &pruner{core: c}}
 	q.runCtx, q.stopRun = context.WithCancel(context.Background())
 	if err := q.load(); err != nil {
 		_ = db.Close()
@@ -322,7 +323,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		every(ctx, q.opts.PruneInterval, func() {
-			if _, err := q.Prune(ctx); err != nil && ctx.Err() == nil {
+			if _, err := q.pr.prune(ctx); err != nil && ctx.Err() == nil {
 				q.log.Error("prune failed", "err", err)
 			}
 		})
