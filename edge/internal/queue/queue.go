@@ -10,6 +10,16 @@
 // that matters is in Badger; the in-memory counters are a cache of keys
 // written in the same Badger transactions as the data they count, so a
 // restart (after Close or kill -9) recovers them exactly.
+//
+// Queue is a facade over parts with one concern each, all pointing to one
+// core (core.go: the Badger database, the counters, the writers' lock):
+// the appender (append.go, group commit), the committer (commit.go,
+// rewind.go, deadletter.go: central's answers, lost commits, dead
+// letters), the read side Reads (visible.go, reads.go: overlays,
+// visibility, the change log, states), the forwarder's entryReader
+// (read.go) and the pruner (prune.go). Every write of any part goes
+// through a batch (batch.go); the key layout is in keys.go, the errors
+// in errors.go.
 package queue
 
 import (
@@ -211,9 +221,10 @@ func (o Options) Validate() error {
 }
 
 // Queue is the edge's durable store. Open it with Open, run its maintenance
-// loops with Run, and Close it.
+// loops with Run, and Close it. Its methods hand each call to the part
+// that owns it.
 type Queue struct {
-	*core
+	*core // shared by every part
 	app   *appender
 	com   *committer
 	reads *Reads
