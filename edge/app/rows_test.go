@@ -302,7 +302,8 @@ func TestRowsBeforeTheSchemaIsLearnedBecomeDeadLetters(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, dl.GetDeadLetter().GetReason(), "not allowed")
 	out = runCLI(t, r.a.GRPCAddr(), "deadletters", "show", notAllowed.GetId(), "--json") // to edit for retry -f
-	require.Contains(t, out, `"table": "ops.secret"`)
+	// protojson varies its spacing from one build to another on purpose.
+	require.Regexp(t, `"table":\s+"ops.secret"`, out)
 	runCLI(t, r.a.GRPCAddr(), "deadletters", "discard", notAllowed.GetId())
 	var n int
 	require.NoError(t, db.QueryRow(context.Background(), `SELECT count(*) FROM ops.secret`).Scan(&n))
