@@ -185,7 +185,9 @@ func (r *Reader) ListRows(ctx context.Context, req *edgev1.ListRowsRequest) (*ed
 			continue
 		}
 		if _, seen := ovs[k]; !seen && p.Mutation.GetRow().GetOp() != opsv1.RowOp_ROW_OP_INSERT {
-			needBase = append(needBase, rows.KeyOf(t, p.Mutation.GetRow().GetValues()))
+			if kv := rows.KeyOf(t, p.Mutation.GetRow().GetValues()); kv != nil {
+				needBase = append(needBase, kv) // nil: keyed under a key the schema no longer has
+			}
 		}
 		ovs[k] = append(ovs[k], p)
 	}

@@ -268,6 +268,19 @@ func TestListRowsMergesAndPages(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 5.0, res.GetRows()[0].GetValues().AsMap()["id"])
 
+	// A write the queue keyed under a key its values no longer hold (the
+	// table's key changed since) is left out, and the replica still read.
+	b.buf.mu.Lock()
+	b.buf.seq++
+	b.buf.ps = append(b.buf.ps, reads.PendingRow{Key: `["99"]`, Pending: reads.Pending{Seq: b.buf.seq, Mutation: &opsv1.Mutation{
+		Kind: &opsv1.Mutation_Row{Row: &opsv1.Row{Table: "ops.unit", Op: update, Values: &structpb.Struct{
+			Fields: map[string]*structpb.Value{"name": structpb.NewStringValue("keyless")}}}}}}})
+	b.buf.mu.Unlock()
+	res, err = r.ListRows(ctx, &edgev1.ListRowsRequest{Table: "ops.unit"})
+	require.NoError(t, err)
+	require.False(t, res.GetBufferOnly(), "one odd buffered write does not cost the replica's rows")
+	require.Len(t, res.GetRows(), 9)
+
 	// The replica down and no central: the buffer alone, flagged.
 	require.NoError(t, b.replica.Stop())
 	res, err = b.reader(t, true).ListRows(ctx, &edgev1.ListRowsRequest{Table: "ops.unit"})
