@@ -3,6 +3,7 @@ package cli
 import (
 	"flag"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -66,4 +67,19 @@ func TestRetryEditsSetAndUnsetColumns(t *testing.T) {
 	require.NoError(t, es.Set("3:size=1"))
 	_, err = applyEdits(tx, es.list)
 	require.ErrorContains(t, err, "mutations[3] is not a row")
+}
+
+// Before the edge learned a schema, `chasqui schema` says so and what that
+// means for rows, rather than printing an empty list.
+func TestSchemaBeforeLearning(t *testing.T) {
+	t.Parallel()
+	a := startEdge(t)
+	code, out, stderr := run(t, "", "--addr", a.GRPCAddr(), "schema")
+	require.Equal(t, ExitOK, code, stderr)
+	require.Contains(t, out, "has not learned a schema from central yet")
+	code, out, stderr = run(t, "", "--addr", a.GRPCAddr(), "--json", "schema")
+	require.Equal(t, ExitOK, code, stderr)
+	require.Equal(t, "{}", strings.TrimSpace(out))
+	code, _, _ = run(t, "", "--addr", a.GRPCAddr(), "schema", "ops.a", "ops.b")
+	require.Equal(t, ExitUsage, code)
 }
