@@ -231,3 +231,24 @@ func TestComposeWiring(t *testing.T) {
 		t.Error("postgres-replica does not depend on postgres-primary")
 	}
 }
+
+// TestComposeOpsRowsHaveTheirTables: the simulator writes rows of ops.*
+// by default, so the primary must create those tables and central must
+// allow them; otherwise every row the demo writes is a dead letter.
+func TestComposeOpsRowsHaveTheirTables(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	if got := envValue(p.Services["central"].Environment, "CHASQUI_ALLOW_TABLES"); !slices.Contains(strings.Split(got, ","), "ops.*") {
+		t.Errorf("central CHASQUI_ALLOW_TABLES = %q, want it to list ops.*", got)
+	}
+	mounted := slices.ContainsFunc(p.Services["postgres-primary"].Volumes, func(v types.ServiceVolumeConfig) bool {
+		return strings.HasSuffix(v.Source, "examples/ops-schema.sql") &&
+			strings.HasPrefix(v.Target, "/docker-entrypoint-initdb.d/") && strings.HasSuffix(v.Target, ".sql")
+	})
+	if !mounted {
+		t.Error("postgres-primary does not run examples/ops-schema.sql from /docker-entrypoint-initdb.d")
+	}
+	if _, err := os.Stat(repoPath("examples/ops-schema.sql")); err != nil {
+		t.Error(err)
+	}
+}
