@@ -60,7 +60,7 @@ func TestFaultCentralDBLosesLastCommits(t *testing.T) {
 	t.Logf("edge had committed through seq %d; backup at about %d; restored database holds through %d",
 		beforeLoss, atBackup, cursor)
 	require.Less(t, uint64(cursor), beforeLoss, "the restore lost commits (else the test proves nothing)")
-	f.finish() // item 7: every resent transaction holds its new commit's LSN
+	f.finish() // every resent transaction holds its new commit's LSN
 	require.Greater(t, s.Edge.CountLog("central reports a sequence gap"), gaps,
 		"central answered ABORTED with an earlier expected seq and the edge resent")
 }

@@ -95,7 +95,7 @@ func (l *answerLoss) intercept(ctx context.Context, method string, req, reply an
 	return status.Error(codes.Unavailable, "test: answer lost")
 }
 
-// Issue 12 item 1: two pipelined batches both commit, both answers are
+// Two pipelined batches both commit, both answers are
 // lost, the resend of the first is answered with the second's through
 // seq, then the edge restarts (forwarder stopped, queue closed and
 // reopened). Every transaction must end with its outcome recorded: the

@@ -15,7 +15,7 @@ import (
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
-// Issue 12 item 7: central's database loses the commits of seqs 3 and 4
+// Central's database loses the commits of seqs 3 and 4
 // after the edge recorded them, and the replica had shown them VISIBLE (a
 // failover to a lagging replica; here their rows are deleted and the
 // cursor set back, which is what central then finds). The next batch gets

@@ -17,7 +17,7 @@ import (
 	"github.com/chasqui/chasqui/internal/pgtest"
 )
 
-// Issue 12 item 8: an edge restored from an old backup of its store (same
+// An edge restored from an old backup of its store (same
 // epoch) gives its new transactions seqs central already applied after the
 // backup. They must never be taken as applied: while central keeps its
 // outcomes it names the transaction it applied there; once it pruned them

@@ -156,7 +156,7 @@ func TestApplyCommitMovesTheMarkOnlyOverRecordedOutcomes(t *testing.T) {
 	require.Equal(t, last, q.CommittedThrough())
 }
 
-// TestApplyCommitPrunedOutcomeIsFinal (issue 12 item 8): central answers
+// TestApplyCommitPrunedOutcomeIsFinal: central answers
 // a seq whose record it pruned without an outcome (centrals before the
 // refusal of such resends). The transaction gets the final state
 // OUTCOME_UNKNOWN with central's reason, never an LSN, the mark moves over
