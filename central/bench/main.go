@@ -40,7 +40,7 @@ import (
 )
 
 func main() {
-	only := flag.String("only", "", "comma-separated measurements to run (typed, generic, copy, poison, grpc); empty: all")
+	only := flag.String("only", "", "comma-separated measurements to run (typed, generic, copy, stmt, poison, grpc); empty: all")
 	flag.Parse()
 	want := func(name string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), name) }
 	if err := run(want); err != nil {
@@ -83,16 +83,21 @@ func batchesOf(edge string) []*centralv1.CommitRequest {
 	return reqs
 }
 
-func (d *databases) pool(ctx context.Context) (*pgxpool.Pool, error) {
+// pool opens a pool on a new database whose writes m counts.
+func (d *databases) pool(ctx context.Context) (*pgxpool.Pool, meter, error) {
 	url, err := d.next(ctx)
 	if err != nil {
-		return nil, err
+		return nil, meter{}, err
 	}
 	cfg, err := store.PoolConfig(url)
 	if err != nil {
-		return nil, err
+		return nil, meter{}, err
 	}
-	return pgxpool.NewWithConfig(ctx, cfg)
+	m := meter{postmaster: d.cluster.PID(), db: cfg.ConnConfig.Database, wire: &wire{}}
+	m.wire.count(cfg)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	m.pool = pool
+	return pool, m, err
 }
 
 func report(name string, rows int, d time.Duration) float64 {
@@ -102,10 +107,19 @@ func report(name string, rows int, d time.Duration) float64 {
 }
 
 // commitAll commits reqs in order through commit and returns the elapsed
-// time of all but a first warm-up batch, and the rows applied.
-func commitAll(commit func(*centralv1.CommitRequest) (applied int, err error), reqs []*centralv1.CommitRequest) (time.Duration, int, error) {
+// time of all but a first warm-up batch, and the rows applied. With a
+// name, it prints the census of those batches under it (see meter).
+func commitAll(m meter, name string, commit func(*centralv1.CommitRequest) (applied int, err error), reqs []*centralv1.CommitRequest) (time.Duration, int, error) {
+	ctx := context.Background()
 	if _, err := commit(reqs[0]); err != nil { // warm-up: connections, statement cache
 		return 0, 0, err
+	}
+	var before sample
+	if name != "" {
+		var err error
+		if before, err = m.take(ctx); err != nil {
+			return 0, 0, err
+		}
 	}
 	rows := 0
 	start := time.Now()
@@ -116,7 +130,15 @@ func commitAll(commit func(*centralv1.CommitRequest) (applied int, err error), r
 		}
 		rows += n
 	}
-	return time.Since(start), rows, nil
+	d := time.Since(start)
+	if name != "" {
+		after, err := m.take(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		before.report(name, after, rows, len(reqs)-1)
+	}
+	return d, rows, nil
 }
 
 func storeCommit(st *store.Store) func(*centralv1.CommitRequest) (int, error) {
@@ -147,12 +169,12 @@ func run(want func(string) bool) error {
 	rates := map[string]float64{}
 	// Central through the store.
 	if want("typed") {
-		pool, err := dbs.pool(ctx)
+		pool, m, err := dbs.pool(ctx)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		d, rows, err := commitAll(storeCommit(store.New(pool, store.Options{})), batchesOf("site-1"))
+		d, rows, err := commitAll(m, "central_commit", storeCommit(store.New(pool, store.Options{})), batchesOf("site-1"))
 		if err != nil {
 			return err
 		}
@@ -162,7 +184,7 @@ func run(want func(string) bool) error {
 	// The same rows as generic row mutations, into a table of the site's
 	// own shaped like chasqui.observations.
 	if want("generic") {
-		pool, err := dbs.pool(ctx)
+		pool, m, err := dbs.pool(ctx)
 		if err != nil {
 			return err
 		}
@@ -175,7 +197,7 @@ func run(want func(string) bool) error {
 			return err
 		}
 		st := store.New(pool, store.Options{Catalog: catalog.New(pool, allow, catalog.Options{})})
-		d, rows, err := commitAll(storeCommit(st), rowBatchesOf("site-1"))
+		d, rows, err := commitAll(m, "central_commit_generic", storeCommit(st), rowBatchesOf("site-1"))
 		if err != nil {
 			return err
 		}
@@ -185,12 +207,19 @@ func run(want func(string) bool) error {
 	// The physical limit: CopyFrom of the same rows into the same table,
 	// one transaction per batch.
 	if want("copy") {
-		pool, err := dbs.pool(ctx)
+		pool, m, err := dbs.pool(ctx)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		if rates["copy"], err = copyFrom(pool, batchesOf("site-1")); err != nil {
+		if rates["copy"], err = copyFrom(pool, m, batchesOf("site-1")); err != nil {
+			return err
+		}
+	}
+
+	// Diagnosis: the generic commit's statements alone.
+	if want("stmt") {
+		if err := statements(ctx, dbs); err != nil {
 			return err
 		}
 	}
@@ -202,12 +231,12 @@ func run(want func(string) bool) error {
 			i := (k * 379) % batchSize
 			req.Transactions[i].Mutations = []*opsv1.Mutation{fixture.File(fixture.ID(), 1)}
 		}
-		pool, err := dbs.pool(ctx)
+		pool, m, err := dbs.pool(ctx)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		d, rows, err := commitAll(storeCommit(store.New(pool, store.Options{})), reqs)
+		d, rows, err := commitAll(m, "", storeCommit(store.New(pool, store.Options{})), reqs)
 		if err != nil {
 			return err
 		}
@@ -254,7 +283,7 @@ func rowBatchesOf(edge string) []*centralv1.CommitRequest {
 	return reqs
 }
 
-func copyFrom(pool *pgxpool.Pool, reqs []*centralv1.CommitRequest) (float64, error) {
+func copyFrom(pool *pgxpool.Pool, m meter, reqs []*centralv1.CommitRequest) (float64, error) {
 	ctx := context.Background()
 	cols := []string{"id", "instrument", "source", "obs_unit", "status", "start_time", "end_time", "attributes", "tx_id", "edge_id"}
 	copyBatch := func(req *centralv1.CommitRequest) error {
@@ -272,16 +301,13 @@ func copyFrom(pool *pgxpool.Pool, reqs []*centralv1.CommitRequest) (float64, err
 			return err
 		})
 	}
-	if err := copyBatch(reqs[0]); err != nil {
+	d, rows, err := commitAll(m, "pgx_copy", func(req *centralv1.CommitRequest) (int, error) {
+		return len(req.GetTransactions()), copyBatch(req)
+	}, reqs)
+	if err != nil {
 		return 0, err
 	}
-	start := time.Now()
-	for _, req := range reqs[1:] {
-		if err := copyBatch(req); err != nil {
-			return 0, err
-		}
-	}
-	return report("pgx_copy_rows_per_s", (len(reqs)-1)*batchSize, time.Since(start)), nil
+	return report("pgx_copy_rows_per_s", rows, d), nil
 }
 
 func grpcCommit(dbURL string, reqs []*centralv1.CommitRequest) (float64, error) {
@@ -305,7 +331,7 @@ func grpcCommit(dbURL string, reqs []*centralv1.CommitRequest) (float64, error) 
 	}
 	defer conn.Close()
 	client := centralv1.NewIngestServiceClient(conn)
-	d, rows, err := commitAll(func(req *centralv1.CommitRequest) (int, error) {
+	d, rows, err := commitAll(meter{}, "", func(req *centralv1.CommitRequest) (int, error) {
 		res, err := client.Commit(ctx, req)
 		if err != nil {
 			return 0, err
