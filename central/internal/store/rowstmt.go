@@ -167,6 +167,20 @@ func newRowRun(t *catalog.Table, op opsv1.RowOp, cols []string, sig string) *row
 	return &rowRun{table: t, what: t.Name.String(), op: op, cols: cols, sig: sig, seen: map[string]bool{}, json: []byte{'['}}
 }
 
+// sameShape tells whether r has the run's table, op and columns, the
+// identity rowSig spells, without building it.
+func (b *rowRun) sameShape(t *catalog.Table, r *opsv1.Row) bool {
+	if b == nil || b.table != t || b.op != r.GetOp() || len(r.GetValues().GetFields()) != len(b.cols) {
+		return false
+	}
+	for _, c := range b.cols {
+		if _, ok := r.GetValues().GetFields()[c]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // fits tells whether a row can join the run: same table, op and columns,
 // and a key not in it yet (ON CONFLICT DO UPDATE and UPDATE ... FROM
 // apply only one source row per target row; a repeat goes to the next

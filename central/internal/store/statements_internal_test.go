@@ -47,3 +47,47 @@ func TestBuiltinRecordsAreRows(t *testing.T) {
 	}
 	require.Equal(t, 2, strings.Count(stmts[0].args[0].(string), `"instrument":"CHAI"`))
 }
+
+// A row joins the run before it only with the same table, op and column
+// set (whatever the order of its values) and a key not in the run yet.
+func TestRowRunsCutWhereTheShapeChanges(t *testing.T) {
+	t.Parallel()
+	cols := map[string]*catalog.Column{"id": {Name: "id"}, "name": {Name: "name"}, "note": {Name: "note"}}
+	unit := &catalog.Table{Name: rows.Table{Schema: "ops", Name: "unit"}, Key: []string{"id"}, Columns: cols}
+	other := &catalog.Table{Name: rows.Table{Schema: "ops", Name: "other"}, Key: []string{"id"}, Columns: cols}
+	snap := &catalog.Snapshot{Tables: map[string]*catalog.Table{"ops.unit": unit, "ops.other": other}}
+	row := func(table string, op opsv1.RowOp, v map[string]any) *opsv1.Mutation { return fixture.Row(table, op, v) }
+	ins, ups := opsv1.RowOp_ROW_OP_INSERT, opsv1.RowOp_ROW_OP_UPSERT
+	a := fixture.ID()
+	muts := []*opsv1.Mutation{
+		row("ops.unit", ins, map[string]any{"id": a, "name": "1"}),
+		row("ops.unit", ins, map[string]any{"name": "2", "id": fixture.ID()}),               // same run
+		row("ops.unit", ins, map[string]any{"id": fixture.ID(), "note": "3"}),               // other columns, as many
+		row("ops.unit", ins, map[string]any{"id": fixture.ID(), "name": "4", "note": "4"}),  // more columns
+		row("ops.unit", ups, map[string]any{"id": fixture.ID(), "name": "5", "note": "5"}),  // other op
+		row("ops.other", ups, map[string]any{"id": fixture.ID(), "name": "6", "note": "6"}), // other table
+		row("ops.other", ups, map[string]any{"id": a, "name": "7", "note": "7"}),
+		row("ops.other", ups, map[string]any{"id": a, "name": "8", "note": "8"}), // repeated key
+	}
+	plan := []*planned{{id: uuid.New(), snap: snap, tx: &opsv1.Transaction{Mutations: muts}}}
+	stmts := dataStatements("site-1", plan)
+	want := [][2]string{
+		{`INSERT INTO "ops"."unit" ("id", "name")`, ""},
+		{`INSERT INTO "ops"."unit" ("id", "note")`, ""},
+		{`INSERT INTO "ops"."unit" ("id", "name", "note")`, ""},
+		{`INSERT INTO "ops"."unit" ("id", "name", "note")`, "ON CONFLICT"},
+		{`INSERT INTO "ops"."other" ("id", "name", "note")`, "ON CONFLICT"},
+		{`INSERT INTO "ops"."other" ("id", "name", "note")`, "ON CONFLICT"},
+	}
+	require.Len(t, stmts, len(want))
+	for i, w := range want {
+		require.Contains(t, stmts[i].sql, w[0], "statement %d", i)
+		if w[1] != "" {
+			require.Contains(t, stmts[i].sql, w[1], "statement %d", i)
+		} else {
+			require.NotContains(t, stmts[i].sql, "ON CONFLICT", "statement %d", i)
+		}
+	}
+	rowsIn := func(i int) int { return strings.Count(stmts[i].args[0].(string), `"id"`) }
+	require.Equal(t, []int{2, 1, 1, 1, 2, 1}, []int{rowsIn(0), rowsIn(1), rowsIn(2), rowsIn(3), rowsIn(4), rowsIn(5)})
+}
