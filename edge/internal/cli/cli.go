@@ -558,97 +558,11 @@ func (c *command) deadLetters(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "list", "ls":
-		var all []*edgev1.DeadLetter
-		token := ""
-		for {
-			r, err := a.ListDeadLetters(ctx, &edgev1.ListDeadLettersRequest{PageSize: 500, PageToken: token})
-			if err != nil {
-				return err
-			}
-			all = append(all, r.DeadLetters...)
-			if token = r.NextPageToken; token == "" {
-				break
-			}
-		}
-		if c.o.json {
-			return c.printJSON(&edgev1.ListDeadLettersResponse{DeadLetters: all})
-		}
-		rows := make([][]string, 0, len(all))
-		for _, d := range all {
-			rows = append(rows, []string{d.GetTransaction().GetId(), fmt.Sprint(d.GetTransaction().GetSeq()),
-				ts(d.RejectedAt), orDash(d.Sqlstate), d.Reason, mutationSummary(d.GetTransaction())})
-		}
-		return c.table("TRANSACTION\tSEQ\tREJECTED\tSQLSTATE\tREASON\tWRITES", rows)
+		return c.listDeadLetters(ctx, a)
 	case "show":
-		// --json may follow the id too, as the edited-retry recipe writes it.
-		fs := flag.NewFlagSet("show", flag.ContinueOnError)
-		fs.SetOutput(c.env.Stderr)
-		fs.BoolVar(&c.o.json, "json", c.o.json, "print protobuf JSON, to edit and give to retry -f")
-		if len(args) < 2 {
-			return usageError("deadletters show takes a transaction id")
-		}
-		if err := fs.Parse(args[2:]); err != nil {
-			return usageError("%v", err)
-		}
-		id, err := oneID(args[1:2], "deadletters show")
-		if err != nil {
-			return err
-		}
-		r, err := a.GetDeadLetter(ctx, &edgev1.GetDeadLetterRequest{TransactionId: id})
-		if err != nil {
-			return err
-		}
-		if c.o.json {
-			return c.printJSON(r.DeadLetter)
-		}
-		return c.printDeadLetter(r.DeadLetter)
+		return c.showDeadLetter(ctx, a, args)
 	case "retry":
-		fs := flag.NewFlagSet("retry", flag.ContinueOnError)
-		fs.SetOutput(c.env.Stderr)
-		file, es := retryFlags(fs)
-		if len(args) < 2 {
-			return usageError("deadletters retry takes a transaction id")
-		}
-		if err := fs.Parse(args[2:]); err != nil {
-			return usageError("%v", err)
-		}
-		id, err := oneID(args[1:2], "deadletters retry")
-		if err != nil {
-			return err
-		}
-		req := &edgev1.RetryDeadLetterRequest{TransactionId: id}
-		if *file != "" {
-			b, err := c.readInput(*file)
-			if err != nil {
-				return err
-			}
-			tx := &opsv1.Transaction{}
-			if err := protojson.Unmarshal(b, tx); err != nil {
-				return usageError("edited transaction: %v", err)
-			}
-			req.Edited = tx
-		}
-		if len(es.list) > 0 {
-			if *file != "" {
-				return usageError("deadletters retry takes -f or --set/--unset, not both")
-			}
-			d, err := a.GetDeadLetter(ctx, &edgev1.GetDeadLetterRequest{TransactionId: id})
-			if err != nil {
-				return err
-			}
-			if req.Edited, err = applyEdits(d.GetDeadLetter().GetTransaction(), es.list); err != nil {
-				return err
-			}
-		}
-		r, err := a.RetryDeadLetter(ctx, req)
-		if err != nil {
-			return err
-		}
-		if c.o.json {
-			return c.printJSON(r)
-		}
-		fmt.Fprintf(c.env.Stdout, "re-enqueued %s as seq %d\n", r.Result.GetTransactionId(), r.Result.GetSeq())
-		return nil
+		return c.retryDeadLetter(ctx, a, args)
 	case "discard", "rm":
 		id, err := oneID(args[1:], "deadletters discard")
 		if err != nil {
@@ -662,4 +576,106 @@ func (c *command) deadLetters(ctx context.Context, args []string) error {
 	default:
 		return usageError("unknown deadletters command %q", args[0])
 	}
+}
+
+// listDeadLetters prints every dead letter, following the pages to the end.
+func (c *command) listDeadLetters(ctx context.Context, a edgev1.AdminServiceClient) error {
+	var all []*edgev1.DeadLetter
+	token := ""
+	for {
+		r, err := a.ListDeadLetters(ctx, &edgev1.ListDeadLettersRequest{PageSize: 500, PageToken: token})
+		if err != nil {
+			return err
+		}
+		all = append(all, r.DeadLetters...)
+		if token = r.NextPageToken; token == "" {
+			break
+		}
+	}
+	if c.o.json {
+		return c.printJSON(&edgev1.ListDeadLettersResponse{DeadLetters: all})
+	}
+	rows := make([][]string, 0, len(all))
+	for _, d := range all {
+		rows = append(rows, []string{d.GetTransaction().GetId(), fmt.Sprint(d.GetTransaction().GetSeq()),
+			ts(d.RejectedAt), orDash(d.Sqlstate), d.Reason, mutationSummary(d.GetTransaction())})
+	}
+	return c.table("TRANSACTION\tSEQ\tREJECTED\tSQLSTATE\tREASON\tWRITES", rows)
+}
+
+// showDeadLetter prints one dead letter; --json may follow the id too, as
+// the edited-retry recipe writes it.
+func (c *command) showDeadLetter(ctx context.Context, a edgev1.AdminServiceClient, args []string) error {
+	fs := flag.NewFlagSet("show", flag.ContinueOnError)
+	fs.SetOutput(c.env.Stderr)
+	fs.BoolVar(&c.o.json, "json", c.o.json, "print protobuf JSON, to edit and give to retry -f")
+	if len(args) < 2 {
+		return usageError("deadletters show takes a transaction id")
+	}
+	if err := fs.Parse(args[2:]); err != nil {
+		return usageError("%v", err)
+	}
+	id, err := oneID(args[1:2], "deadletters show")
+	if err != nil {
+		return err
+	}
+	r, err := a.GetDeadLetter(ctx, &edgev1.GetDeadLetterRequest{TransactionId: id})
+	if err != nil {
+		return err
+	}
+	if c.o.json {
+		return c.printJSON(r.DeadLetter)
+	}
+	return c.printDeadLetter(r.DeadLetter)
+}
+
+// retryDeadLetter re-enqueues a dead letter as it was, as edited in a file
+// (-f), or with --set/--unset edits applied to the stored transaction.
+func (c *command) retryDeadLetter(ctx context.Context, a edgev1.AdminServiceClient, args []string) error {
+	fs := flag.NewFlagSet("retry", flag.ContinueOnError)
+	fs.SetOutput(c.env.Stderr)
+	file, es := retryFlags(fs)
+	if len(args) < 2 {
+		return usageError("deadletters retry takes a transaction id")
+	}
+	if err := fs.Parse(args[2:]); err != nil {
+		return usageError("%v", err)
+	}
+	id, err := oneID(args[1:2], "deadletters retry")
+	if err != nil {
+		return err
+	}
+	req := &edgev1.RetryDeadLetterRequest{TransactionId: id}
+	if *file != "" {
+		b, err := c.readInput(*file)
+		if err != nil {
+			return err
+		}
+		tx := &opsv1.Transaction{}
+		if err := protojson.Unmarshal(b, tx); err != nil {
+			return usageError("edited transaction: %v", err)
+		}
+		req.Edited = tx
+	}
+	if len(es.list) > 0 {
+		if *file != "" {
+			return usageError("deadletters retry takes -f or --set/--unset, not both")
+		}
+		d, err := a.GetDeadLetter(ctx, &edgev1.GetDeadLetterRequest{TransactionId: id})
+		if err != nil {
+			return err
+		}
+		if req.Edited, err = applyEdits(d.GetDeadLetter().GetTransaction(), es.list); err != nil {
+			return err
+		}
+	}
+	r, err := a.RetryDeadLetter(ctx, req)
+	if err != nil {
+		return err
+	}
+	if c.o.json {
+		return c.printJSON(r)
+	}
+	fmt.Fprintf(c.env.Stdout, "re-enqueued %s as seq %d\n", r.Result.GetTransactionId(), r.Result.GetSeq())
+	return nil
 }
