@@ -41,20 +41,20 @@ func (c *command) certsCmd(args []string) error {
 	sub := args[0]
 	fs := flag.NewFlagSet("chasqui certs "+sub, flag.ContinueOnError)
 	fs.SetOutput(c.env.Stderr)
-	dir := fs.String("dir", "certs", "directory of the site's certificates")
-	force := fs.Bool("force", false, "replace existing files")
-	validity := fs.Duration("validity", 0, "validity (default: 10 years for the CA, 397 days for leaves)")
-	var name, id, hosts string
+	var o certsOptions
+	fs.StringVar(&o.dir, "dir", "certs", "directory of the site's certificates")
+	fs.BoolVar(&o.force, "force", false, "replace existing files")
+	fs.DurationVar(&o.validity, "validity", 0, "validity (default: 10 years for the CA, 397 days for leaves)")
 	switch sub {
 	case "init":
-		fs.StringVar(&name, "name", "Chasqui site CA", "the CA's common name")
+		fs.StringVar(&o.name, "name", "Chasqui site CA", "the CA's common name")
 	case "issue-edge":
-		fs.StringVar(&id, "id", "", "the edge id (required)")
-		fs.StringVar(&hosts, "hosts", "localhost,127.0.0.1,::1", "comma-separated DNS names and IPs instruments use to reach the edge")
+		fs.StringVar(&o.id, "id", "", "the edge id (required)")
+		fs.StringVar(&o.hosts, "hosts", "localhost,127.0.0.1,::1", "comma-separated DNS names and IPs instruments use to reach the edge")
 	case "issue-central":
-		fs.StringVar(&hosts, "hosts", "", "comma-separated DNS names and IPs edges use to reach central (required)")
+		fs.StringVar(&o.hosts, "hosts", "", "comma-separated DNS names and IPs edges use to reach central (required)")
 	case "issue-client":
-		fs.StringVar(&name, "name", "", "the client's name, its certificate's common name (required)")
+		fs.StringVar(&o.name, "name", "", "the client's name, its certificate's common name (required)")
 	default:
 		return usageError("certs: unknown subcommand %q (init, issue-edge, issue-central, issue-client)", sub)
 	}
@@ -68,30 +68,48 @@ func (c *command) certsCmd(args []string) error {
 	if fs.NArg() > 0 {
 		return usageError("certs %s: unexpected argument %q", sub, fs.Arg(0))
 	}
-	now := time.Now()
-	leafValidity := *validity
+	if sub == "init" {
+		return c.certsInit(o, time.Now())
+	}
+	return c.certsIssue(sub, o, time.Now())
+}
+
+// certsOptions are the flags of one certs subcommand; a zero validity means
+// the default for what is being made.
+type certsOptions struct {
+	dir             string
+	force           bool
+	validity        time.Duration
+	name, id, hosts string
+}
+
+// certsInit makes the site's CA.
+func (c *command) certsInit(o certsOptions, now time.Time) error {
+	v := o.validity
+	if v == 0 {
+		v = certs.DefaultCAValidity
+	}
+	_, pair, err := certs.NewCA(o.name, v, now)
+	if err != nil {
+		return err
+	}
+	cert, key, err := certs.WritePair(o.dir, "ca", pair, o.force)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.env.Stdout, "CA %q: %s (key %s, keep it safe)\n", o.name, cert, key)
+	return nil
+}
+
+// certsIssue signs a leaf certificate with the CA in o.dir.
+func (c *command) certsIssue(sub string, o certsOptions, now time.Time) error {
+	leafValidity := o.validity
 	if leafValidity == 0 {
 		leafValidity = certs.DefaultLeafValidity
 	}
-	if sub == "init" {
-		v := *validity
-		if v == 0 {
-			v = certs.DefaultCAValidity
-		}
-		_, pair, err := certs.NewCA(name, v, now)
-		if err != nil {
-			return err
-		}
-		cert, key, err := certs.WritePair(*dir, "ca", pair, *force)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.env.Stdout, "CA %q: %s (key %s, keep it safe)\n", name, cert, key)
-		return nil
-	}
-	ca, err := certs.LoadCA(filepath.Join(*dir, "ca.pem"), filepath.Join(*dir, "ca-key.pem"))
+	ca, err := certs.LoadCA(filepath.Join(o.dir, "ca.pem"), filepath.Join(o.dir, "ca-key.pem"))
 	if err != nil {
-		return fmt.Errorf("certs %s: %w (run 'chasqui certs init --dir %s' first)", sub, err, *dir)
+		return fmt.Errorf("certs %s: %w (run 'chasqui certs init --dir %s' first)", sub, err, o.dir)
 	}
 	var (
 		pair certs.Pair
@@ -99,28 +117,28 @@ func (c *command) certsCmd(args []string) error {
 	)
 	switch sub {
 	case "issue-edge":
-		if id == "" {
+		if o.id == "" {
 			return usageError("certs issue-edge: --id is required")
 		}
-		pair, _, err = ca.IssueEdge(id, splitList(hosts), leafValidity, now)
-		file = "edge-" + fileSafe(id)
+		pair, _, err = ca.IssueEdge(o.id, splitList(o.hosts), leafValidity, now)
+		file = "edge-" + fileSafe(o.id)
 	case "issue-central":
-		if hosts == "" {
+		if o.hosts == "" {
 			return usageError("certs issue-central: --hosts is required (the names edges dial)")
 		}
-		pair, _, err = ca.IssueCentral(splitList(hosts), leafValidity, now)
+		pair, _, err = ca.IssueCentral(splitList(o.hosts), leafValidity, now)
 		file = "central"
 	case "issue-client":
-		if name == "" {
+		if o.name == "" {
 			return usageError("certs issue-client: --name is required")
 		}
-		pair, _, err = ca.IssueClient(name, leafValidity, now)
-		file = "client-" + fileSafe(name)
+		pair, _, err = ca.IssueClient(o.name, leafValidity, now)
+		file = "client-" + fileSafe(o.name)
 	}
 	if err != nil {
 		return err
 	}
-	cert, key, err := certs.WritePair(*dir, file, pair, *force)
+	cert, key, err := certs.WritePair(o.dir, file, pair, o.force)
 	if err != nil {
 		return err
 	}
