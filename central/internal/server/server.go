@@ -242,16 +242,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var tlsCfg *tls.Config
-	if !cfg.Insecure {
-		tlsCfg, err = tlsconfig.Server(tlsconfig.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA},
-			tlsconfig.Options{OptionalClientCert: true, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		logger.Warn("INSECURE: central serves plaintext gRPC without authentication; any client can write as any edge",
-			"grpc_addr", cfg.GRPCAddr, "allow_insecure_remote", cfg.AllowInsecureRemote)
+	tlsCfg, err := serverTLS(cfg, logger)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = metrics.NewRegistry()
@@ -263,9 +256,44 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 		}
 	}()
 
+	if err := s.openDatabase(ctx); err != nil {
+		return nil, err
+	}
+	s.buildGRPC(tlsCfg)
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	logger.Info("central listening", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr(),
+		"tls", !cfg.Insecure, "mtls", cfg.TLSCA != "", "database", redact(s.connCfg))
+	if err := s.connect(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		logger.Warn("PostgreSQL not ready at start; serving NOT_SERVING and retrying",
+			"error", err, "retry_in", DefaultDatabaseRetryBase)
+	}
+	return s, nil
+}
+
+// serverTLS loads the gRPC server's TLS, or returns nil and warns loudly when
+// cfg.Insecure asks for plaintext.
+func serverTLS(cfg Config, logger *slog.Logger) (*tls.Config, error) {
+	if cfg.Insecure {
+		logger.Warn("INSECURE: central serves plaintext gRPC without authentication; any client can write as any edge",
+			"grpc_addr", cfg.GRPCAddr, "allow_insecure_remote", cfg.AllowInsecureRemote)
+		return nil, nil
+	}
+	return tlsconfig.Server(tlsconfig.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey, CA: cfg.TLSCA},
+		tlsconfig.Options{OptionalClientCert: true, Logger: logger})
+}
+
+// openDatabase makes the pool, the table catalog and the store. Nothing here
+// waits for PostgreSQL.
+func (s *Server) openDatabase(ctx context.Context) error {
+	cfg, logger := s.cfg, s.logger
 	poolCfg, err := store.PoolConfig(cfg.DatabaseURL)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	poolCfg.MaxConns = cfg.MaxConns
 	if poolCfg.ConnConfig.ConnectTimeout == 0 {
@@ -275,20 +303,26 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	// The pool connects on first use, so it can exist before PostgreSQL
 	// answers.
 	if s.pool, err = pgxpool.NewWithConfig(ctx, poolCfg); err != nil {
-		return nil, fmt.Errorf("database pool: %w", err)
+		return fmt.Errorf("database pool: %w", err)
 	}
 	allow, err := catalog.ParseAllowList(cfg.AllowTables)
 	if err != nil {
-		return nil, fmt.Errorf("config: AllowTables (--allow-tables): %w", err)
+		return fmt.Errorf("config: AllowTables (--allow-tables): %w", err)
 	}
 	// Read on first use: PostgreSQL may not answer yet.
 	perEdge, err := catalog.ParseEdgeTables(cfg.EdgeTables)
 	if err != nil {
-		return nil, fmt.Errorf("config: EdgeTables (--edge-tables): %w", err)
+		return fmt.Errorf("config: EdgeTables (--edge-tables): %w", err)
 	}
 	s.catalog = catalog.New(s.pool, allow, catalog.Options{PerEdge: perEdge})
 	s.store = store.New(s.pool, store.Options{GapWait: cfg.GapWait, Logger: logger, Catalog: s.catalog})
+	return nil
+}
 
+// buildGRPC makes the gRPC server with its interceptor chain and services,
+// reporting NOT_SERVING until the schema is migrated.
+func (s *Server) buildGRPC(tlsCfg *tls.Config) {
+	cfg, logger := s.cfg, s.logger
 	rpcMetrics := metrics.ServerRPC(cfg.Registry)
 	s.metrics = newCentralMetrics(cfg.Registry, s.ready.Load, s.store.Stats)
 	// The receive limit is named here, not left to the default: the edge
@@ -324,24 +358,20 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err e
 	centralv1.RegisterReadServiceServer(s.grpc.Server, read.New(s.pool, s.catalog, logger))
 	s.setServing(false)
 
+}
+
+// listen opens the gRPC and, unless disabled with "-", the HTTP listener.
+func (s *Server) listen() (err error) {
+	cfg := s.cfg
 	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
+		return fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
 	}
 	if cfg.HTTPAddr != "-" {
 		if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+			return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 		}
 	}
-	logger.Info("central listening", "grpc_addr", s.GRPCAddr(), "http_addr", s.HTTPAddr(),
-		"tls", !cfg.Insecure, "mtls", cfg.TLSCA != "", "database", redact(poolCfg.ConnConfig))
-	if err := s.connect(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		logger.Warn("PostgreSQL not ready at start; serving NOT_SERVING and retrying",
-			"error", err, "retry_in", DefaultDatabaseRetryBase)
-	}
-	return s, nil
+	return nil
 }
 
 // connect migrates the schema and, once it is current, lets calls through
