@@ -146,11 +146,20 @@ func Select(ctx context.Context, db Querier, t *opsv1.TableSchema, q Query) ([]*
 	if len(t.GetPrimaryKey()) == 0 {
 		return nil, false, fmt.Errorf("table %s has no primary key", t.GetName())
 	}
-	tbl := pgx.Identifier{tn.Schema, tn.Name}.Sanitize()
-	var (
-		conds []string
-		args  []any
-	)
+	sql, args, limit := selectSQL(t, pgx.Identifier{tn.Schema, tn.Name}.Sanitize(), q)
+	rs, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rs.Close()
+	return collectPage(rs, t, limit)
+}
+
+// selectSQL is Select's statement on the quoted table tbl, its arguments, and
+// the page size: the statement asks for one row more, to tell whether more
+// follow.
+func selectSQL(t *opsv1.TableSchema, tbl string, q Query) (sql string, args []any, limit int) {
+	var conds []string
 	param := func(s *structpb.Struct) string {
 		b, _ := protojson.Marshal(s)
 		args = append(args, string(b))
@@ -203,21 +212,22 @@ func Select(ctx context.Context, db Querier, t *opsv1.TableSchema, q Query) ([]*
 		}
 		conds = append(conds, tuple+" > ("+strings.Join(vals, ", ")+")")
 	}
-	limit := q.Limit
+	limit = q.Limit
 	if limit <= 0 {
 		limit = DefaultPageSize
 	}
 	args = append(args, limit+1)
-	sql := "SELECT to_jsonb(t)::text FROM " + tbl + " AS t"
+	sql = "SELECT to_jsonb(t)::text FROM " + tbl + " AS t"
 	if len(conds) > 0 {
 		sql += " WHERE " + strings.Join(conds, " AND ")
 	}
 	sql += " ORDER BY " + strings.Join(keyCols, ", ") + " LIMIT $" + strconv.Itoa(len(args))
-	rs, err := db.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, false, err
-	}
-	defer rs.Close()
+	return sql, args, limit
+}
+
+// collectPage reads Select's rows: at most limit of them, and whether more
+// follow.
+func collectPage(rs pgx.Rows, t *opsv1.TableSchema, limit int) ([]*structpb.Struct, bool, error) {
 	var out []*structpb.Struct
 	for rs.Next() {
 		var raw string
