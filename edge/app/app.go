@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/chasqui/chasqui/edge/internal/api"
@@ -290,21 +291,7 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	if cfg.CentralAddr != "" {
-		a.central, err = a.dialCentral(clientTLS)
-		if err != nil {
-			return nil, fmt.Errorf("dial central %s: %w", cfg.CentralAddr, err)
-		}
-		a.fwd, err = forward.New(forward.Config{
-			CentralAddr:          cfg.CentralAddr,
-			MaxCount:             cfg.BatchMaxCount,
-			MaxBytes:             cfg.BatchMaxBytes,
-			Linger:               cfg.BatchLinger,
-			Window:               cfg.Window,
-			BandwidthBytesPerSec: cfg.BandwidthBytesPerSec,
-			Compression:          cfg.Compression,
-			ProbeInterval:        cfg.CentralProbeInterval,
-		}, countingStore{Store: a.q, forwarded: &a.forwarded, deadLettered: &a.deadLettered, rejected: a.refreshOnStale}, a.central, logger)
-		if err != nil {
+		if err = a.openForwarder(clientTLS); err != nil {
 			return nil, err
 		}
 	}
@@ -322,18 +309,8 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 	a.buildServers(serverTLS, fwd)
 	a.registerMetrics()
 
-	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
-	}
-	if a.admin != nil {
-		if a.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			return nil, fmt.Errorf("admin listen %s: %w", cfg.AdminAddr, err)
-		}
-	}
-	if cfg.HTTPAddr != "-" {
-		if a.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
-		}
+	if err = a.listen(); err != nil {
+		return nil, err
 	}
 	logger.Info("edge ready", "edge_id", cfg.EdgeID, "epoch", a.q.Epoch(), "grpc_addr", a.GRPCAddr(),
 		"http_addr", a.HTTPAddr(), "data_dir", cfg.DataDir, "central_addr", cfg.CentralAddr,
@@ -341,6 +318,50 @@ func New(cfg Config, logger *slog.Logger) (_ *App, err error) {
 		"admin_addr", a.AdminAddr(), "admin_token", cfg.AdminToken != "", "instrument_token", cfg.InstrumentToken != "",
 		"instrument_client_cert", cfg.InstrumentClientCert)
 	return a, nil
+}
+
+// openForwarder dials central and makes the forwarder that drains the queue
+// to it.
+func (a *App) openForwarder(clientTLS credentials.TransportCredentials) (err error) {
+	cfg, logger := a.cfg, a.log
+	a.central, err = a.dialCentral(clientTLS)
+	if err != nil {
+		return fmt.Errorf("dial central %s: %w", cfg.CentralAddr, err)
+	}
+	a.fwd, err = forward.New(forward.Config{
+		CentralAddr:          cfg.CentralAddr,
+		MaxCount:             cfg.BatchMaxCount,
+		MaxBytes:             cfg.BatchMaxBytes,
+		Linger:               cfg.BatchLinger,
+		Window:               cfg.Window,
+		BandwidthBytesPerSec: cfg.BandwidthBytesPerSec,
+		Compression:          cfg.Compression,
+		ProbeInterval:        cfg.CentralProbeInterval,
+	}, countingStore{Store: a.q, forwarded: &a.forwarded, deadLettered: &a.deadLettered, rejected: a.refreshOnStale}, a.central, logger)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// listen opens the instrument gRPC listener, the admin listener when the
+// admin service is on, and the HTTP listener unless disabled with "-".
+func (a *App) listen() (err error) {
+	cfg := a.cfg
+	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("grpc listen %s: %w", cfg.GRPCAddr, err)
+	}
+	if a.admin != nil {
+		if a.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			return fmt.Errorf("admin listen %s: %w", cfg.AdminAddr, err)
+		}
+	}
+	if cfg.HTTPAddr != "-" {
+		if a.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	return nil
 }
 
 // GRPCAddr is the bound gRPC address (the real port when configured ":0").
