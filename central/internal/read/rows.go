@@ -193,36 +193,17 @@ func buildList(t *catalog.Table, req *centralv1.ListRowsRequest, limit int) (lis
 		if len(keys) > limit {
 			return q, invalid("keys", "%d keys, at most page_size (%d)", len(keys), limit)
 		}
-		var arr []byte
-		arr = append(arr, '[')
-		for i, k := range keys {
-			if err := onlyKey(t, k); err != nil {
-				return q, invalid(fmt.Sprintf("keys[%d]", i), "%s", err)
-			}
-			b, err := protojson.Marshal(k)
-			if err != nil {
-				return q, invalid(fmt.Sprintf("keys[%d]", i), "%s", err)
-			}
-			if i > 0 {
-				arr = append(arr, ',')
-			}
-			arr = append(arr, b...)
+		arr, err := keysJSON(t, keys)
+		if err != nil {
+			return q, err
 		}
-		arr = append(arr, ']')
 		where = append(where, prefixed("t")+" IN (SELECT "+strings.Join(prefixedList("k", keyCols), ", ")+
 			" FROM jsonb_populate_recordset(NULL::"+tbl+", "+param(string(arr))+"::jsonb) AS k)")
 	}
 	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		st := &structpb.Struct{}
-		if err == nil {
-			err = protojson.Unmarshal(b, st)
-		}
-		if err == nil {
-			err = onlyKey(t, st)
-		}
+		b, err := pageTokenKey(t, tok)
 		if err != nil {
-			return q, invalid("page_token", "not a token ListRows gave for %s", t.Name)
+			return q, err
 		}
 		from = append(from, "jsonb_populate_record(NULL::"+tbl+", "+param(string(b))+"::jsonb) AS p")
 		where = append(where, prefixed("t")+" > "+prefixed("p"))
@@ -234,6 +215,45 @@ func buildList(t *catalog.Table, req *centralv1.ListRowsRequest, limit int) (lis
 	sql += " ORDER BY " + strings.Join(prefixedList("t", keyCols), ", ") + " LIMIT " + param(limit+1)
 	q.sql = sql
 	return q, nil
+}
+
+// keysJSON is keys as one JSON array, each checked to name exactly the key
+// columns of t.
+func keysJSON(t *catalog.Table, keys []*structpb.Struct) ([]byte, error) {
+	var arr []byte
+	arr = append(arr, '[')
+	for i, k := range keys {
+		if err := onlyKey(t, k); err != nil {
+			return nil, invalid(fmt.Sprintf("keys[%d]", i), "%s", err)
+		}
+		b, err := protojson.Marshal(k)
+		if err != nil {
+			return nil, invalid(fmt.Sprintf("keys[%d]", i), "%s", err)
+		}
+		if i > 0 {
+			arr = append(arr, ',')
+		}
+		arr = append(arr, b...)
+	}
+	arr = append(arr, ']')
+	return arr, nil
+}
+
+// pageTokenKey is the JSON key of the last row of the previous page, from a
+// token ListRows gave for t.
+func pageTokenKey(t *catalog.Table, tok string) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	st := &structpb.Struct{}
+	if err == nil {
+		err = protojson.Unmarshal(b, st)
+	}
+	if err == nil {
+		err = onlyKey(t, st)
+	}
+	if err != nil {
+		return nil, invalid("page_token", "not a token ListRows gave for %s", t.Name)
+	}
+	return b, nil
 }
 
 func prefixedList(alias string, cols []string) []string {
