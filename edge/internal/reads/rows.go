@@ -151,46 +151,17 @@ func (r *Reader) ListRows(ctx context.Context, req *edgev1.ListRowsRequest) (*ed
 	if err != nil {
 		return nil, err
 	}
-	limit := int(req.GetPageSize())
-	switch {
-	case limit < 0:
-		return nil, invalid("page_size", "must not be negative")
-	case limit == 0:
-		limit = rows.DefaultPageSize
-	case limit > rows.MaxPageSize:
-		limit = rows.MaxPageSize
+	q, err := rowsQuery(t, req)
+	if err != nil {
+		return nil, err
 	}
-	q := rows.Query{Where: req.GetWhere(), Limit: limit}
-	if req.GetPageToken() != "" {
-		if q.After, err = rows.ParsePageToken(req.GetPageToken()); err != nil {
-			return nil, invalid("page_token", "malformed")
-		}
-	}
-	if err := rows.CheckQuery(t, q); err != nil {
-		if errors.Is(err, rows.ErrBadToken) {
-			return nil, invalid("page_token", "malformed")
-		}
-		return nil, invalid("where", "%v", err)
-	}
+	limit := q.Limit
 
 	all, err := r.cfg.Rows.TableOverlays(t.GetName())
 	if err != nil {
 		return nil, err
 	}
-	ovs := map[string][]PendingRow{}
-	var needBase []*structpb.Struct
-	for _, p := range all {
-		k := keyOf(t, p)
-		if k == "" {
-			continue
-		}
-		if _, seen := ovs[k]; !seen && p.Mutation.GetRow().GetOp() != opsv1.RowOp_ROW_OP_INSERT {
-			if kv := rows.KeyOf(t, p.Mutation.GetRow().GetValues()); kv != nil {
-				needBase = append(needBase, kv) // nil: keyed under a key the schema no longer has
-			}
-		}
-		ovs[k] = append(ovs[k], p)
-	}
+	ovs, needBase := pendingByKey(t, all)
 
 	var (
 		committed []*structpb.Struct
@@ -222,24 +193,7 @@ func (r *Reader) ListRows(ctx context.Context, req *edgev1.ListRowsRequest) (*ed
 		src = b.source()
 	}
 
-	var out []*edgev1.RowView
-	for _, row := range committed {
-		if k, err := rows.Key(t.GetPrimaryKey(), row); err == nil && ovs[k] != nil {
-			continue // merged below, with its pending writes
-		}
-		out = append(out, &edgev1.RowView{Table: t.GetName(), Values: row, Source: src})
-	}
-	for k, ps := range ovs {
-		v, s := mergeRow(t, bases[k], src, ps)
-		if v == nil || !matches(v, q.Where) {
-			continue
-		}
-		if q.After != nil && compareKeys(t, v, q.After) <= 0 {
-			continue
-		}
-		out = append(out, &edgev1.RowView{Table: t.GetName(), Values: v, Source: s})
-	}
-	slices.SortFunc(out, func(a, b *edgev1.RowView) int { return compareKeys(t, a.GetValues(), b.GetValues()) })
+	out := mergePage(t, committed, src, ovs, bases, q)
 	res := &edgev1.ListRowsResponse{BufferOnly: b == nil}
 	if more && len(committed) > 0 {
 		// Committed rows past the last one read are unknown: nothing past
@@ -258,6 +212,81 @@ func (r *Reader) ListRows(ctx context.Context, req *edgev1.ListRowsRequest) (*ed
 	}
 	res.Rows = out
 	return res, nil
+}
+
+// rowsQuery is the committed-rows query of a ListRows request, its page size
+// bounded.
+func rowsQuery(t *opsv1.TableSchema, req *edgev1.ListRowsRequest) (rows.Query, error) {
+	limit := int(req.GetPageSize())
+	switch {
+	case limit < 0:
+		return rows.Query{}, invalid("page_size", "must not be negative")
+	case limit == 0:
+		limit = rows.DefaultPageSize
+	case limit > rows.MaxPageSize:
+		limit = rows.MaxPageSize
+	}
+	q := rows.Query{Where: req.GetWhere(), Limit: limit}
+	if req.GetPageToken() != "" {
+		var err error
+		if q.After, err = rows.ParsePageToken(req.GetPageToken()); err != nil {
+			return rows.Query{}, invalid("page_token", "malformed")
+		}
+	}
+	if err := rows.CheckQuery(t, q); err != nil {
+		if errors.Is(err, rows.ErrBadToken) {
+			return rows.Query{}, invalid("page_token", "malformed")
+		}
+		return rows.Query{}, invalid("where", "%v", err)
+	}
+	return q, nil
+}
+
+// pendingByKey groups a table's pending writes by row key, in queue order,
+// and lists the keys whose committed row the merge starts from (all but
+// those first written by an insert).
+func pendingByKey(t *opsv1.TableSchema, all []PendingRow) (map[string][]PendingRow, []*structpb.Struct) {
+	ovs := map[string][]PendingRow{}
+	var needBase []*structpb.Struct
+	for _, p := range all {
+		k := keyOf(t, p)
+		if k == "" {
+			continue
+		}
+		if _, seen := ovs[k]; !seen && p.Mutation.GetRow().GetOp() != opsv1.RowOp_ROW_OP_INSERT {
+			if kv := rows.KeyOf(t, p.Mutation.GetRow().GetValues()); kv != nil {
+				needBase = append(needBase, kv) // nil: keyed under a key the schema no longer has
+			}
+		}
+		ovs[k] = append(ovs[k], p)
+	}
+	return ovs, needBase
+}
+
+// mergePage is the page's rows before cutting: committed rows without pending
+// writes, and rows with pending writes as they will be once those commit,
+// filtered by q, in key order.
+func mergePage(t *opsv1.TableSchema, committed []*structpb.Struct, src edgev1.RecordSource,
+	ovs map[string][]PendingRow, bases map[string]*structpb.Struct, q rows.Query) []*edgev1.RowView {
+	var out []*edgev1.RowView
+	for _, row := range committed {
+		if k, err := rows.Key(t.GetPrimaryKey(), row); err == nil && ovs[k] != nil {
+			continue // merged below, with its pending writes
+		}
+		out = append(out, &edgev1.RowView{Table: t.GetName(), Values: row, Source: src})
+	}
+	for k, ps := range ovs {
+		v, s := mergeRow(t, bases[k], src, ps)
+		if v == nil || !matches(v, q.Where) {
+			continue
+		}
+		if q.After != nil && compareKeys(t, v, q.After) <= 0 {
+			continue
+		}
+		out = append(out, &edgev1.RowView{Table: t.GetName(), Values: v, Source: s})
+	}
+	slices.SortFunc(out, func(a, b *edgev1.RowView) int { return compareKeys(t, a.GetValues(), b.GetValues()) })
+	return out
 }
 
 // mergeRow applies pending writes in seq order on the committed row base
