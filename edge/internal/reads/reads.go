@@ -180,23 +180,10 @@ func (r *Reader) ListObservations(ctx context.Context, req *edgev1.ListObservati
 		return nil, err
 	}
 	limit := f.Limit
-	overlaid, err := r.cfg.Buffer.OverlaidObservations()
+	ovs, needBase, err := r.pendingObservations()
 	if err != nil {
 		return nil, err
 	}
-	ovs := make(map[string][]Pending, len(overlaid))
-	var needBase []uuid.UUID
-	for id, inserted := range overlaid {
-		if ovs[id], err = r.cfg.Buffer.Overlays(id); err != nil {
-			return nil, err
-		}
-		if !inserted {
-			if u, err := uuid.Parse(id); err == nil {
-				needBase = append(needBase, u)
-			}
-		}
-	}
-	slices.SortFunc(needBase, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
 
 	var (
 		rows  []*records.Record
@@ -226,6 +213,56 @@ func (r *Reader) ListObservations(ctx context.Context, req *edgev1.ListObservati
 		src = b.source()
 	}
 
+	all := mergeObservations(rows, src, ovs, bases, f)
+	out := &edgev1.ListObservationsResponse{BufferOnly: b == nil}
+	if more && len(rows) > 0 {
+		// Committed rows past the last one read are unknown: nothing past
+		// it can be in this page.
+		last := records.KeyOf(rows[len(rows)-1].Observation)
+		cut := len(all)
+		for cut > 0 && last.Less(records.KeyOf(all[cut-1].GetObservation())) {
+			cut--
+		}
+		all = all[:cut]
+		out.NextPageToken = last.Token()
+	}
+	if len(all) > limit {
+		all = all[:limit]
+		out.NextPageToken = records.KeyOf(all[limit-1].GetObservation()).Token()
+	}
+	out.Observations = all
+	return out, nil
+}
+
+// pendingObservations groups the pending writes by observation id, and lists,
+// in order, the ids whose committed row the merge starts from (all but those
+// first written by an insert).
+func (r *Reader) pendingObservations() (map[string][]Pending, []uuid.UUID, error) {
+	overlaid, err := r.cfg.Buffer.OverlaidObservations()
+	if err != nil {
+		return nil, nil, err
+	}
+	ovs := make(map[string][]Pending, len(overlaid))
+	var needBase []uuid.UUID
+	for id, inserted := range overlaid {
+		if ovs[id], err = r.cfg.Buffer.Overlays(id); err != nil {
+			return nil, nil, err
+		}
+		if !inserted {
+			if u, err := uuid.Parse(id); err == nil {
+				needBase = append(needBase, u)
+			}
+		}
+	}
+	slices.SortFunc(needBase, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	return ovs, needBase, nil
+}
+
+// mergeObservations is the page before cutting: committed rows without
+// pending writes, and observations with pending writes as they will be once
+// those commit, filtered by f, in key order.
+func mergeObservations(rows []*records.Record, src edgev1.RecordSource, ovs map[string][]Pending,
+	bases map[string]*records.Record, f records.Filter) []*edgev1.ObservationView {
 	var all []*edgev1.ObservationView
 	for _, row := range rows {
 		if _, ok := ovs[row.Observation.GetId()]; ok {
@@ -253,24 +290,7 @@ func (r *Reader) ListObservations(ctx context.Context, req *edgev1.ListObservati
 		}
 		return 0
 	})
-	out := &edgev1.ListObservationsResponse{BufferOnly: b == nil}
-	if more && len(rows) > 0 {
-		// Committed rows past the last one read are unknown: nothing past
-		// it can be in this page.
-		last := records.KeyOf(rows[len(rows)-1].Observation)
-		cut := len(all)
-		for cut > 0 && last.Less(records.KeyOf(all[cut-1].GetObservation())) {
-			cut--
-		}
-		all = all[:cut]
-		out.NextPageToken = last.Token()
-	}
-	if len(all) > limit {
-		all = all[:limit]
-		out.NextPageToken = records.KeyOf(all[limit-1].GetObservation()).Token()
-	}
-	out.Observations = all
-	return out, nil
+	return all
 }
 
 // merge applies pending writes in seq order on the committed record base
