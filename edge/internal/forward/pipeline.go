@@ -489,44 +489,7 @@ func (r *runner) refusal(ctx context.Context, c *call, res callResult) failure {
 	st := status.Convert(res.err)
 	switch st.Code() {
 	case codes.Aborted:
-		gap := detail[*centralv1.SequenceGap](st)
-		switch {
-		case gap == nil || gap.GetExpectedSeq() == 0 || gap.GetExpectedSeq() >= c.first:
-			return f.fail(StateBackoff, slog.LevelError, r.backoff(),
-				fmt.Errorf("ABORTED without a usable SequenceGap (want expected_seq below %d): %w", c.first, err))
-		case c.predInFlight:
-			// Its predecessors are applied by now (they were answered first):
-			// central only refused it because it arrived before them.
-			f.log.Debug("batch overtook its predecessor; resending", "first_seq", c.first)
-			return failure{err: err}
-		}
-		r.gapStreak++
-		r.next = gap.GetExpectedSeq()
-		if r.next <= f.store.CommittedThrough() {
-			// Central's database lost commits the edge recorded (a
-			// failover to a lagging replica): their LSNs are of commits
-			// that no longer exist, and the resend brings new ones.
-			if _, rerr := f.store.Rewind(r.next); rerr != nil {
-				lost := r.next
-				if errors.Is(rerr, queue.ErrPruned) {
-					// After the backoff, probe central again from where the
-					// edge stands: its database may be restored.
-					r.next = f.store.CommittedThrough() + 1
-					return f.fail(StateStuck, slog.LevelError, r.backoff(), fmt.Errorf(
-						"central lost its commits from seq %d but the edge pruned their payloads: operator action needed: %w", lost, rerr))
-				}
-				return f.fail(StateBackoff, slog.LevelError, r.backoff(),
-					fmt.Errorf("take back the commits central lost from seq %d: %w", lost, rerr))
-			}
-		}
-		f.log.Warn("central reports a sequence gap; resending from its expected seq",
-			"expected_seq", r.next, "batch_first_seq", c.first,
-			"committed_through", f.store.CommittedThrough(), "gap_streak", r.gapStreak)
-		if r.gapStreak > 3 {
-			return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
-		}
-		f.recordError("", err)
-		return failure{err: err}
+		return r.sequenceGap(c, st, err)
 
 	case codes.InvalidArgument, codes.PermissionDenied, codes.ResourceExhausted:
 		return r.refused(c, st, err)
@@ -548,24 +511,7 @@ func (r *runner) refusal(ctx context.Context, c *call, res callResult) failure {
 		return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
 
 	case codes.FailedPrecondition:
-		cc := detail[*centralv1.CursorConflict](st)
-		switch {
-		case cc != nil && cc.GetAppliedTransactionId() == "":
-			// Central pruned its record of the seq: it cannot tell whether
-			// this edge's transaction there is the one it applied. An edge
-			// restored from an old backup of its store reuses seqs central
-			// applied after the backup; taking them as applied would lose
-			// acknowledged writes, so the queue holds for the operator.
-			return f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
-				"cursor conflict: central passed seq %d (its epoch %q, cursor %d) but pruned its record of which transaction it applied there, so it cannot tell whether this edge's %s is that one; if this edge's store was restored from a backup, its new transactions reuse seqs central already applied: operator action needed: %w",
-				cc.GetSeq(), cc.GetEpoch(), cc.GetCursorSeq(), cc.GetRequestTransactionId(), err))
-		case cc != nil:
-			return f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
-				"cursor conflict: central applied transaction %s at seq %d (its epoch %q, cursor %d) but this edge (epoch %q) has %s there; the edge store was replaced, wiped or restored from a backup: operator action needed: %w",
-				cc.GetAppliedTransactionId(), cc.GetSeq(), cc.GetEpoch(), cc.GetCursorSeq(),
-				f.store.Epoch(), cc.GetRequestTransactionId(), err))
-		}
-		return f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
+		return r.cursorConflict(st, err)
 
 	case codes.Unauthenticated:
 		return f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
@@ -573,6 +519,74 @@ func (r *runner) refusal(ctx context.Context, c *call, res callResult) failure {
 	default:
 		return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
 	}
+}
+
+// sequenceGap handles central's ABORTED: it expects an earlier seq, or the
+// batch overtook a predecessor in flight.
+func (r *runner) sequenceGap(c *call, st *status.Status, err error) failure {
+	f := r.f
+	gap := detail[*centralv1.SequenceGap](st)
+	switch {
+	case gap == nil || gap.GetExpectedSeq() == 0 || gap.GetExpectedSeq() >= c.first:
+		return f.fail(StateBackoff, slog.LevelError, r.backoff(),
+			fmt.Errorf("ABORTED without a usable SequenceGap (want expected_seq below %d): %w", c.first, err))
+	case c.predInFlight:
+		// Its predecessors are applied by now (they were answered first):
+		// central only refused it because it arrived before them.
+		f.log.Debug("batch overtook its predecessor; resending", "first_seq", c.first)
+		return failure{err: err}
+	}
+	r.gapStreak++
+	r.next = gap.GetExpectedSeq()
+	if r.next <= f.store.CommittedThrough() {
+		// Central's database lost commits the edge recorded (a
+		// failover to a lagging replica): their LSNs are of commits
+		// that no longer exist, and the resend brings new ones.
+		if _, rerr := f.store.Rewind(r.next); rerr != nil {
+			lost := r.next
+			if errors.Is(rerr, queue.ErrPruned) {
+				// After the backoff, probe central again from where the
+				// edge stands: its database may be restored.
+				r.next = f.store.CommittedThrough() + 1
+				return f.fail(StateStuck, slog.LevelError, r.backoff(), fmt.Errorf(
+					"central lost its commits from seq %d but the edge pruned their payloads: operator action needed: %w", lost, rerr))
+			}
+			return f.fail(StateBackoff, slog.LevelError, r.backoff(),
+				fmt.Errorf("take back the commits central lost from seq %d: %w", lost, rerr))
+		}
+	}
+	f.log.Warn("central reports a sequence gap; resending from its expected seq",
+		"expected_seq", r.next, "batch_first_seq", c.first,
+		"committed_through", f.store.CommittedThrough(), "gap_streak", r.gapStreak)
+	if r.gapStreak > 3 {
+		return f.fail(StateBackoff, slog.LevelWarn, r.backoff(), err)
+	}
+	f.recordError("", err)
+	return failure{err: err}
+}
+
+// cursorConflict handles central's FAILED_PRECONDITION: a seq it passed
+// holds another transaction, or one it can no longer tell apart.
+func (r *runner) cursorConflict(st *status.Status, err error) failure {
+	f := r.f
+	cc := detail[*centralv1.CursorConflict](st)
+	switch {
+	case cc != nil && cc.GetAppliedTransactionId() == "":
+		// Central pruned its record of the seq: it cannot tell whether
+		// this edge's transaction there is the one it applied. An edge
+		// restored from an old backup of its store reuses seqs central
+		// applied after the backup; taking them as applied would lose
+		// acknowledged writes, so the queue holds for the operator.
+		return f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
+			"cursor conflict: central passed seq %d (its epoch %q, cursor %d) but pruned its record of which transaction it applied there, so it cannot tell whether this edge's %s is that one; if this edge's store was restored from a backup, its new transactions reuse seqs central already applied: operator action needed: %w",
+			cc.GetSeq(), cc.GetEpoch(), cc.GetCursorSeq(), cc.GetRequestTransactionId(), err))
+	case cc != nil:
+		return f.fail(StateConflict, slog.LevelError, r.backoff(), fmt.Errorf(
+			"cursor conflict: central applied transaction %s at seq %d (its epoch %q, cursor %d) but this edge (epoch %q) has %s there; the edge store was replaced, wiped or restored from a backup: operator action needed: %w",
+			cc.GetAppliedTransactionId(), cc.GetSeq(), cc.GetEpoch(), cc.GetCursorSeq(),
+			f.store.Epoch(), cc.GetRequestTransactionId(), err))
+	}
+	return f.fail(StateRefused, slog.LevelError, r.maxBackoff(), err)
 }
 
 // refused handles central refusing a batch for good (INVALID_ARGUMENT,
