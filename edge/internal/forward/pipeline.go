@@ -157,71 +157,12 @@ func (r *runner) pipeline(ctx context.Context) (fail failure) {
 		p.wg.Wait()
 	}()
 
-	var (
-		lingerC       <-chan time.Time
-		stopLinger    = func() bool { return false }
-		lingerExpired bool
-	)
-	defer func() { stopLinger() }()
+	lg := linger{stop: func() bool { return false }}
+	defer func() { lg.stop() }()
 	for {
-		var appended <-chan struct{}
-		for {
-			room := len(p.inflight) < r.window()
-			if p.ahead == nil {
-				if !room && p.partialAt == f.store.LastSeq() {
-					break
-				}
-				// Taken before LastSeq so that an append in between is not missed.
-				ch := f.store.Appended()
-				if p.send > f.store.LastSeq() {
-					appended = ch
-					break
-				}
-				b, err := r.read(p.send)
-				if err != nil {
-					// The answers already handed over are recorded first,
-					// as when this loop recorded them itself.
-					if fl, ok := r.settle(ctx, p); !ok {
-						return fl
-					}
-					return r.readFailed(p, err)
-				}
-				if b == nil {
-					appended = ch
-					break
-				}
-				if !b.full && !room {
-					// Read again when a slot frees, or at once when more
-					// is queued: a full batch is worth holding ahead.
-					p.partialAt = f.store.LastSeq()
-					break
-				}
-				if !b.full && f.cfg.Linger > 0 && !lingerExpired {
-					if lingerC == nil {
-						lingerC, stopLinger = f.cfg.Clock.NewTimer(f.cfg.Linger)
-					}
-					appended = ch
-					break
-				}
-				p.ahead = b
-			}
-			if !room {
-				break
-			}
-			b := p.ahead
-			p.ahead = nil
-			stopLinger()
-			lingerC, lingerExpired = nil, false
-			if err := r.throttle(cctx, b.bytes); err != nil {
-				return r.stop(ctx, p)
-			}
-			if r.linkAttempt == 0 {
-				// Before the call starts: the link probe skips a forwarder
-				// with a batch in flight.
-				f.setState(StateForwarding)
-			}
-			p.inflight = append(p.inflight, r.launch(cctx, &p.wg, b.entries, b.bytes, p.answered < len(p.inflight), b.withdraw))
-			p.send = b.entries[len(b.entries)-1].Seq + 1
+		appended, fl, done := r.fill(ctx, cctx, p, &lg)
+		if done {
+			return fl
 		}
 		if r.linkAttempt == 0 {
 			if len(p.inflight) > 0 {
@@ -239,35 +180,114 @@ func (r *runner) pipeline(ctx context.Context) (fail failure) {
 		case <-ctx.Done():
 			return r.stop(ctx, p)
 		case res := <-answer:
-			c := p.inflight[p.answered]
-			var err error
-			if res.err == nil {
-				if c.result, err = r.result(c, res.resp); err == nil {
-					p.jobs <- c
-					p.answered++
-					continue
-				}
-			}
-			// An answer that ends the pipeline is handled once every
-			// answer before it is recorded, as when this loop recorded
-			// them itself: a gap's resend point and rewind rest on them.
-			if fl, ok := r.settle(ctx, p); !ok {
+			if fl, done := r.onAnswer(ctx, p, res); done {
 				return fl
 			}
-			r.next = c.first
-			if err != nil {
-				return f.fail(StateBackoff, slog.LevelError, r.backoff(), err)
-			}
-			return r.refusal(ctx, c, res)
 		case rec := <-p.done:
 			if fl, ok := r.record(p, rec); !ok {
 				return fl
 			}
 		case <-appended:
-		case <-lingerC:
-			lingerC, lingerExpired = nil, true
+		case <-lg.c:
+			lg.c, lg.expired = nil, true
 		}
 	}
+}
+
+// linger is the wait of a batch that is not full for more writes to join
+// it; expired lets the batch go as it is.
+type linger struct {
+	c       <-chan time.Time
+	stop    func() bool
+	expired bool
+}
+
+// fill sends batches while the window has room and reads one ahead when it
+// is full. It returns the channel that tells of new appends when it waits
+// for them (nil otherwise), or done with the failure that ends the pipeline.
+func (r *runner) fill(ctx, cctx context.Context, p *pipe, lg *linger) (appended <-chan struct{}, fail failure, done bool) {
+	f := r.f
+	for {
+		room := len(p.inflight) < r.window()
+		if p.ahead == nil {
+			if !room && p.partialAt == f.store.LastSeq() {
+				return nil, failure{}, false
+			}
+			// Taken before LastSeq so that an append in between is not missed.
+			ch := f.store.Appended()
+			if p.send > f.store.LastSeq() {
+				return ch, failure{}, false
+			}
+			b, err := r.read(p.send)
+			if err != nil {
+				// The answers already handed over are recorded first,
+				// as when this loop recorded them itself.
+				if fl, ok := r.settle(ctx, p); !ok {
+					return nil, fl, true
+				}
+				return nil, r.readFailed(p, err), true
+			}
+			if b == nil {
+				return ch, failure{}, false
+			}
+			if !b.full && !room {
+				// Read again when a slot frees, or at once when more
+				// is queued: a full batch is worth holding ahead.
+				p.partialAt = f.store.LastSeq()
+				return nil, failure{}, false
+			}
+			if !b.full && f.cfg.Linger > 0 && !lg.expired {
+				if lg.c == nil {
+					lg.c, lg.stop = f.cfg.Clock.NewTimer(f.cfg.Linger)
+				}
+				return ch, failure{}, false
+			}
+			p.ahead = b
+		}
+		if !room {
+			return nil, failure{}, false
+		}
+		b := p.ahead
+		p.ahead = nil
+		lg.stop()
+		lg.c, lg.expired = nil, false
+		if err := r.throttle(cctx, b.bytes); err != nil {
+			return nil, r.stop(ctx, p), true
+		}
+		if r.linkAttempt == 0 {
+			// Before the call starts: the link probe skips a forwarder
+			// with a batch in flight.
+			f.setState(StateForwarding)
+		}
+		p.inflight = append(p.inflight, r.launch(cctx, &p.wg, b.entries, b.bytes, p.answered < len(p.inflight), b.withdraw))
+		p.send = b.entries[len(b.entries)-1].Seq + 1
+	}
+}
+
+// onAnswer takes central's answer for the oldest call not yet answered: a
+// result goes to the applier; anything else ends the pipeline (done), once
+// every answer before it is recorded.
+func (r *runner) onAnswer(ctx context.Context, p *pipe, res callResult) (fail failure, done bool) {
+	c := p.inflight[p.answered]
+	var err error
+	if res.err == nil {
+		if c.result, err = r.result(c, res.resp); err == nil {
+			p.jobs <- c
+			p.answered++
+			return failure{}, false
+		}
+	}
+	// An answer that ends the pipeline is handled once every
+	// answer before it is recorded, as when this loop recorded
+	// them itself: a gap's resend point and rewind rest on them.
+	if fl, ok := r.settle(ctx, p); !ok {
+		return fl, true
+	}
+	r.next = c.first
+	if err != nil {
+		return r.f.fail(StateBackoff, slog.LevelError, r.backoff(), err), true
+	}
+	return r.refusal(ctx, c, res), true
 }
 
 // read cuts the next batch from seq on (nil: the queue has none yet).
