@@ -207,89 +207,132 @@ func (b *rowRun) add(key string, appendValues func([]byte) []byte) {
 // lower-case identifiers) meets it.
 func (b *rowRun) statement() statement {
 	tbl := pgx.Identifier{b.table.Name.Schema, b.table.Name.Name}.Sanitize()
-	args := []any{string(append(b.json, ']'))}
-	param := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	var bytea []string
-	sel := make([]string, len(b.cols))
-	quoted := make([]string, len(b.cols))
-	for i, c := range b.cols {
-		quoted[i] = pgx.Identifier{c}.Sanitize()
-		switch col := b.table.Columns[c]; {
-		case b.sel[c] != "":
-			sel[i] = b.sel[c] + " AS " + quoted[i]
-		case col != nil && col.Bytea:
-			bytea = append(bytea, c)
-			sel[i] = "decode(e.v->>" + quoteLiteral(c) + ", 'base64') AS " + quoted[i]
-		default:
-			sel[i] = "r." + quoted[i]
-		}
-	}
-	src := "jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n) CROSS JOIN LATERAL jsonb_populate_record(NULL::" + tbl + ", e.v"
-	if len(bytea) > 0 {
-		src += " - " + param(bytea) + "::text[]) AS r"
-	} else {
-		src += ") AS r"
-	}
-	var keyEq []string
-	for _, k := range b.table.Key {
-		q := pgx.Identifier{k}.Sanitize()
-		keyEq = append(keyEq, "dst."+q+" = src."+q)
-	}
+	s := &rowSQL{run: b, tbl: tbl, args: []any{string(append(b.json, ']'))}}
+	s.selectList()
 	var sql string
 	switch b.op {
 	case opsv1.RowOp_ROW_OP_INSERT, opsv1.RowOp_ROW_OP_UPSERT:
-		if len(bytea) == 0 {
-			// The common case in one function call: PostgreSQL's
-			// recordset returns the array's rows in array order, and a
-			// plain INSERT ... SELECT from it inserts them in that order.
-			sql = "INSERT INTO " + tbl + " (" + strings.Join(quoted, ", ") + ") SELECT " + strings.Join(sel, ", ") +
-				" FROM jsonb_populate_recordset(NULL::" + tbl + ", $1::jsonb) AS r"
-		} else {
-			sql = "INSERT INTO " + tbl + " (" + strings.Join(quoted, ", ") + ") SELECT " + strings.Join(sel, ", ") +
-				" FROM " + src + " ORDER BY e.n"
-		}
-		if b.op == opsv1.RowOp_ROW_OP_UPSERT {
-			var keyQ, set []string
-			for _, k := range b.table.Key {
-				keyQ = append(keyQ, pgx.Identifier{k}.Sanitize())
-			}
-			for i, c := range b.cols {
-				if !slices.Contains(b.table.Key, c) {
-					set = append(set, quoted[i]+" = EXCLUDED."+quoted[i])
-				}
-			}
-			sql += " ON CONFLICT (" + strings.Join(keyQ, ", ") + ")"
-			if len(set) == 0 {
-				sql += " DO NOTHING"
-			} else {
-				sql += " DO UPDATE SET " + strings.Join(set, ", ")
-			}
-		}
+		sql = s.insert()
 	case opsv1.RowOp_ROW_OP_UPDATE:
-		var set []string
-		for i, c := range b.cols {
-			switch {
-			case b.set[c] != "":
-				set = append(set, quoted[i]+" = "+b.set[c])
-			case !slices.Contains(b.table.Key, c):
-				set = append(set, quoted[i]+" = src."+quoted[i])
-			}
-		}
-		set = append(set, b.extraSet...)
-		sql = "WITH src AS (SELECT e.n AS \"Ord\", " + strings.Join(sel, ", ") + " FROM " + src + "), " +
-			"done AS (UPDATE " + tbl + " AS dst SET " + strings.Join(set, ", ") + " FROM src WHERE " +
-			strings.Join(keyEq, " AND ") + " RETURNING src.\"Ord\") "
-		sql += "SELECT chasqui.require_keys(" + param(b.what) + ", " + param(b.keys) + "::text[], ARRAY(SELECT \"Ord\" FROM done))"
+		sql = s.update()
 	case opsv1.RowOp_ROW_OP_DELETE:
-		sql = "WITH src AS (SELECT e.n AS \"Ord\", " + strings.Join(sel, ", ") + " FROM " + src + "), " +
-			"done AS (DELETE FROM " + tbl + " AS dst USING src WHERE " + strings.Join(keyEq, " AND ") +
-			" RETURNING src.\"Ord\") "
-		sql += "SELECT chasqui.require_keys(" + param(b.what) + ", " + param(b.keys) + "::text[], ARRAY(SELECT \"Ord\" FROM done))"
+		sql = s.delete()
 	}
-	return statement{sql, args}
+	return statement{sql, s.args}
+}
+
+// rowSQL builds the statement of one run: its parameters ($1 is the run's
+// rows as a JSON array), the quoted columns and what selects each.
+type rowSQL struct {
+	run    *rowRun
+	tbl    string
+	args   []any
+	quoted []string // the run's columns, quoted
+	sel    []string // the select-list item of each column
+	bytea  []string // columns decoded from base64 in SQL
+}
+
+func (s *rowSQL) param(v any) string {
+	s.args = append(s.args, v)
+	return "$" + strconv.Itoa(len(s.args))
+}
+
+func (s *rowSQL) selectList() {
+	b := s.run
+	s.sel = make([]string, len(b.cols))
+	s.quoted = make([]string, len(b.cols))
+	for i, c := range b.cols {
+		s.quoted[i] = pgx.Identifier{c}.Sanitize()
+		switch col := b.table.Columns[c]; {
+		case b.sel[c] != "":
+			s.sel[i] = b.sel[c] + " AS " + s.quoted[i]
+		case col != nil && col.Bytea:
+			s.bytea = append(s.bytea, c)
+			s.sel[i] = "decode(e.v->>" + quoteLiteral(c) + ", 'base64') AS " + s.quoted[i]
+		default:
+			s.sel[i] = "r." + s.quoted[i]
+		}
+	}
+}
+
+// source is the run's rows, numbered in order (e.n), each populated as a
+// row of the table so that every column's input function parses it.
+func (s *rowSQL) source() string {
+	src := "jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, n) CROSS JOIN LATERAL jsonb_populate_record(NULL::" + s.tbl + ", e.v"
+	if len(s.bytea) > 0 {
+		return src + " - " + s.param(s.bytea) + "::text[]) AS r"
+	}
+	return src + ") AS r"
+}
+
+func (s *rowSQL) insert() string {
+	b := s.run
+	var sql string
+	if len(s.bytea) == 0 {
+		// The common case in one function call: PostgreSQL's
+		// recordset returns the array's rows in array order, and a
+		// plain INSERT ... SELECT from it inserts them in that order.
+		sql = "INSERT INTO " + s.tbl + " (" + strings.Join(s.quoted, ", ") + ") SELECT " + strings.Join(s.sel, ", ") +
+			" FROM jsonb_populate_recordset(NULL::" + s.tbl + ", $1::jsonb) AS r"
+	} else {
+		sql = "INSERT INTO " + s.tbl + " (" + strings.Join(s.quoted, ", ") + ") SELECT " + strings.Join(s.sel, ", ") +
+			" FROM " + s.source() + " ORDER BY e.n"
+	}
+	if b.op != opsv1.RowOp_ROW_OP_UPSERT {
+		return sql
+	}
+	var keyQ, set []string
+	for _, k := range b.table.Key {
+		keyQ = append(keyQ, pgx.Identifier{k}.Sanitize())
+	}
+	for i, c := range b.cols {
+		if !slices.Contains(b.table.Key, c) {
+			set = append(set, s.quoted[i]+" = EXCLUDED."+s.quoted[i])
+		}
+	}
+	sql += " ON CONFLICT (" + strings.Join(keyQ, ", ") + ")"
+	if len(set) == 0 {
+		return sql + " DO NOTHING"
+	}
+	return sql + " DO UPDATE SET " + strings.Join(set, ", ")
+}
+
+func (s *rowSQL) update() string {
+	b := s.run
+	var set []string
+	for i, c := range b.cols {
+		switch {
+		case b.set[c] != "":
+			set = append(set, s.quoted[i]+" = "+b.set[c])
+		case !slices.Contains(b.table.Key, c):
+			set = append(set, s.quoted[i]+" = src."+s.quoted[i])
+		}
+	}
+	set = append(set, b.extraSet...)
+	return "WITH src AS (SELECT e.n AS \"Ord\", " + strings.Join(s.sel, ", ") + " FROM " + s.source() + "), " +
+		"done AS (UPDATE " + s.tbl + " AS dst SET " + strings.Join(set, ", ") + " FROM src WHERE " +
+		s.keyEq() + " RETURNING src.\"Ord\") " + s.requireKeys()
+}
+
+func (s *rowSQL) delete() string {
+	return "WITH src AS (SELECT e.n AS \"Ord\", " + strings.Join(s.sel, ", ") + " FROM " + s.source() + "), " +
+		"done AS (DELETE FROM " + s.tbl + " AS dst USING src WHERE " + s.keyEq() +
+		" RETURNING src.\"Ord\") " + s.requireKeys()
+}
+
+func (s *rowSQL) keyEq() string {
+	var keyEq []string
+	for _, k := range s.run.table.Key {
+		q := pgx.Identifier{k}.Sanitize()
+		keyEq = append(keyEq, "dst."+q+" = src."+q)
+	}
+	return strings.Join(keyEq, " AND ")
+}
+
+// requireKeys fails the statement (a data rejection) when a row it names
+// was not there to update or delete.
+func (s *rowSQL) requireKeys() string {
+	return "SELECT chasqui.require_keys(" + s.param(s.run.what) + ", " + s.param(s.run.keys) + "::text[], ARRAY(SELECT \"Ord\" FROM done))"
 }
 
 // quoteLiteral quotes s as an SQL string literal (standard conforming
