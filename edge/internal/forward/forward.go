@@ -272,10 +272,11 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		probing.Wait()
 	}()
 	r := &runner{
-		f:        f,
-		next:     f.store.CommittedThrough() + 1,
-		limCount: f.cfg.MaxCount,
-		limBytes: f.cfg.MaxBytes,
+		f:         f,
+		next:      f.store.CommittedThrough() + 1,
+		limCount:  f.cfg.MaxCount,
+		limBytes:  f.cfg.MaxBytes,
+		limWindow: f.cfg.Window,
 	}
 	f.log.Info("forwarder starting", "from_seq", r.next, "edge_id", f.store.EdgeID(), "epoch", f.store.Epoch())
 	for {

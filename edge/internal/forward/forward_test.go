@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
@@ -302,6 +303,82 @@ func TestTimeoutSplitsBatch(t *testing.T) {
 	}
 	require.True(t, sizes[16] && sizes[8] && sizes[4], "split 16 -> 8 -> 4, saw %v", central.seen())
 	require.Contains(t, b.logs.String(), "splitting")
+}
+
+// A link too narrow for the window's batches within the per-attempt
+// timeout times out every concurrent attempt, whatever the batches' size:
+// the window must shrink for anything to pass. Modelled: a call takes
+// 20 ms alone, and one that shared the link with another at any moment
+// never answers in time (nor does the other).
+func TestSentTimeoutNarrowsTheWindow(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	live := map[*bool]bool{}
+	central := newFakeCentral()
+	central.hook = func(ctx context.Context, req *centralv1.CommitRequest) error {
+		shared := new(bool)
+		mu.Lock()
+		for other := range live {
+			*other, *shared = true, true
+		}
+		live[shared] = true
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			delete(live, shared)
+			mu.Unlock()
+		}()
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		mu.Lock()
+		slow := *shared
+		mu.Unlock()
+		if slow {
+			<-ctx.Done()
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return nil
+	}
+	// Client side, per attempt: once an attempt that was sent timed out,
+	// no attempt may start beside another until one succeeds.
+	var crowded, timeouts int
+	var inflight int
+	afterTimeout := false
+	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		mu.Lock()
+		if afterTimeout && inflight > 0 {
+			crowded++
+		}
+		inflight++
+		mu.Unlock()
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		mu.Lock()
+		defer mu.Unlock()
+		inflight--
+		switch status.Code(err) {
+		case codes.DeadlineExceeded:
+			afterTimeout = true
+			timeouts++
+		case codes.OK:
+			afterTimeout = false
+		}
+		return err
+	}
+	store := newMemStore("e1")
+	store.append(64, 0)
+	start(t, serveCentral(t, central), forward.Config{
+		MaxCount: 8, Window: 8, MaxAttempts: 1, AttemptTimeoutBase: 100 * time.Millisecond, AttemptFloorBandwidth: 1 << 40,
+	}, store, count)
+	require.Eventually(t, func() bool { return store.CommittedThrough() == 64 }, 60*time.Second, poll, "all committed over the narrow link")
+	require.Equal(t, seqs(1, 64), store.applied())
+	require.Equal(t, store.ids(1, 64), central.applied())
+	mu.Lock()
+	defer mu.Unlock()
+	require.Positive(t, timeouts, "the link never timed out: the model is broken")
+	require.Zero(t, crowded, "attempts started beside another after a timeout, before any success")
 }
 
 // Shutdown while a call hangs returns promptly and keeps the data.

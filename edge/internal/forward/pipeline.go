@@ -32,7 +32,12 @@ type runner struct {
 	next uint64
 	// limCount and limBytes are the batch limits, halved after a timeout.
 	limCount, limBytes int
-	okStreak           int
+	// limWindow is the window (batches in flight), one after a sent batch
+	// timed out: on a link too narrow for Window batches within the
+	// per-attempt timeout, every concurrent attempt times out, whatever
+	// their size. It grows back with the batch limits.
+	limWindow int
+	okStreak  int
 	// probing limits the window to one batch after a link backoff.
 	probing bool
 	// linkAttempt counts link-level failures since the last success.
@@ -129,7 +134,7 @@ func (r *runner) window() int {
 	if r.probing {
 		return 1
 	}
-	return r.f.cfg.Window
+	return min(r.limWindow, r.f.cfg.Window)
 }
 
 // pipeline sends batches from r.next with up to Window of them not yet
@@ -413,11 +418,12 @@ func (r *runner) record(p *pipe, rec recorded) (failure, bool) {
 	}
 	r.next = c.last + 1
 	r.linkAttempt, r.gapStreak, r.probing = 0, 0, false
-	if r.limCount < f.cfg.MaxCount || r.limBytes < f.cfg.MaxBytes {
+	if r.limCount < f.cfg.MaxCount || r.limBytes < f.cfg.MaxBytes || r.limWindow < f.cfg.Window {
 		if r.okStreak++; r.okStreak >= growAfter {
 			r.okStreak = 0
 			r.limCount = min(f.cfg.MaxCount, r.limCount*2)
 			r.limBytes = min(f.cfg.MaxBytes, r.limBytes*2)
+			r.limWindow = min(f.cfg.Window, r.limWindow*2)
 		}
 	}
 	return failure{}, true
@@ -519,6 +525,9 @@ func (r *runner) refusal(ctx context.Context, c *call, res callResult) failure {
 		// within the per-attempt timeout, and a smaller batch can pass. One
 		// that only waited for a link that was down says nothing about the
 		// batch's size: splitting it would leave batches of one behind.
+		if res.sent {
+			r.limWindow, r.okStreak = 1, 0
+		}
 		if c.n > 1 && res.sent {
 			r.limCount = max(1, c.n/2)
 			r.limBytes = max(1, c.bytes/2)
