@@ -597,18 +597,22 @@ func (g *groupWrite) write(fresh []freshTx) error {
 	return nil
 }
 
-// writeOne writes a new entry and its state in the same Badger transaction,
-// with extra deletions (a retried dead letter) alongside.
+// writeOne writes a new entry, its state, overlays and change-log entry,
+// with extra deletions (a retried dead letter) alongside. It reserves room
+// for all of them at once: should the Badger transaction fill up between
+// them, the part committed then would hold entry seq beside counters that
+// say seq-1, and once a later part failed, a retry would be answered
+// "stored at seq" while the next new transaction took seq over.
 func (g *groupWrite) writeOne(f freshTx, deletes ...[]byte) error {
 	cum := g.m.cumLast + uint64(len(f.payload))
-	qe := badger.NewEntry(seqKey(prefixQueue, f.st.Seq), encodeEntry(entryHeader{cum: cum, acceptedAt: g.now}, f.payload))
-	se, err := stateEntry(f.tx.GetId(), f.st, 0)
+	es, change, err := g.entriesOf(f, cum)
 	if err == nil {
-		es := []*badger.Entry{qe, se}
 		for _, k := range deletes {
 			es = append(es, &badger.Entry{Key: k})
 		}
-		err = g.w.reserve(es...)
+		n, size := entriesRoom(es)
+		cn, csize := changeRoom(g.w, change)
+		err = g.w.reserveN(n+max(cn, 1), size+csize) // a flush may make the change a record's first
 	}
 	for _, k := range deletes {
 		if err == nil {
@@ -616,24 +620,35 @@ func (g *groupWrite) writeOne(f freshTx, deletes ...[]byte) error {
 		}
 	}
 	if err == nil {
-		err = g.w.txn.SetEntry(qe)
-	}
-	if err == nil {
-		err = g.w.txn.SetEntry(se)
-	}
-	if err == nil {
-		err = writeOverlays(g.w, f.tx)
-	}
-	if err == nil {
-		err = logChange(g.w, g.m, f.tx.GetId(), f.st)
+		err = setEntries(g.w.txn, es[:len(es)-len(deletes)])
 	}
 	if err != nil {
 		g.fatal = err
 		return err
 	}
+	appendChange(g.w, g.m, change)
 	g.m.lastSeq, g.m.cumLast = f.st.Seq, cum
 	g.written += uint64(len(f.payload))
 	return nil
+}
+
+// entriesOf are what accepting f writes (entry, state, overlays) and its
+// change-log value.
+func (g *groupWrite) entriesOf(f freshTx, cum uint64) ([]*badger.Entry, []byte, error) {
+	qe := badger.NewEntry(seqKey(prefixQueue, f.st.Seq), encodeEntry(entryHeader{cum: cum, acceptedAt: g.now}, f.payload))
+	se, err := stateEntry(f.tx.GetId(), f.st, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	ovs, err := overlayEntries(g.w, f.tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	change, err := changeValue(f.tx.GetId(), f.st)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append([]*badger.Entry{qe, se}, ovs...), change, nil
 }
 
 // retry re-enqueues a dead letter under a new seq (same transaction id).

@@ -65,14 +65,18 @@ func (c *core) newBatch(m *meta) *batch {
 // it (counters included) and starting another when they would not fit.
 // Callers then write es with b.txn directly.
 func (b *batch) reserve(es ...*badger.Entry) error {
-	size := 0
+	return b.reserveN(entriesRoom(es))
+}
+
+// entriesRoom is what es take in a Badger transaction, as reserveN counts.
+func entriesRoom(es []*badger.Entry) (n, size int) {
 	for _, e := range es {
 		size += len(e.Key) + 24 // Badger counts key, meta, value pointer
 		if len(e.Value) < valueThreshold {
 			size += len(e.Value)
 		}
 	}
-	return b.reserveN(len(es), size)
+	return len(es), size
 }
 
 // reserveN is reserve for n entries of size bytes in all.

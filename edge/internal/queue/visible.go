@@ -65,6 +65,19 @@ func overlayObservation(m *opsv1.Mutation) string {
 
 // writeOverlays writes tx's overlays in b (the appender's batch).
 func writeOverlays(b *batch, tx *opsv1.Transaction) error {
+	es, err := overlayEntries(b, tx)
+	if err != nil || len(es) == 0 {
+		return err
+	}
+	if err := b.reserve(es...); err != nil {
+		return err
+	}
+	return setEntries(b.txn, es)
+}
+
+// overlayEntries are tx's overlays and their list (os/<seq>), not yet
+// written.
+func overlayEntries(b *batch, tx *opsv1.Transaction) ([]*badger.Entry, error) {
 	var keys [][]byte
 	var es []*badger.Entry
 	for j, m := range tx.GetMutations() {
@@ -79,25 +92,25 @@ func writeOverlays(b *batch, tx *opsv1.Transaction) error {
 		}
 		v, err := proto.Marshal(m)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		keys = append(keys, k)
 		es = append(es, badger.NewEntry(k, v))
 	}
 	if len(keys) == 0 {
-		return nil
+		return nil, nil
 	}
 	var list []byte // length-prefixed keys (keys hold binary seqs)
 	for _, k := range keys {
 		list = binary.AppendUvarint(list, uint64(len(k)))
 		list = append(list, k...)
 	}
-	es = append(es, badger.NewEntry(seqKey(prefixOverlaySeq, tx.GetSeq()), list))
-	if err := b.reserve(es...); err != nil {
-		return err
-	}
+	return append(es, badger.NewEntry(seqKey(prefixOverlaySeq, tx.GetSeq()), list)), nil
+}
+
+func setEntries(txn *badger.Txn, es []*badger.Entry) error {
 	for _, e := range es {
-		if err := b.txn.SetEntry(e); err != nil {
+		if err := txn.SetEntry(e); err != nil {
 			return err
 		}
 	}
@@ -337,17 +350,34 @@ const changeRecordVersion = 0 // never the first byte of a marshalled message
 // logChange appends a state change to the change log: to b's record,
 // written when b commits.
 func logChange(b *batch, m *meta, id string, st txState) error {
-	v, err := proto.Marshal(st.status(id))
+	v, err := changeValue(id, st)
 	if err != nil {
 		return err
 	}
-	n := 0
-	if b.changeN == 0 {
-		n = 1 // the record's key
-	}
-	if err := b.reserveN(n, len(v)+binary.MaxVarintLen64+24); err != nil {
+	n, size := changeRoom(b, v)
+	if err := b.reserveN(n, size); err != nil {
 		return err
 	}
+	appendChange(b, m, v)
+	return nil
+}
+
+// changeValue is the logged form of tx id's state st.
+func changeValue(id string, st txState) ([]byte, error) {
+	return proto.Marshal(st.status(id))
+}
+
+// changeRoom is what logging v takes in b's Badger transaction: the
+// change-log record's key when v is its first change, and v's bytes.
+func changeRoom(b *batch, v []byte) (n, size int) {
+	if b.changeN == 0 {
+		n = 1
+	}
+	return n, len(v) + binary.MaxVarintLen64 + 24
+}
+
+// appendChange logs v into b, in room reserved before.
+func appendChange(b *batch, m *meta, v []byte) {
 	m.change++
 	if b.changeN == 0 {
 		b.changeFirst = m.change
@@ -355,7 +385,6 @@ func logChange(b *batch, m *meta, id string, st txState) error {
 	b.changes = binary.AppendUvarint(b.changes, uint64(len(v)))
 	b.changes = append(b.changes, v...)
 	b.changeN++
-	return nil
 }
 
 // decodeChanges calls f for each change of the record under key number
