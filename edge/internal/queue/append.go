@@ -51,14 +51,15 @@ func (q *Queue) Submit(ctx context.Context, txs []*opsv1.Transaction) ([]*edgev1
 	return q.app.do(ctx, r)
 }
 
-// estimate sets an upper bound of what r writes: per transaction its entry,
-// state, change-log record, overlay list and one overlay per mutation, each
-// at most the payload's size (plus keys and Badger's per-entry overhead).
+// estimate sets an upper bound of what r writes into the group's Badger
+// transaction (as batch.reserve counts it): per transaction its entry and
+// state (keys, Badger's per-entry overhead, values under valueThreshold)
+// and its change-log status (at most the payload's size); the overlays
+// are the indexer's (indexer.go).
 func (r *submitReq) estimate() {
 	for _, tx := range r.txs {
-		n := len(tx.GetMutations())
-		r.entries += 5 + n
-		r.bytes += 2*proto.Size(tx) + 800 + 200*n
+		r.entries += 3
+		r.bytes += proto.Size(tx) + 2*len(tx.GetId()) + 800
 	}
 	if r.retry != nil {
 		r.entries += 16
@@ -434,6 +435,7 @@ func (a *appender) answer(p *flight) {
 		case a.appended <- struct{}{}:
 		default:
 		}
+		a.ix.kick()
 	}
 	for i, r := range p.group {
 		r.done <- p.resps[i]
@@ -597,22 +599,29 @@ func (g *groupWrite) write(fresh []freshTx) error {
 	return nil
 }
 
-// writeOne writes a new entry, its state, overlays and change-log entry,
-// with extra deletions (a retried dead letter) alongside. It reserves room
-// for all of them at once: should the Badger transaction fill up between
-// them, the part committed then would hold entry seq beside counters that
-// say seq-1, and once a later part failed, a retry would be answered
-// "stored at seq" while the next new transaction took seq over.
+// writeOne writes a new entry, its state and change-log entry (the
+// indexer writes its overlays later), with extra deletions (a retried dead
+// letter) alongside. It reserves room for all of them at once: should the
+// Badger transaction fill up between them, the part committed then would
+// hold entry seq beside counters that say seq-1, and once a later part
+// failed, a retry would be answered "stored at seq" while the next new
+// transaction took seq over.
 func (g *groupWrite) writeOne(f freshTx, deletes ...[]byte) error {
 	cum := g.m.cumLast + uint64(len(f.payload))
-	es, change, err := g.entriesOf(f, cum)
+	qe := badger.NewEntry(seqKey(prefixQueue, f.st.Seq), encodeEntry(entryHeader{cum: cum, acceptedAt: g.now}, f.payload))
+	se, err := stateEntry(f.tx.GetId(), f.st, 0)
+	var change []byte
 	if err == nil {
+		change, err = changeValue(f.tx.GetId(), f.st)
+	}
+	if err == nil {
+		es := []*badger.Entry{qe, se}
 		for _, k := range deletes {
 			es = append(es, &badger.Entry{Key: k})
 		}
 		n, size := entriesRoom(es)
-		cn, csize := changeRoom(g.w, change)
-		err = g.w.reserveN(n+max(cn, 1), size+csize) // a flush may make the change a record's first
+		_, csize := changeRoom(g.w, change)
+		err = g.w.reserveN(n+1, size+csize) // +1: a flush may make the change a record's first
 	}
 	for _, k := range deletes {
 		if err == nil {
@@ -620,7 +629,7 @@ func (g *groupWrite) writeOne(f freshTx, deletes ...[]byte) error {
 		}
 	}
 	if err == nil {
-		err = setEntries(g.w.txn, es[:len(es)-len(deletes)])
+		err = setEntries(g.w.txn, []*badger.Entry{qe, se})
 	}
 	if err != nil {
 		g.fatal = err
@@ -630,25 +639,6 @@ func (g *groupWrite) writeOne(f freshTx, deletes ...[]byte) error {
 	g.m.lastSeq, g.m.cumLast = f.st.Seq, cum
 	g.written += uint64(len(f.payload))
 	return nil
-}
-
-// entriesOf are what accepting f writes (entry, state, overlays) and its
-// change-log value.
-func (g *groupWrite) entriesOf(f freshTx, cum uint64) ([]*badger.Entry, []byte, error) {
-	qe := badger.NewEntry(seqKey(prefixQueue, f.st.Seq), encodeEntry(entryHeader{cum: cum, acceptedAt: g.now}, f.payload))
-	se, err := stateEntry(f.tx.GetId(), f.st, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	ovs, err := overlayEntries(g.w, f.tx)
-	if err != nil {
-		return nil, nil, err
-	}
-	change, err := changeValue(f.tx.GetId(), f.st)
-	if err != nil {
-		return nil, nil, err
-	}
-	return append([]*badger.Entry{qe, se}, ovs...), change, nil
 }
 
 // retry re-enqueues a dead letter under a new seq (same transaction id).

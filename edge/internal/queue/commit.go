@@ -38,6 +38,15 @@ func (cm *committer) applyCommit(res CommitResult) (err error) {
 	if err := cm.waitForSpace("apply commit"); err != nil {
 		return err
 	}
+	// The answers drop overlays: those of their seqs must be written first,
+	// or the indexer would write them after, for good.
+	top := uint64(0)
+	for _, r := range res.Results {
+		top = max(top, r.GetSeq())
+	}
+	if err := cm.ix.catchUp(min(top, cm.snapshot().lastSeq)); err != nil {
+		return err
+	}
 	cm.lockWrite()
 	defer cm.unlockWrite()
 	m := cm.snapshot()

@@ -67,6 +67,7 @@ type core struct {
 	stop     chan struct{} // closed by Close: the appender drains and exits
 	stopped  chan struct{} // closed when the appender has exited
 	runCtx   context.Context
+	ix       *indexer // writes the overlays off the accept path
 }
 
 // load reads identity and counters, creating them with a new store.
@@ -88,6 +89,9 @@ func (c *core) load() error {
 				return err
 			}
 			c.m = meta{head: 1}
+			if err := c.ix.loadIndexed(txn, 0); err != nil {
+				return err
+			}
 			return writeMeta(txn, c.m)
 		case err != nil:
 			return fmt.Errorf("queue: read edge id: %w", err)
@@ -102,7 +106,7 @@ func (c *core) load() error {
 			return err
 		}
 		c.m = m
-		return nil
+		return c.ix.loadIndexed(txn, m.lastSeq)
 	})
 }
 

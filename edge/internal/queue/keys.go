@@ -44,6 +44,11 @@ var keyApplyHigh = []byte("m/apply_high")
 // payloads the pruner may delete before their retention (visibleThrough).
 var keyVisibleHigh = []byte("m/visible_high")
 
+// keyIndexed holds the seq through which the indexer wrote the overlays
+// (8 bytes, big-endian; indexer.go). Stores written before the indexer
+// have none: their overlays were written at accept.
+var keyIndexed = []byte("m/indexed")
+
 // keyGCFlush is written and dropped by flushMemtables, nothing else.
 var keyGCFlush = []byte("m/gc_flush")
 

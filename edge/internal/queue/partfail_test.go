@@ -22,8 +22,9 @@ import (
 // new seqs continue gap-free after it.
 
 // partTxs is how many transactions the large request holds: enough for
-// several Badger transactions (TestLargeRequestSpansBadgerTransactions).
-const partTxs = 6000
+// several Badger transactions (TestLargeRequestSpansBadgerTransactions) at
+// two keys per transaction.
+const partTxs = 12000
 
 // failingParts controls the Badger commits of a queue's batches through
 // testHooks.commitPart: once armed, each part commits until the first one

@@ -281,6 +281,7 @@ func Open(opts Options) (*Queue, error) {
 		stopped:    make(chan struct{}),
 	}
 	c.wcond.L = &c.wmu
+	c.ix = &indexer{core: c, wake: make(chan struct{}, 1)}
 	q := &Queue{core: c, app: &appender{core: c}, com: &committer{core: c},
 		reads: &Reads{core: c}, rd: &entryReader{core: c}, pr: &pruner{core: c}}
 	q.runCtx, q.stopRun = context.WithCancel(context.Background())
@@ -293,6 +294,11 @@ func Open(opts Options) (*Queue, error) {
 		defer q.wg.Done()
 		defer close(q.stopped)
 		q.app.appendLoop()
+	}()
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		q.ix.loop()
 	}()
 	return q, nil
 }
@@ -311,6 +317,7 @@ func (q *Queue) Close() error {
 	q.closeMu.Unlock()
 	q.runWG.Wait()
 	q.wg.Wait()
+	q.ix.close()  // wait for a reader's catch-up
 	q.lockWrite() // wait for a writer still inside (ApplyCommit, dead letters)
 	defer q.unlockWrite()
 	return q.db.Close()

@@ -86,6 +86,9 @@ func (rs *Reads) TableOverlays(table string) ([]RowOverlay, error) {
 }
 
 func (rs *Reads) scanRowOverlays(table string, prefixes [][]byte) ([]RowOverlay, error) {
+	if err := rs.ix.catchUp(rs.snapshot().lastSeq); err != nil {
+		return nil, err
+	}
 	committed := rs.snapshot().committed
 	tp := rowPrefix(table, nil)
 	var out []RowOverlay

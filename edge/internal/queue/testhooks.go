@@ -26,4 +26,8 @@ type testHooks struct {
 	// counters are read back from the store (reload): an error it returns
 	// fails the read-back. Tests leave the counters stale with it.
 	readBack func() error
+	// noIndexLoop, set by tests only, keeps the indexer's goroutine from
+	// indexing: overlays are then written only by the catch-ups of
+	// readers and writers (indexer.go), as when the goroutine is behind.
+	noIndexLoop bool
 }

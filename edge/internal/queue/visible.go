@@ -63,27 +63,32 @@ func overlayObservation(m *opsv1.Mutation) string {
 	return ""
 }
 
-// writeOverlays writes tx's overlays in b (the appender's batch).
+// writeOverlays writes tx's overlays in b.
 func writeOverlays(b *batch, tx *opsv1.Transaction) error {
-	es, err := overlayEntries(b, tx)
+	es, err := overlayEntries(b.c.opts.RowKey, tx)
 	if err != nil || len(es) == 0 {
 		return err
 	}
 	if err := b.reserve(es...); err != nil {
 		return err
 	}
-	return setEntries(b.txn, es)
+	for _, e := range es {
+		if err := b.txn.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// overlayEntries are tx's overlays and their list (os/<seq>), not yet
-// written.
-func overlayEntries(b *batch, tx *opsv1.Transaction) ([]*badger.Entry, error) {
+// overlayEntries are tx's overlays and their list (os/<seq>), rows keyed
+// with rowKey (Options.RowKey); none when no mutation has one.
+func overlayEntries(rowKey func(*opsv1.Row) (string, bool), tx *opsv1.Transaction) ([]*badger.Entry, error) {
 	var keys [][]byte
 	var es []*badger.Entry
 	for j, m := range tx.GetMutations() {
 		var k []byte
 		if r := m.GetRow(); r != nil {
-			k = rowOverlayKey(b.c.opts.RowKey, r, tx.GetSeq(), j) // rowoverlay.go
+			k = rowOverlayKey(rowKey, r, tx.GetSeq(), j) // rowoverlay.go
 		} else if obs := overlayObservation(m); obs != "" {
 			k = overlayKey(obs, tx.GetSeq(), j)
 		}
@@ -106,15 +111,6 @@ func overlayEntries(b *batch, tx *opsv1.Transaction) ([]*badger.Entry, error) {
 		list = append(list, k...)
 	}
 	return append(es, badger.NewEntry(seqKey(prefixOverlaySeq, tx.GetSeq()), list)), nil
-}
-
-func setEntries(txn *badger.Txn, es []*badger.Entry) error {
-	for _, e := range es {
-		if err := txn.SetEntry(e); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // dropOverlays deletes the overlays of seq.
@@ -157,6 +153,9 @@ func dropOverlays(b *batch, seq uint64) error {
 
 // Overlays returns the pending mutations of observation obsID in seq order.
 func (rs *Reads) Overlays(obsID string) ([]Overlay, error) {
+	if err := rs.ix.catchUp(rs.snapshot().lastSeq); err != nil {
+		return nil, err
+	}
 	committed := rs.snapshot().committed
 	prefix := append(append(append([]byte(nil), prefixOverlay...), obsID...), '/')
 	var out []Overlay
@@ -183,6 +182,9 @@ func (rs *Reads) Overlays(obsID string) ([]Overlay, error) {
 // OverlaidObservations returns the observations with pending mutations
 // and, for each, whether its insert is among them.
 func (rs *Reads) OverlaidObservations() (map[string]bool, error) {
+	if err := rs.ix.catchUp(rs.snapshot().lastSeq); err != nil {
+		return nil, err
+	}
 	out := map[string]bool{}
 	err := rs.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefixOverlay})
@@ -626,4 +628,13 @@ func (rs *Reads) Changes(after uint64, limit int) ([]Change, error) {
 		return nil, fmt.Errorf("%w: change %d", ErrChangesPruned, after+1)
 	}
 	return out, err
+}
+
+func setEntries(txn *badger.Txn, es []*badger.Entry) error {
+	for _, e := range es {
+		if err := txn.SetEntry(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
