@@ -51,7 +51,7 @@ func TestEveryPartHoldsOnlyWhatItsCountersSay(t *testing.T) {
 	for shape := range 12 {
 		// 1-4 mutations of varying size: the boundary moves through the
 		// transactions' writes from one shape to the next.
-		txs := make([]*opsv1.Transaction, 3000)
+		txs := make([]*opsv1.Transaction, 7000)
 		for i := range txs {
 			tx := &opsv1.Transaction{Id: uuid.Must(uuid.NewV7()).String()}
 			for range 1 + shape%4 {
