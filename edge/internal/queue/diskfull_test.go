@@ -15,6 +15,7 @@ import (
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 	"github.com/chasqui/chasqui/internal/tmpfstest"
 )
 
@@ -43,7 +44,7 @@ func TestDrainOntoNearlyFullDisk(t *testing.T) {
 	// of read overlays.
 	blob := structpb.NewStringValue(strings.Repeat("x", 100<<10))
 	for range 24 {
-		txs := observationTxs(100)
+		txs := fixture.ObservationTxs(100)
 		for _, tx := range txs {
 			tx.GetMutations()[0].GetObservation().Attributes = &structpb.Struct{Fields: map[string]*structpb.Value{"blob": blob}}
 		}

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 )
 
 // Tests of "Accept never waits for the WAN" (docs/design.md) on the pipelined append path: a caller is
@@ -150,19 +150,13 @@ func openDurableTest(t *testing.T, mod func(*Options)) (*Queue, Options) {
 	return q, opts
 }
 
-func obsTxn() *opsv1.Transaction {
-	return &opsv1.Transaction{Id: uuid.Must(uuid.NewV7()).String(), Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Observation{
-		Observation: &opsv1.Observation{Instrument: "CHAI", Status: opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING},
-	}}}}
-}
-
 // submitEach submits n observations one Submit each into an empty queue
 // and returns their ids (ids[i] acknowledged under seq i+1).
 func submitEach(t *testing.T, q *Queue, n int) []string {
 	t.Helper()
 	var ids []string
 	for range n {
-		tx := obsTxn()
+		tx := fixture.ObservationTx()
 		acks, err := q.Submit(context.Background(), []*opsv1.Transaction{tx})
 		require.NoError(t, err)
 		ids = append(ids, tx.GetId())
@@ -226,7 +220,7 @@ func TestNoAckBeforeTheGroupCommitIsDurable(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for range each {
-				tx := obsTxn()
+				tx := fixture.ObservationTx()
 				id := tx.GetId()
 				mu.Lock()
 				calling[w] = id
@@ -344,18 +338,18 @@ func TestFailedGroupCommitAcknowledgesNothing(t *testing.T) {
 		}
 	}
 	for range 3 {
-		ack(handOver(t, q, obsTxn()))
+		ack(handOver(t, q, fixture.ObservationTx()))
 	}
 
 	// g0 commits held; what is handed over meanwhile (fs) is prepared on
 	// top of it and becomes the group after it.
 	c.hold.Store(true)
-	g0 := handOver(t, q, obsTxn())
+	g0 := handOver(t, q, fixture.ObservationTx())
 	h0 := c.next(t)
 	require.Equal(t, []*submitReq{g0}, h0.p.group)
 	var fs []*submitReq
 	for range 6 {
-		fs = append(fs, handOver(t, q, obsTxn(), obsTxn()))
+		fs = append(fs, handOver(t, q, fixture.ObservationTx(), fixture.ObservationTx()))
 	}
 	h0.commit()
 	ack(g0)
@@ -366,7 +360,7 @@ func TestFailedGroupCommitAcknowledgesNothing(t *testing.T) {
 	// takes the first of them and prepares a group on top of the fs group.
 	var bs []*submitReq
 	for range 4 {
-		bs = append(bs, handOver(t, q, obsTxn()))
+		bs = append(bs, handOver(t, q, fixture.ObservationTx()))
 	}
 	require.Eventually(t, func() bool { return len(q.reqs) < len(bs) }, 10*time.Second, time.Millisecond,
 		"the appender took none of the requests handed over during a commit")
@@ -409,7 +403,7 @@ func TestFailedGroupCommitAcknowledgesNothing(t *testing.T) {
 		seqs[s] = id
 	}
 	require.Equal(t, last, q.LastSeq())
-	acks, err := q.Submit(ctx, []*opsv1.Transaction{obsTxn()})
+	acks, err := q.Submit(ctx, []*opsv1.Transaction{fixture.ObservationTx()})
 	require.NoError(t, err)
 	last++
 	require.Equal(t, last, acks[0].GetSeq())
@@ -454,7 +448,7 @@ func TestFailedGroupCommitAcknowledgesNothing(t *testing.T) {
 	defer func() { require.NoError(t, q2.Close()) }()
 	require.Equal(t, last, q2.LastSeq())
 	check(q2)
-	acks, err = q2.Submit(ctx, []*opsv1.Transaction{obsTxn()})
+	acks, err = q2.Submit(ctx, []*opsv1.Transaction{fixture.ObservationTx()})
 	require.NoError(t, err)
 	require.Equal(t, last+1, acks[0].GetSeq())
 }

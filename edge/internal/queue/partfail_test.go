@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 )
 
 // Tests of a group written the plain way (writeGroup: it outgrows one
@@ -115,7 +116,7 @@ func failedPart(t *testing.T, sizes []int, direct bool, fail func(n int, final b
 	for _, n := range sizes {
 		var txs, again []*opsv1.Transaction
 		for range n {
-			tx := obsTxn()
+			tx := fixture.ObservationTx()
 			txs = append(txs, tx)
 			again = append(again, proto.Clone(tx).(*opsv1.Transaction))
 			all = append(all, tx.GetId())
@@ -168,7 +169,7 @@ func failedPart(t *testing.T, sizes []int, direct bool, fail func(n int, final b
 	require.Equal(t, durable.cumLast, bytes, "the durable parts' byte counter")
 
 	// A new submission continues after what is durable.
-	tx := obsTxn()
+	tx := fixture.ObservationTx()
 	acks, err := q.Submit(ctx, []*opsv1.Transaction{tx})
 	require.NoError(t, err)
 	want = append(want, tx.GetId())
@@ -207,7 +208,7 @@ func failedPart(t *testing.T, sizes []int, direct bool, fail func(n int, final b
 	require.NoError(t, err)
 	defer func() { require.NoError(t, q2.Close()) }()
 	checkStored(t, q2, want)
-	acks, err = q2.Submit(ctx, []*opsv1.Transaction{obsTxn()})
+	acks, err = q2.Submit(ctx, []*opsv1.Transaction{fixture.ObservationTx()})
 	require.NoError(t, err)
 	require.Equal(t, uint64(len(want))+1, acks[0].GetSeq())
 }

@@ -11,11 +11,10 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
-	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 )
 
 // countKeys counts the live keys under prefix and returns the highest
@@ -34,18 +33,6 @@ func countKeys(t *testing.T, q *Queue, prefix []byte) (n int, oldest uint64) {
 		return nil
 	}))
 	return n, oldest
-}
-
-func observationTxs(n int) []*opsv1.Transaction {
-	txs := make([]*opsv1.Transaction, n)
-	for i := range txs {
-		txs[i] = &opsv1.Transaction{Id: uuid.Must(uuid.NewV7()).String(), Mutations: []*opsv1.Mutation{{
-			Kind: &opsv1.Mutation_Observation{Observation: &opsv1.Observation{
-				Instrument: "CHAI", Source: "Orion-KL", Status: opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING,
-			}},
-		}}}
-	}
-	return txs
 }
 
 // commitAll answers every transaction from seq from on as central does,
@@ -90,7 +77,7 @@ func TestPruneClearsEverythingOlderThanRetention(t *testing.T) {
 
 	const total, per = 50_000, 10
 	for range total / 1000 {
-		_, err := q.Submit(ctx, observationTxs(1000))
+		_, err := q.Submit(ctx, fixture.ObservationTxs(1000))
 		require.NoError(t, err)
 	}
 	var lsn uint64
@@ -100,7 +87,7 @@ func TestPruneClearsEverythingOlderThanRetention(t *testing.T) {
 
 	// A day later a few more commit; then one prune pass.
 	now.Add(int64(DefaultOverlayRetention + time.Hour))
-	_, err = q.Submit(ctx, observationTxs(30))
+	_, err = q.Submit(ctx, fixture.ObservationTxs(30))
 	require.NoError(t, err)
 	commitAll(t, q, old+1, per, &lsn, clock())
 	_, err = q.Prune(ctx)
@@ -138,7 +125,7 @@ func TestReplayedMoreThanOneStep(t *testing.T) {
 	// which a stuck Replayed would never give back.
 	ctx := context.Background()
 	n := replayStep + 1000
-	_, err = q.Submit(ctx, observationTxs(n))
+	_, err = q.Submit(ctx, fixture.ObservationTxs(n))
 	require.NoError(t, err)
 	var lsn uint64
 	commitAll(t, q, 1, 1000, &lsn, time.Now())
@@ -159,7 +146,7 @@ func TestReplayedMoreThanOneStep(t *testing.T) {
 	}
 	unseen, _ := countKeys(t, q, prefixUnseenRec)
 	require.Zero(t, unseen, "every transaction is VISIBLE")
-	_, err = q.Submit(ctx, observationTxs(1))
+	_, err = q.Submit(ctx, fixture.ObservationTxs(1))
 	require.NoError(t, err)
 	require.NoError(t, q.Close())
 }

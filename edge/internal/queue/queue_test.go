@@ -26,6 +26,7 @@ import (
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 )
 
 func TestMain(m *testing.M) {
@@ -68,9 +69,9 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // obsTx is a transaction with one observation whose id the edge fills in.
 func obsTx(id string) *opsv1.Transaction {
-	return &opsv1.Transaction{Id: id, Mutations: []*opsv1.Mutation{{Kind: &opsv1.Mutation_Observation{
-		Observation: &opsv1.Observation{Instrument: "CHAI", Source: "Orion-KL", Status: opsv1.ObservationStatus_OBSERVATION_STATUS_RUNNING},
-	}}}}
+	tx := fixture.Tx(fixture.Observation(""))
+	tx.Id = id
+	return tx
 }
 
 func submit1(t *testing.T, q *queue.Queue, tx *opsv1.Transaction) *edgev1.SubmitResult {

@@ -16,6 +16,7 @@ import (
 
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 )
 
 // Tests of a failed write after which the counters cannot be read back
@@ -62,7 +63,7 @@ func TestStaleCountersRefuseWrites(t *testing.T) {
 	// cannot be read back after it.
 	var big, resend []*opsv1.Transaction
 	for range partTxs {
-		tx := obsTxn()
+		tx := fixture.ObservationTx()
 		big, resend = append(big, tx), append(resend, proto.Clone(tx).(*opsv1.Transaction))
 	}
 	readBackFails.Store(true)
@@ -82,7 +83,7 @@ func TestStaleCountersRefuseWrites(t *testing.T) {
 	// nothing: no Badger commit, the store and Stats as they were.
 	commits0, digest0, stats0 := commits.Load(), storeDigest(t, q), statsOf(t, q)
 	for i := range 2 {
-		acks, err := q.Submit(ctx, []*opsv1.Transaction{obsTxn()})
+		acks, err := q.Submit(ctx, []*opsv1.Transaction{fixture.ObservationTx()})
 		require.ErrorIs(t, err, ErrCountersStale, "submit %d while stale", i)
 		require.ErrorContains(t, err, "writes refused until they can")
 		require.Empty(t, acks)
@@ -97,7 +98,7 @@ func TestStaleCountersRefuseWrites(t *testing.T) {
 	// The counters can be read back again: the first write reads them and
 	// still fails (it was built on the stale ones), changing nothing.
 	readBackFails.Store(false)
-	tx := obsTxn()
+	tx := fixture.ObservationTx()
 	again := proto.Clone(tx).(*opsv1.Transaction)
 	acks, err = q.Submit(ctx, []*opsv1.Transaction{tx})
 	require.ErrorIs(t, err, ErrRetry)
@@ -138,7 +139,7 @@ func TestStaleCountersRefuseWrites(t *testing.T) {
 	defer func() { require.NoError(t, q2.Close()) }()
 	require.Equal(t, base, q2.CommittedThrough())
 	checkAcked(t, q2, acked, want)
-	acks, err = q2.Submit(ctx, []*opsv1.Transaction{obsTxn()})
+	acks, err = q2.Submit(ctx, []*opsv1.Transaction{fixture.ObservationTx()})
 	require.NoError(t, err)
 	require.Equal(t, uint64(len(want))+1, acks[0].GetSeq())
 }

@@ -18,6 +18,7 @@ import (
 
 	centralv1 "github.com/chasqui/chasqui/gen/chasqui/central/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
+	"github.com/chasqui/chasqui/internal/fixture"
 )
 
 // badgerSyncFails makes Badger's logger report a failed value-log fsync
@@ -49,14 +50,14 @@ func TestFailedValueLogSyncIsNotAcknowledged(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 
-	_, err = q.Submit(ctx, observationTxs(3))
+	_, err = q.Submit(ctx, fixture.ObservationTxs(3))
 	require.NoError(t, err)
 	es, err := q.Read(1, 10, 1<<20)
 	require.NoError(t, err)
 	require.Len(t, es, 3)
 
 	failNext.Store(true)
-	lost := observationTxs(2)
+	lost := fixture.ObservationTxs(2)
 	acks, err := q.Submit(ctx, lost)
 	require.ErrorIs(t, err, ErrSyncFailed, "a write resting on a failed fsync is not acknowledged")
 	require.Empty(t, acks)
@@ -66,7 +67,7 @@ func TestFailedValueLogSyncIsNotAcknowledged(t *testing.T) {
 	require.Empty(t, es, "the forwarder is not given what may not be on disk")
 
 	failNext.Store(false)
-	_, err = q.Submit(ctx, observationTxs(1))
+	_, err = q.Submit(ctx, fixture.ObservationTxs(1))
 	require.ErrorIs(t, err, ErrSyncFailed, "writes stay refused after a good fsync")
 	_, err = q.Submit(ctx, lost)
 	require.ErrorIs(t, err, ErrSyncFailed, "a retry is not answered as a duplicate")
@@ -87,7 +88,7 @@ func TestFailedValueLogSyncIsNotAcknowledged(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, acks, 2)
 	require.True(t, acks[0].GetDuplicate() && acks[1].GetDuplicate())
-	_, err = q.Submit(ctx, observationTxs(1))
+	_, err = q.Submit(ctx, fixture.ObservationTxs(1))
 	require.NoError(t, err)
 	require.Equal(t, uint64(6), q.LastSeq())
 }
@@ -109,7 +110,7 @@ func TestFailedValueLogSyncFailsApplyCommit(t *testing.T) {
 		}}})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, q.Close()) }()
-	_, err = q.Submit(context.Background(), []*opsv1.Transaction{observationTxs(1)[0]})
+	_, err = q.Submit(context.Background(), []*opsv1.Transaction{fixture.ObservationTxs(1)[0]})
 	require.NoError(t, err)
 	es, err := q.Read(1, 10, 1<<20)
 	require.NoError(t, err)
