@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
+	"github.com/chasqui/chasqui/internal/proccpu"
+
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -79,7 +76,7 @@ func (m meter) take(ctx context.Context) (sample, error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.mallocs, s.allocBytes = ms.Mallocs, ms.TotalAlloc
-	s.clientCPU, s.serverCPU, s.backendCPU = cpuTime(), serverCPU(m.postmaster, ""), serverCPU(m.postmaster, m.db)
+	s.clientCPU, s.serverCPU, s.backendCPU = proccpu.Self(), proccpu.Tree(m.postmaster, ""), proccpu.Tree(m.postmaster, " "+m.db+" ")
 	s.sent, s.writes = m.wire.bytes.Load(), m.wire.writes.Load()
 	return s, nil
 }
@@ -94,54 +91,4 @@ func (a sample) report(name string, b sample, rows, batches int) {
 	fmt.Printf("BENCH %s_sent_bytes_per_row %.0f bytes\n", name, per(float64(b.sent-a.sent)))
 	fmt.Printf("BENCH %s_writes_per_batch %.1f writes (round trips)\n", name, float64(b.writes-a.writes)/float64(batches))
 	fmt.Printf("BENCH %s_allocs_per_row %.1f allocs (%.0f bytes)\n", name, per(float64(b.mallocs-a.mallocs)), per(float64(b.allocBytes-a.allocBytes)))
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// serverCPU is the CPU time (user + system) of the PostgreSQL server
-// whose postmaster is pid and of its live children (backends, walwriter,
-// checkpointer), as edge/bench measures the drain's. With db, only of the
-// backends connected to that database: the background processes
-// (checkpoints, autovacuum) come in bursts that swamp a short run.
-func serverCPU(pid int, db string) time.Duration {
-	if pid <= 0 {
-		return 0
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	var ticks uint64
-	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// Fields after the command name, which may hold spaces.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 || (e.Name() != strconv.Itoa(pid) && f[1] != strconv.Itoa(pid)) {
-			continue
-		}
-		if db != "" {
-			// A backend's title: "postgres: user db host state".
-			cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-			if err != nil || !bytes.Contains(cmd, []byte(" "+db+" ")) {
-				continue
-			}
-		}
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		s, _ := strconv.ParseUint(f[12], 10, 64)
-		ticks += u + s
-	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }

@@ -1,7 +1,8 @@
 package main
 
 import (
-	"bytes"
+	"github.com/chasqui/chasqui/internal/proccpu"
+
 	"context"
 	"errors"
 	"flag"
@@ -9,8 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -168,7 +167,7 @@ func (env *drainEnv) drain(ctx context.Context, q *queue.Queue, addr string, n i
 		stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
 		defer stopProfile()
 	}
-	start, cpu0, pgCPU0 := time.Now(), cpuTime()+serverCPU(env.central.PID()), serverCPU(env.cluster.PID())
+	start, cpu0, pgCPU0 := time.Now(), proccpu.Self()+proccpu.Tree(env.central.PID(), ""), proccpu.Tree(env.cluster.PID(), "")
 	fwd, stop, err := env.forwarder(ctx, q, addr)
 	if err != nil {
 		return drainResult{}, err
@@ -189,8 +188,8 @@ func (env *drainEnv) drain(ctx context.Context, q *queue.Queue, addr string, n i
 		}
 		time.Sleep(2 * time.Millisecond) // polling PostgreSQL, not waiting for state in a test
 	}
-	drain, cpu := time.Since(start), cpuTime()+serverCPU(env.central.PID())-cpu0
-	pgCPU := serverCPU(env.cluster.PID()) - pgCPU0
+	drain, cpu := time.Since(start), proccpu.Self()+proccpu.Tree(env.central.PID(), "")-cpu0
+	pgCPU := proccpu.Tree(env.cluster.PID(), "") - pgCPU0
 	var rows int64
 	if err := env.pg.QueryRow(ctx, `SELECT count(*) FROM chasqui.observations WHERE edge_id = $1`, q.EdgeID()).Scan(&rows); err != nil {
 		return drainResult{}, err
@@ -225,38 +224,4 @@ func drainBench(dir string, n int, logger *slog.Logger) (drainResult, error) {
 	r, err := env.drain(ctx, q, env.central.GRPCAddr(), n, 5*time.Minute)
 	r.fill = fill
 	return r, err
-}
-
-// serverCPU is the CPU time (user + system) of the PostgreSQL server
-// whose postmaster is pid and of its live children (backends, walwriter,
-// checkpointer: each runs in a session of its own); of central too,
-// which has no children.
-func serverCPU(pid int) time.Duration {
-	if pid <= 0 {
-		return 0
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	var ticks uint64
-	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// Fields after the command name, which may hold spaces.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 || (e.Name() != strconv.Itoa(pid) && f[1] != strconv.Itoa(pid)) {
-			continue
-		}
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		s, _ := strconv.ParseUint(f[12], 10, 64)
-		ticks += u + s
-	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/chasqui/chasqui/internal/proccpu"
+
 	"encoding/binary"
 	"expvar"
 	"time"
@@ -52,7 +54,7 @@ func badgerFloor(dir string, d time.Duration, valSize, group int) (result, error
 	group = max(group, 1)
 	val := make([]byte, valSize)
 	var seq uint64
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), proccpu.Self()
 	for time.Since(start) < d {
 		txn := db.NewTransaction(true)
 		for range group {
@@ -67,7 +69,7 @@ func badgerFloor(dir string, d time.Duration, valSize, group int) (result, error
 			return result{}, err
 		}
 	}
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), proccpu.Self()-cpu0
 	n := max(int64(seq), 1)
 	return result{rate: float64(n) / elapsed.Seconds(), cpuPerUnit: cpu / time.Duration(n), units: n, txPerGroup: float64(group)}, nil
 }

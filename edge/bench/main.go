@@ -30,6 +30,8 @@
 package main
 
 import (
+	"github.com/chasqui/chasqui/internal/proccpu"
+
 	"context"
 	"errors"
 	"flag"
@@ -45,7 +47,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -482,14 +483,6 @@ func grouped(q *queue.Queue, m func() (result, error)) (result, error) {
 	return r, nil
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // measure runs one caller per connection for d and reports the rate of
 // units done and the call latency percentiles.
 func measure(conns []*grpc.ClientConn, d time.Duration, mk func(*grpc.ClientConn) func(context.Context) (int, error)) (result, error) {
@@ -505,7 +498,7 @@ func measureN(n int, d time.Duration, mk func(i int) func(context.Context) (int,
 	var lats []time.Duration
 	var firstErr error
 	var wg sync.WaitGroup
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), proccpu.Self()
 	for i := range n {
 		call := mk(i)
 		wg.Go(func() {
@@ -530,7 +523,7 @@ func measureN(n int, d time.Duration, mk func(i int) func(context.Context) (int,
 		})
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), proccpu.Self()-cpu0
 	if firstErr != nil {
 		return result{}, firstErr
 	}
