@@ -160,10 +160,7 @@ func (r *Reader) GetObservation(ctx context.Context, id string) (*edgev1.GetObse
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
-	src := edgev1.RecordSource_RECORD_SOURCE_UNSPECIFIED
-	if b != nil {
-		src = b.source()
-	}
+	src := sourceOf(b)
 	v := merge(base, src, ov)
 	if v == nil {
 		return nil, ErrNotFound
@@ -208,10 +205,7 @@ func (r *Reader) ListObservations(ctx context.Context, req *edgev1.ListObservati
 	if err != nil {
 		return nil, err
 	}
-	src := edgev1.RecordSource_RECORD_SOURCE_UNSPECIFIED
-	if b != nil {
-		src = b.source()
-	}
+	src := sourceOf(b)
 
 	all := mergeObservations(rows, src, ovs, bases, f)
 	out := &edgev1.ListObservationsResponse{BufferOnly: b == nil}
@@ -441,4 +435,13 @@ func (b centralBackend) list(ctx context.Context, f records.Filter) ([]*records.
 		out[i] = &records.Record{Observation: o.GetObservation(), Files: o.GetFiles(), Configs: o.GetConfigs()}
 	}
 	return out, res.GetNextPageToken() != "", nil
+}
+
+// sourceOf is where what backend b answered comes from; unspecified when
+// no backend could be read (the answer is the buffer's alone).
+func sourceOf(b backend) edgev1.RecordSource {
+	if b == nil {
+		return edgev1.RecordSource_RECORD_SOURCE_UNSPECIFIED
+	}
+	return b.source()
 }

@@ -130,10 +130,7 @@ func (r *Reader) GetRow(ctx context.Context, req *edgev1.GetRowRequest) (*edgev1
 	if err != nil {
 		return nil, err
 	}
-	src := edgev1.RecordSource_RECORD_SOURCE_UNSPECIFIED
-	if b != nil {
-		src = b.source()
-	}
+	src := sourceOf(b)
 	v, src := mergeRow(t, base, src, ps)
 	if v == nil {
 		return nil, fmt.Errorf("row %s of %s: %w", key, t.GetName(), ErrNotFound)
@@ -188,10 +185,7 @@ func (r *Reader) ListRows(ctx context.Context, req *edgev1.ListRowsRequest) (*ed
 	if err != nil {
 		return nil, err
 	}
-	src := edgev1.RecordSource_RECORD_SOURCE_UNSPECIFIED
-	if b != nil {
-		src = b.source()
-	}
+	src := sourceOf(b)
 
 	out := mergePage(t, committed, src, ovs, bases, q)
 	res := &edgev1.ListRowsResponse{BufferOnly: b == nil}
