@@ -34,7 +34,36 @@ type committer struct{ *core }
 // from the dead letters), changes nothing.
 func (q *Queue) ApplyCommit(res CommitResult) error { return q.com.applyCommit(res) }
 
-func (cm *committer) applyCommit(res CommitResult) (err error) {
+// applyPart bounds the results one hold of the write lock records. A
+// batch's answer (up to 4000 results) held it for 80 ms on average and up
+// to 400 ms while a 1M backlog drained, and every Submit waited that long
+// behind it; a part of 256 holds it for a few milliseconds. Each part is
+// an ApplyCommit of its own (consistent alone, idempotent), as if central
+// had answered smaller batches.
+const applyPart = 256
+
+func (cm *committer) applyCommit(res CommitResult) error {
+	if len(res.Entries) != len(res.Results) {
+		res.Entries = nil
+	}
+	for first := true; first || len(res.Results) > 0; first = false {
+		part := res
+		n := min(len(res.Results), applyPart)
+		part.Results, res.Results = res.Results[:n], res.Results[n:]
+		if res.Entries != nil {
+			part.Entries, res.Entries = res.Entries[:n], res.Entries[n:]
+		}
+		if len(res.Results) > 0 {
+			part.ThroughSeq = 0 // central's cursor belongs to the last part
+		}
+		if err := cm.applyCommitPart(part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (cm *committer) applyCommitPart(res CommitResult) (err error) {
 	if err := cm.waitForSpace("apply commit"); err != nil {
 		return err
 	}
