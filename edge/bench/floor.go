@@ -35,18 +35,23 @@ func (c badgerCounters) sub(b badgerCounters) badgerCounters {
 	return badgerCounters{puts: c.puts - b.puts, gets: c.gets - b.gets, bytes: c.bytes - b.bytes}
 }
 
-// badgerFloor is what Badger itself does with the batched Submit's load
-// and nothing else: one writer, one key per transaction with a value of
-// valSize bytes (the queue's entry size), group keys per Badger
-// transaction (the batched run's transactions per append group), one
-// fsync'd commit per group, the queue's Badger options
+// openFloorDB opens a raw Badger in dir with the queue's options
 // (edge/internal/queue/queue.go, copied: they are unexported there).
-func badgerFloor(dir string, d time.Duration, valSize, group int) (result, error) {
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(true).
+func openFloorDB(dir string) (*badger.DB, error) {
+	return badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(true).
 		WithDetectConflicts(false).WithMemTableSize(16 << 20).WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).WithValueThreshold(256).WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(16 << 20).WithNumCompactors(2).WithBaseTableSize(1 << 20).
 		WithCompression(options.None))
+}
+
+// badgerFloor is what Badger itself does with the batched Submit's load
+// and nothing else: one writer, one key per transaction with a value of
+// valSize bytes (the queue's entry size), group keys per Badger
+// transaction (the batched run's transactions per append group), one
+// fsync'd commit per group, the queue's Badger options.
+func badgerFloor(dir string, d time.Duration, valSize, group int) (result, error) {
+	db, err := openFloorDB(dir)
 	if err != nil {
 		return result{}, err
 	}

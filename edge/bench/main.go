@@ -14,7 +14,7 @@
 //	BENCH go_client_submit_tx_per_s  the Go client (edge/client), 16 goroutines on one client, one transaction per call
 //	BENCH python_submit_tx_per_s     the Python client (clients/python), one process, 16 threads on one client, the same
 //	BENCH drain_wan_tx_per_s       the drain through an in-process proxy at 125 ms each way (wan.go; also resets, 10 Mbit/s)
-//	BENCH submit_paced_p99_ms      1000 tx/s offered open loop, alone and while a backlog drains (paced.go)
+//	BENCH submit_paced_p99_ms      1000 tx/s offered open loop, alone and while a backlog drains, beside fsync, raw Badger and gRPC alone on the same schedule (paced.go)
 //	BENCH submit_rows_cpu_us_per_tx  one row per Submit, checked against the cached schema, beside the same rows unchecked (rows.go)
 //
 // Two diagnosis lines per accept-path figure split its cost, measured in

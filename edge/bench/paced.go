@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
+	"expvar"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"google.golang.org/grpc"
 
+	"github.com/chasqui/chasqui/edge/internal/queue"
 	edgev1 "github.com/chasqui/chasqui/gen/chasqui/edge/v1"
 	opsv1 "github.com/chasqui/chasqui/gen/chasqui/ops/v1"
 )
@@ -119,6 +124,10 @@ func cmpErr(a, b error) error {
 // pacedResult is what the paced figures report.
 type pacedResult struct {
 	fsyncP50, fsyncP99           time.Duration
+	badgerP50, badgerP99         time.Duration // raw Badger, one fsync'd key per write, same schedule
+	grpcP50, grpcP99             time.Duration // the same server answering without storing
+	settle                       time.Duration // after the fill: indexer caught up, compaction quiet
+	settled                      bool
 	p50, p99, drainP50, drainP99 time.Duration
 	n, drainN                    int
 	backlog                      int
@@ -137,6 +146,20 @@ func pacedBench(dir string, logger *slog.Logger) (pacedResult, error) {
 		return res, fmt.Errorf("fsync: %w", err)
 	}
 	res.fsyncP50, res.fsyncP99 = percentile(fl, 0.50), percentile(fl, 0.99)
+	if res.badgerP50, res.badgerP99, err = badgerPaced(dir+"/badger", *pacedClients, *pacedRate, *pacedDuration); err != nil {
+		return res, fmt.Errorf("badger paced: %w", err)
+	}
+	en, err := startEdge(dir+"/nostore", *pacedClients, nil, storeNone, logger)
+	if err != nil {
+		return res, err
+	}
+	if _, _, _, err = paced(en.conns, *pacedRate, time.Second); err == nil { // warm-up
+		res.grpcP50, res.grpcP99, _, err = paced(en.conns, *pacedRate, *pacedDuration)
+	}
+	en.close()
+	if err != nil {
+		return res, fmt.Errorf("grpc paced: %w", err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -150,6 +173,9 @@ func pacedBench(dir string, logger *slog.Logger) (pacedResult, error) {
 		return res, err
 	}
 	res.backlog = *pacedBacklog
+	if res.settle, res.settled, err = settle(q); err != nil {
+		return res, err
+	}
 	e, err := startEdgeOn(q, *pacedClients, nil, storeDurable, logger)
 	if err != nil {
 		_ = q.Close()
@@ -181,9 +207,20 @@ func pacedBench(dir string, logger *slog.Logger) (pacedResult, error) {
 func (r pacedResult) print() {
 	fmt.Printf("BENCH fsync_p99_ms %.2f ms (4 KiB pwrite + fdatasync on a preallocated file, %d samples; p50 %.2f ms)\n",
 		ms(r.fsyncP99), *fsyncSamples, ms(r.fsyncP50))
+	fmt.Printf("BENCH badger_paced_p99_ms %.2f ms (raw Badger, queue options, one fsync'd key per write, the same schedule; p50 %.2f ms)\n",
+		ms(r.badgerP99), ms(r.badgerP50))
+	fmt.Printf("BENCH grpc_paced_p99_ms %.2f ms (the same load on the same server answering without storing; p50 %.2f ms)\n",
+		ms(r.grpcP99), ms(r.grpcP50))
+	state := "indexer caught up, compaction quiet"
+	if !r.settled {
+		state = "compaction still running when the wait gave up"
+	}
+	fmt.Printf("BENCH paced_settle_seconds %.1f s (diagnosis: after the backlog's fill, until %s)\n", r.settle.Seconds(), state)
 	fmt.Printf("BENCH submit_paced_p99_ms %.2f ms (%d tx/s offered open loop by %d clients, %d calls, %d tx backlog, no forwarder; p50 %.2f ms)\n",
 		ms(r.p99), *pacedRate, *pacedClients, r.n, r.backlog, ms(r.p50))
 	fmt.Printf("BENCH submit_paced_vs_fsync_ratio %.2f x (goal <= 3)\n", ms(r.p99)/ms(r.fsyncP99))
+	fmt.Printf("BENCH submit_paced_vs_floor_ratio %.2f x (submit_paced_p99_ms / (grpc_paced_p99_ms + badger_paced_p99_ms))\n",
+		ms(r.p99)/(ms(r.grpcP99)+ms(r.badgerP99)))
 	during := "drain in progress throughout"
 	if r.cursorAfter >= r.pending {
 		during = "the drain ENDED before the measurement did: raise -paced-backlog"
@@ -191,4 +228,98 @@ func (r pacedResult) print() {
 	fmt.Printf("BENCH submit_paced_during_drain_p99_ms %.2f ms (the same load while the forwarder drains a %d tx backlog to central, %d pending at its start; cursor at %d when the load ended: %s; p50 %.2f ms)\n",
 		ms(r.drainP99), r.backlog, r.pending, r.cursorAfter, during, ms(r.drainP50))
 	fmt.Printf("BENCH submit_paced_during_drain_vs_paced_ratio %.2f x (goal <= 1.5)\n", ms(r.drainP99)/ms(r.p99))
+}
+
+// settle waits until the store a fill left is as a backlog built over an
+// outage leaves it: every overlay indexed (a read makes the indexer catch
+// up, as an instrument's first read would) and Badger's compaction of the
+// fill done (no table being compacted and no compaction bytes written for
+// a second, at most settleMax). Submits during that catch-up wait for it
+// (docs/performance.md, "Paced Submit").
+func settle(q *queue.Queue) (time.Duration, bool, error) {
+	const settleMax = 2 * time.Minute
+	start := time.Now()
+	if _, err := q.Reads().Overlays("bench-settle"); err != nil {
+		return 0, false, fmt.Errorf("settle: %w", err)
+	}
+	last, quiet := compactionWritten(), 0
+	for time.Since(start) < settleMax {
+		time.Sleep(250 * time.Millisecond) // sampling Badger's counters, not waiting for a state we set
+		now := compactionWritten()
+		if now == last && compactingTables() == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		if quiet >= 4 {
+			return time.Since(start), true, nil
+		}
+		last = now
+	}
+	return time.Since(start), false, nil
+}
+
+// compactionWritten is the bytes Badger's compactions wrote, all levels.
+func compactionWritten() int64 {
+	var n int64
+	if m, ok := expvar.Get("badger_write_bytes_compaction").(*expvar.Map); ok {
+		m.Do(func(kv expvar.KeyValue) {
+			if v, ok := kv.Value.(*expvar.Int); ok {
+				n += v.Value()
+			}
+		})
+	}
+	return n
+}
+
+// compactingTables is the tables Badger is compacting now.
+func compactingTables() int64 {
+	if v, ok := expvar.Get("badger_compaction_current_num_lsm").(*expvar.Int); ok {
+		return v.Value()
+	}
+	return 0
+}
+
+// badgerPaced offers rate one-key writes per second to a raw Badger with
+// the queue's options and fsync on, on paced's schedule from clients
+// writers: Badger batches the writes that meet into one fsync'd commit,
+// as the appender groups Submits.
+func badgerPaced(dir string, clients, rate int, d time.Duration) (p50, p99 time.Duration, err error) {
+	db, err := openFloorDB(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer db.Close()
+	val := make([]byte, 200)
+	var seq atomic.Uint64
+	interval := time.Duration(clients) * time.Second / time.Duration(rate)
+	start := time.Now().Add(10 * time.Millisecond)
+	var mu sync.Mutex
+	var lats []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			var local []time.Duration
+			for at := start.Add(interval * time.Duration(i) / time.Duration(clients)); at.Sub(start) < d; at = at.Add(interval) {
+				time.Sleep(time.Until(at)) // the schedule, not a wait for state
+				key := binary.BigEndian.AppendUint64([]byte{'e'}, seq.Add(1))
+				if err := db.Update(func(txn *badger.Txn) error { return txn.Set(key, val) }); err != nil {
+					mu.Lock()
+					firstErr = cmpErr(firstErr, err)
+					mu.Unlock()
+					return
+				}
+				local = append(local, time.Since(at))
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, 0, firstErr
+	}
+	return percentile(lats, 0.50), percentile(lats, 0.99), nil
 }
