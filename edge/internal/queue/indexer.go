@@ -30,6 +30,7 @@ type indexer struct {
 	mu      sync.Mutex // held while indexing: the goroutine or a catchUp
 	closed  bool       // guarded by mu: Close was called
 	through atomic.Uint64
+	keys    atomic.Uint64 // Badger keys written (Stats.IndexKeys)
 	wake    chan struct{}
 }
 
@@ -141,6 +142,7 @@ func (ix *indexer) step(target uint64) error {
 		return err
 	}
 	ix.through.Store(last)
+	ix.keys.Add(uint64(len(es)) + 1)
 	return nil
 }
 

@@ -63,9 +63,20 @@ func TestSubmitWritesNoOverlays(t *testing.T) {
 	require.Zero(t, countPrefix(t, q, prefixOverlay), "Submit wrote overlays")
 	require.Zero(t, countPrefix(t, q, prefixOverlaySeq), "Submit wrote an overlay list")
 
+	st, err := q.Stats()
+	require.NoError(t, err)
+	require.Zero(t, st.Indexed, "Stats.Indexed before any catch-up")
+	require.Zero(t, st.IndexKeys)
+
 	ov, err := q.Reads().Overlays(obs)
 	require.NoError(t, err)
 	require.Len(t, ov, 1, "a read after Submit misses its write")
+	st, err = q.Stats()
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.Indexed, "Stats.Indexed after the read's catch-up")
+	// The overlay, its list and the indexer's position: what the bench's
+	// queue_accept_keys_per_tx takes off Badger's own count.
+	require.Equal(t, uint64(countPrefix(t, q, prefixOverlay)+countPrefix(t, q, prefixOverlaySeq)+1), st.IndexKeys)
 	require.Equal(t, uint64(1), ov[0].Seq)
 	seen, err := q.Reads().OverlaidObservations()
 	require.NoError(t, err)

@@ -412,6 +412,10 @@ type Stats struct {
 	// commit saves. Accepted counts the new transactions they stored
 	// (duplicates and refused requests not included).
 	AppendGroups, Accepted uint64
+	// Indexed is the seq through which the read overlays are written
+	// (LastSeq - Indexed is the indexer's lag), and IndexKeys the Badger
+	// keys the indexer wrote since Open: what the accept path left to it.
+	Indexed, IndexKeys uint64
 }
 
 // Stats reads the counters.
@@ -428,6 +432,8 @@ func (q *Queue) Stats() (Stats, error) {
 		Committed:     m.committed,
 		Head:          m.head,
 		DeadLetters:   m.dead,
+		Indexed:       q.ix.through.Load(),
+		IndexKeys:     q.ix.keys.Load(),
 	}
 	if m.committed > m.lastSeq { // central acknowledged seqs of an older store
 		s.Count, s.Bytes = 0, 0
