@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,41 +31,92 @@ var (
 	fsyncSamples  = flag.Int("fsync-samples", 3000, "samples of fsync_p99_ms")
 )
 
-// fsyncLatencies times a 4 KiB pwrite plus fdatasync on a preallocated
-// (written and synced) file in dir: the flush every durable accept waits
-// for, alone.
-func fsyncLatencies(dir string, samples int) ([]time.Duration, error) {
-	const block, blocks = 4096, 4096
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// fsyncFile is a preallocated (written and synced) file on the bench's
+// disk: a 4 KiB pwrite plus fdatasync on it is the flush every durable
+// accept waits for, alone.
+type fsyncFile struct {
+	f   *os.File
+	buf []byte
+	n   int
+}
+
+const fsyncBlock, fsyncBlocks = 4096, 4096
+
+func openFsyncFile(path string) (*fsyncFile, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(dir+"/fsync", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	buf := make([]byte, block)
-	for i := range blocks {
-		if _, err := f.WriteAt(buf, int64(i)*block); err != nil {
+	ff := &fsyncFile{f: f, buf: make([]byte, fsyncBlock)}
+	for i := range fsyncBlocks {
+		if _, err := f.WriteAt(ff.buf, int64(i)*fsyncBlock); err != nil {
+			_ = f.Close()
 			return nil, err
 		}
 	}
 	if err := f.Sync(); err != nil {
+		_ = f.Close()
 		return nil, err
 	}
+	return ff, nil
+}
+
+// flush times one 4 KiB pwrite plus fdatasync.
+func (ff *fsyncFile) flush() (time.Duration, error) {
+	ff.buf[0] = byte(ff.n)
+	t0 := time.Now()
+	if _, err := ff.f.WriteAt(ff.buf, int64(ff.n%fsyncBlocks)*fsyncBlock); err != nil {
+		return 0, err
+	}
+	if err := syscall.Fdatasync(int(ff.f.Fd())); err != nil {
+		return 0, err
+	}
+	ff.n++
+	return time.Since(t0), nil
+}
+
+// fsyncLatencies times samples flushes in a row.
+func fsyncLatencies(dir string, samples int) ([]time.Duration, error) {
+	ff, err := openFsyncFile(dir + "/fsync")
+	if err != nil {
+		return nil, err
+	}
+	defer ff.f.Close()
 	lats := make([]time.Duration, 0, samples)
-	for i := range samples {
-		buf[0] = byte(i)
-		t0 := time.Now()
-		if _, err := f.WriteAt(buf, int64(i%blocks)*block); err != nil {
+	for range samples {
+		l, err := ff.flush()
+		if err != nil {
 			return nil, err
 		}
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			return nil, err
-		}
-		lats = append(lats, time.Since(t0))
+		lats = append(lats, l)
 	}
 	return lats, nil
+}
+
+type fsyncProbeResult struct {
+	lats []time.Duration
+	err  error
+}
+
+// fsyncProbe times a flush every 5 ms for d, on a file opened (and
+// preallocated) beforehand.
+func fsyncProbe(ff *fsyncFile, d time.Duration) fsyncProbeResult {
+	var out fsyncProbeResult
+	defer ff.f.Close()
+	start := time.Now()
+	for at := start; time.Since(start) < d; at = at.Add(5 * time.Millisecond) {
+		time.Sleep(time.Until(at)) // the schedule, not a wait for state
+		l, err := ff.flush()
+		if err != nil {
+			out.err = err
+			return out
+		}
+		out.lats = append(out.lats, l)
+	}
+	return out
 }
 
 func percentile(lats []time.Duration, p float64) time.Duration {
@@ -128,6 +180,7 @@ type pacedResult struct {
 	grpcP50, grpcP99             time.Duration // the same server answering without storing
 	settle                       time.Duration // after the fill: indexer caught up, compaction quiet
 	settled                      bool
+	fsyncDrainP50, fsyncDrainP99 time.Duration // fsync_p99_ms's probe while the drain runs
 	p50, p99, drainP50, drainP99 time.Duration
 	n, drainN                    int
 	backlog                      int
@@ -194,10 +247,21 @@ func pacedBench(dir string, logger *slog.Logger) (pacedResult, error) {
 		return res, err
 	}
 	defer stop()
-	res.drainP50, res.drainP99, res.drainN, err = paced(e.conns, *pacedRate, *pacedDuration)
+	ff, err := openFsyncFile(dir + "/fsync-drain/fsync")
 	if err != nil {
 		return res, err
 	}
+	probe := make(chan fsyncProbeResult, 1)
+	go func() { probe <- fsyncProbe(ff, *pacedDuration) }()
+	res.drainP50, res.drainP99, res.drainN, err = paced(e.conns, *pacedRate, *pacedDuration)
+	pr := <-probe
+	if err != nil {
+		return res, err
+	}
+	if pr.err != nil {
+		return res, fmt.Errorf("fsync during drain: %w", pr.err)
+	}
+	res.fsyncDrainP50, res.fsyncDrainP99 = percentile(pr.lats, 0.50), percentile(pr.lats, 0.99)
 	if res.cursorAfter, err = env.cursor(ctx, q.EdgeID()); err != nil {
 		return res, err
 	}
@@ -228,6 +292,10 @@ func (r pacedResult) print() {
 	fmt.Printf("BENCH submit_paced_during_drain_p99_ms %.2f ms (the same load while the forwarder drains a %d tx backlog to central, %d pending at its start; cursor at %d when the load ended: %s; p50 %.2f ms)\n",
 		ms(r.drainP99), r.backlog, r.pending, r.cursorAfter, during, ms(r.drainP50))
 	fmt.Printf("BENCH submit_paced_during_drain_vs_paced_ratio %.2f x (goal <= 1.5)\n", ms(r.drainP99)/ms(r.p99))
+	fmt.Printf("BENCH fsync_during_drain_p99_ms %.2f ms (fsync_p99_ms's 4 KiB pwrite + fdatasync, every 5 ms while that drain runs; p50 %.2f ms)\n",
+		ms(r.fsyncDrainP99), ms(r.fsyncDrainP50))
+	fmt.Printf("BENCH fsync_during_drain_vs_alone_ratio %.2f x (diagnosis: what the drain, central and PostgreSQL on the same disk do to one flush)\n",
+		ms(r.fsyncDrainP99)/ms(r.fsyncP99))
 }
 
 // settle waits until the store a fill left is as a backlog built over an
