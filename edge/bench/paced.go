@@ -129,24 +129,37 @@ func percentile(lats []time.Duration, p float64) time.Duration {
 }
 
 // paced offers rate single-transaction Submits per second, open loop,
-// spread over one caller per connection for d: each caller sends on a
-// fixed schedule and its latency counts from the scheduled time, so a
-// call that waits for the one before it is charged for the wait.
+// spread over one caller per connection for d (onSchedule).
 func paced(conns []*grpc.ClientConn, rate int, d time.Duration) (p50, p99 time.Duration, n int, err error) {
-	interval := time.Duration(len(conns)) * time.Second / time.Duration(rate)
+	lats, err := onSchedule(len(conns), rate, d, func(i int) error {
+		_, err := edgev1.NewEdgeServiceClient(conns[i]).Submit(context.Background(),
+			&edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{observationTx()}})
+		return err
+	})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return percentile(lats, 0.50), percentile(lats, 0.99), len(lats), nil
+}
+
+// onSchedule runs call rate times per second for d, open loop, spread
+// over callers goroutines: each calls on a fixed schedule and its latency
+// counts from the scheduled time, so a call that waits for the one
+// before it is charged for the wait. The first error stops its caller
+// and is returned.
+func onSchedule(callers, rate int, d time.Duration, call func(caller int) error) ([]time.Duration, error) {
+	interval := time.Duration(callers) * time.Second / time.Duration(rate)
 	start := time.Now().Add(10 * time.Millisecond)
 	var mu sync.Mutex
 	var lats []time.Duration
 	var firstErr error
 	var wg sync.WaitGroup
-	for i, c := range conns {
-		cl := edgev1.NewEdgeServiceClient(c)
+	for i := range callers {
 		wg.Go(func() {
 			var local []time.Duration
-			for at := start.Add(interval * time.Duration(i) / time.Duration(len(conns))); at.Sub(start) < d; at = at.Add(interval) {
+			for at := start.Add(interval * time.Duration(i) / time.Duration(callers)); at.Sub(start) < d; at = at.Add(interval) {
 				time.Sleep(time.Until(at)) // the schedule, not a wait for state
-				_, err := cl.Submit(context.Background(), &edgev1.SubmitRequest{Transactions: []*opsv1.Transaction{observationTx()}})
-				if err != nil {
+				if err := call(i); err != nil {
 					mu.Lock()
 					firstErr = cmpErr(firstErr, err)
 					mu.Unlock()
@@ -160,10 +173,7 @@ func paced(conns []*grpc.ClientConn, rate int, d time.Duration) (p50, p99 time.D
 		})
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return 0, 0, 0, firstErr
-	}
-	return percentile(lats, 0.50), percentile(lats, 0.99), len(lats), nil
+	return lats, firstErr
 }
 
 func cmpErr(a, b error) error {
@@ -360,34 +370,12 @@ func badgerPaced(dir string, clients, rate int, d time.Duration) (p50, p99 time.
 	defer db.Close()
 	val := make([]byte, 200)
 	var seq atomic.Uint64
-	interval := time.Duration(clients) * time.Second / time.Duration(rate)
-	start := time.Now().Add(10 * time.Millisecond)
-	var mu sync.Mutex
-	var lats []time.Duration
-	var firstErr error
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Go(func() {
-			var local []time.Duration
-			for at := start.Add(interval * time.Duration(i) / time.Duration(clients)); at.Sub(start) < d; at = at.Add(interval) {
-				time.Sleep(time.Until(at)) // the schedule, not a wait for state
-				key := binary.BigEndian.AppendUint64([]byte{'e'}, seq.Add(1))
-				if err := db.Update(func(txn *badger.Txn) error { return txn.Set(key, val) }); err != nil {
-					mu.Lock()
-					firstErr = cmpErr(firstErr, err)
-					mu.Unlock()
-					return
-				}
-				local = append(local, time.Since(at))
-			}
-			mu.Lock()
-			lats = append(lats, local...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return 0, 0, firstErr
+	lats, err := onSchedule(clients, rate, d, func(int) error {
+		key := binary.BigEndian.AppendUint64([]byte{'e'}, seq.Add(1))
+		return db.Update(func(txn *badger.Txn) error { return txn.Set(key, val) })
+	})
+	if err != nil {
+		return 0, 0, err
 	}
 	return percentile(lats, 0.50), percentile(lats, 0.99), nil
 }
