@@ -17,9 +17,10 @@ import (
 
 // submitReq is one call waiting for the appender.
 type submitReq struct {
-	txs   []*opsv1.Transaction
-	retry *retryOp // set: re-enqueue a dead letter instead
-	done  chan submitResp
+	txs    []*opsv1.Transaction
+	retry  *retryOp      // set: re-enqueue a dead letter instead
+	commit *CommitResult // set: record central's answer instead (a part: applyPart results)
+	done   chan submitResp
 	// Estimated Badger entries and bytes the request writes (estimate),
 	// computed by the caller so the appender can cut groups that fit one
 	// Badger transaction.
@@ -60,6 +61,15 @@ func (r *submitReq) estimate() {
 	for _, tx := range r.txs {
 		r.entries += 3
 		r.bytes += proto.Size(tx) + 2*len(tx.GetId()) + 800
+	}
+	if r.commit != nil {
+		// Per result: its state, two overlay deletions, a dead letter, a
+		// change and an unseen record's share; then apply-high and the mark.
+		r.entries += 6*len(r.commit.Results) + 8
+		r.bytes += 1200*len(r.commit.Results) + 4<<10
+		for _, res := range r.commit.Results {
+			r.bytes += 2 * len(res.GetReason())
+		}
 	}
 	if r.retry != nil {
 		r.entries += 16
@@ -202,7 +212,7 @@ func (a *appender) shutdown() {
 func (a *appender) fill(first *submitReq) (group []*submitReq, size groupSize, pipelined bool) {
 	group = []*submitReq{first}
 	size.add(first)
-	pipelined = first.retry == nil
+	pipelined = first.retry == nil && first.commit == nil
 	for size.n < a.opts.MaxGroup {
 		select {
 		case r := <-a.reqs:
@@ -212,7 +222,7 @@ func (a *appender) fill(first *submitReq) (group []*submitReq, size groupSize, p
 			}
 			group = append(group, r)
 			size.add(r)
-			pipelined = pipelined && r.retry == nil
+			pipelined = pipelined && r.retry == nil && r.commit == nil
 		default:
 			return group, size, pipelined
 		}
@@ -226,7 +236,7 @@ func (a *appender) fill(first *submitReq) (group []*submitReq, size groupSize, p
 // (or another writer) made stale is thrown away and made again.
 func (a *appender) prepareLocked(group []*submitReq, pipelined bool) *flight {
 	var p *flight
-	if a.fl != nil && pipelined {
+	if a.fl != nil && pipelined && !a.fl.records() {
 		p = a.prepare(group, a.fl)
 	}
 	if a.fl != nil {
@@ -256,8 +266,8 @@ func (a *appender) join(p *flight, size groupSize) {
 		if r == nil {
 			return
 		}
-		if r.retry != nil || !size.fits(r) {
-			a.next = r
+		if r.retry != nil || r.commit != nil || !size.fits(r) {
+			a.next = r // it reads what the group ahead writes
 			return
 		}
 		p.add(r)
@@ -325,10 +335,27 @@ func (p *flight) add(r *submitReq) {
 		var a *edgev1.SubmitResult
 		a, resp.err = g.retry(r.retry)
 		resp.acks = []*edgev1.SubmitResult{a}
+	case r.commit != nil:
+		// Whatever failed may have written part of the answer into the
+		// group's Badger transaction: the group is not committed so.
+		if resp.err = (&committer{core: g.c}).record(g.w, g.m, *r.commit); resp.err != nil {
+			g.fatal = resp.err
+		}
 	default:
 		resp.acks, resp.err = g.submit(r.txs)
 	}
 	p.resps = append(p.resps, resp)
+}
+
+// records reports whether p records a commit answer: it changes states
+// a group prepared ahead would read (its dedupe answers carry them).
+func (p *flight) records() bool {
+	for _, r := range p.group {
+		if r.commit != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // start hands p's Badger transaction to Badger; the caller holds wmu.

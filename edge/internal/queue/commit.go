@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,7 +19,10 @@ import (
 // committer records what central answers (ApplyCommit), takes lost
 // commits back (Rewind), and keeps the dead letters central's rejections
 // leave.
-type committer struct{ *core }
+type committer struct {
+	*core
+	app *appender // writes the answers, in its append groups
+}
 
 // ApplyCommit durably records central's answer: each applied transaction
 // becomes COMMITTED with the LSN (its state then kept for TxRetention), each
@@ -34,14 +38,17 @@ type committer struct{ *core }
 // from the dead letters), changes nothing.
 func (q *Queue) ApplyCommit(res CommitResult) error { return q.com.applyCommit(res) }
 
-// applyPart bounds the results one hold of the write lock records. A
-// batch's answer (up to 4000 results) held it for 80 ms on average and up
-// to 400 ms while a 1M backlog drained, and every Submit waited that long
-// behind it; a part of 256 holds it for a few milliseconds. Each part is
-// an ApplyCommit of its own (consistent alone, idempotent), as if central
-// had answered smaller batches.
+// applyPart bounds the results one commit request carries. Each part
+// is an ApplyCommit of its own (consistent alone, idempotent), as if
+// central had answered smaller batches, so an append group carrying one
+// stays small enough for one Badger transaction.
 const applyPart = 256
 
+// applyCommit hands res to the appender in parts: each is written into
+// an append group's Badger transaction beside the Submits waiting then,
+// under the same fsync. Recorded apart under the write lock, a part and
+// an append group took turns: during a drain the appender waited 8-14 ms
+// for the lock per group, and every Submit with it.
 func (cm *committer) applyCommit(res CommitResult) error {
 	if len(res.Entries) != len(res.Results) {
 		res.Entries = nil
@@ -63,7 +70,7 @@ func (cm *committer) applyCommit(res CommitResult) error {
 	return nil
 }
 
-func (cm *committer) applyCommitPart(res CommitResult) (err error) {
+func (cm *committer) applyCommitPart(res CommitResult) error {
 	if err := cm.waitForSpace("apply commit"); err != nil {
 		return err
 	}
@@ -76,23 +83,23 @@ func (cm *committer) applyCommitPart(res CommitResult) (err error) {
 	if err := cm.ix.catchUp(min(top, cm.snapshot().lastSeq)); err != nil {
 		return err
 	}
-	cm.lockWrite()
-	defer cm.unlockWrite()
-	m := cm.snapshot()
-	b := cm.newBatch(&m)
-	defer func() {
-		b.discard()
-		if err != nil {
-			// A part may be stored (a batch that outgrew one Badger
-			// transaction): take the counters from the store.
-			cm.refresh()
-		}
-	}()
+	r := &submitReq{commit: &res, done: make(chan submitResp, 1)}
+	r.estimate()
+	_, err := cm.app.do(context.Background(), r)
+	if err != nil {
+		return fmt.Errorf("queue: apply commit: %w", err)
+	}
+	return nil
+}
+
+// record writes res into b on the counters m: the results' states,
+// dead letters and change-log entries, and the commit mark.
+func (cm *committer) record(b *batch, m *meta, res CommitResult) error {
 	at := res.CommittedAt
 	if at.IsZero() {
 		at = cm.opts.Now()
 	}
-	untouched, err := cm.raiseApplyHigh(b, m, res)
+	untouched, err := cm.raiseApplyHigh(b, *m, res)
 	if err != nil {
 		return err
 	}
@@ -109,7 +116,7 @@ func (cm *committer) applyCommitPart(res CommitResult) (err error) {
 		if entries != nil && r.GetSeq() > untouched {
 			fresh = &entries[i]
 		}
-		recorded, err := cm.applyResult(b, &m, r, res, at, fresh)
+		recorded, err := cm.applyResult(b, m, r, res, at, fresh)
 		if err != nil {
 			return err
 		}
@@ -118,14 +125,8 @@ func (cm *committer) applyCommitPart(res CommitResult) (err error) {
 		}
 	}
 	if through > m.committed {
-		if err := cm.markThrough(b, &m, through, at); err != nil {
-			return err
-		}
+		return cm.markThrough(b, m, through, at)
 	}
-	if err := b.commit(); err != nil {
-		return fmt.Errorf("queue: apply commit: %w", err)
-	}
-	cm.setMeta(m)
 	return nil
 }
 

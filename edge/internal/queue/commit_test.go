@@ -224,23 +224,23 @@ func TestStateJSONAsEncodingJSON(t *testing.T) {
 	}
 }
 
-// A commit answer is recorded in parts with the write lock free between
-// them, so a Submit made while a large one is recorded is answered before
-// it ends. Recorded whole, a 4000-result answer held the lock for 80 ms
-// on average and up to 400 ms while a 1M backlog drained, and every
-// Submit of the site waited behind it. The committer's disk is made slow
-// here (200 ms per Badger commit) so the order cannot come out by chance.
+// A commit answer is recorded in parts, each in an append group, so a
+// Submit made while a large one is recorded is answered before it ends.
+// Recorded whole under the write lock, a 4000-result answer held it for
+// 80 ms on average and up to 400 ms while a 1M backlog drained, and
+// every Submit of the site waited behind it. The groups that record are
+// made slow here (200 ms each) so the order cannot come out by chance.
 func TestSubmitIsAnsweredWhileALargeCommitIsRecorded(t *testing.T) {
 	var armed atomic.Bool
 	started := make(chan struct{})
 	var once sync.Once
 	q, _ := openDurableTest(t, func(o *Options) {
-		o.hooks.commitPart = func(txn *badger.Txn, _ bool) error {
-			if armed.Load() {
+		o.hooks.commitGroup = func(p *flight, txn *badger.Txn, done func(error)) {
+			if armed.Load() && p.records() {
 				once.Do(func() { close(started) })
 				time.Sleep(200 * time.Millisecond)
 			}
-			return txn.Commit()
+			done(txn.Commit())
 		}
 	})
 	const n = 4 * applyPart
@@ -280,4 +280,68 @@ func TestSubmitIsAnsweredWhileALargeCommitIsRecorded(t *testing.T) {
 	for _, st := range states(t, q, es) {
 		require.Equal(t, int32(edgev1.TransactionState_TRANSACTION_STATE_COMMITTED), st.State)
 	}
+}
+
+// A commit answer and the Submits waiting with it are written in one
+// append group: one Badger transaction and one fsync. Recorded apart,
+// each took the write lock in turn, and during a drain a Submit waited
+// for an answer's fsync and then its own.
+func TestCommitAnswerSharesTheSubmitsFsync(t *testing.T) {
+	hold, entered := make(chan struct{}), make(chan struct{}, 1)
+	var holding atomic.Bool
+	type groupSeen struct{ submits, records int }
+	seen := make(chan groupSeen, 16)
+	q, _ := openDurableTest(t, func(o *Options) {
+		o.hooks.commitGroup = func(p *flight, txn *badger.Txn, done func(error)) {
+			if holding.Load() {
+				entered <- struct{}{}
+				<-hold // the disk is busy with the group ahead
+			}
+			var g groupSeen
+			for _, r := range p.group {
+				if r.commit != nil {
+					g.records++
+				} else {
+					g.submits++
+				}
+			}
+			seen <- g
+			done(txn.Commit())
+		}
+	})
+	ctx := context.Background()
+	_, err := q.Submit(ctx, fixture.ObservationTxs(3))
+	require.NoError(t, err)
+	<-seen
+	es, err := q.Read(1, 3, 1<<20)
+	require.NoError(t, err)
+
+	holding.Store(true)
+	first := make(chan error, 1)
+	go func() { _, err := q.Submit(ctx, fixture.ObservationTxs(1)); first <- err }()
+	// The answer goes to the appender as ApplyCommit sends it (after the
+	// catch-up ApplyCommit makes first), so the test knows when it is taken.
+	require.NoError(t, q.ix.catchUp(3))
+	res := appliedResult(es, 3, 9)
+	rec := &submitReq{commit: &res, done: make(chan submitResp, 1)}
+	rec.estimate()
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first Submit's group never committed")
+	}
+	q.app.reqs <- rec
+	require.Eventually(t, func() bool { return len(q.app.reqs) == 0 }, 30*time.Second, time.Millisecond, "the answer taken")
+	second := make(chan error, 1)
+	go func() { _, err := q.Submit(ctx, fixture.ObservationTxs(1)); second <- err }()
+	require.Eventually(t, func() bool { return len(q.app.reqs) == 1 }, 30*time.Second, time.Millisecond, "the Submit waits behind the answer")
+	holding.Store(false)
+	close(hold)
+
+	require.NoError(t, <-first)
+	require.NoError(t, (<-rec.done).err)
+	require.NoError(t, <-second)
+	require.Equal(t, groupSeen{submits: 1}, <-seen, "the held group")
+	require.Equal(t, groupSeen{submits: 1, records: 1}, <-seen, "the answer and the Submit behind it, one Badger commit")
+	require.Equal(t, uint64(3), q.CommittedThrough())
 }

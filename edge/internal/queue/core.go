@@ -38,8 +38,9 @@ type core struct {
 	log   *slog.Logger
 	epoch string
 
-	// wmu serializes every writer (appender groups, ApplyCommit, pruner,
-	// dead-letter operations): Badger runs without conflict detection.
+	// wmu serializes every writer (appender groups, which carry
+	// ApplyCommit's answers too, pruner, Rewind, dead-letter operations):
+	// Badger runs without conflict detection.
 	// The appender may leave one group committing (inflight) when it lets
 	// go of wmu; every other writer takes it with lockWrite, which also
 	// waits for that group to land, and bumps wgen on unlockWrite so the

@@ -282,7 +282,8 @@ func Open(opts Options) (*Queue, error) {
 	}
 	c.wcond.L = &c.wmu
 	c.ix = &indexer{core: c, wake: make(chan struct{}, 1)}
-	q := &Queue{core: c, app: &appender{core: c}, com: &committer{core: c},
+	app := &appender{core: c}
+	q := &Queue{core: c, app: app, com: &committer{core: c, app: app},
 		reads: &Reads{core: c}, rd: &entryReader{core: c}, pr: &pruner{core: c}}
 	q.runCtx, q.stopRun = context.WithCancel(context.Background())
 	if err := q.load(); err != nil {

@@ -93,9 +93,9 @@ func TestFailedValueLogSyncIsNotAcknowledged(t *testing.T) {
 	require.Equal(t, uint64(6), q.LastSeq())
 }
 
-// A failed fsync during the commit of a batch written the plain way
-// (ApplyCommit here) fails it with ErrSyncFailed, although Badger
-// committed it.
+// A failed fsync during the commit of an append group that records a
+// commit answer fails ApplyCommit with ErrSyncFailed, although Badger
+// committed it; so does one during a batch written the plain way.
 func TestFailedValueLogSyncFailsApplyCommit(t *testing.T) {
 	t.Parallel()
 	var failNext atomic.Bool
@@ -107,6 +107,12 @@ func TestFailedValueLogSyncFailsApplyCommit(t *testing.T) {
 				badgerSyncFails(q.db)
 			}
 			return err
+		}, commitGroup: func(_ *flight, txn *badger.Txn, done func(error)) {
+			err := txn.Commit()
+			if failNext.Load() {
+				badgerSyncFails(q.db)
+			}
+			done(err)
 		}}})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, q.Close()) }()
