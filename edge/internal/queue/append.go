@@ -126,8 +126,15 @@ func (a *appender) appendLoop() {
 			return
 		}
 		group, size, pipelined := a.fill(first)
+		if hook := a.opts.hooks.filled; hook != nil {
+			hook(group)
+		}
 		p := a.prepareLocked(group, pipelined)
 		a.join(p, size)
+		if p = a.dropBadPart(p); p == nil {
+			a.wmu.Unlock()
+			continue
+		}
 		if p.g.fatal != nil {
 			// Did not fit one Badger transaction (or a Badger read failed):
 			// the group is written the plain way, in parts if it must.
@@ -275,15 +282,44 @@ func (a *appender) join(p *flight, size groupSize) {
 	}
 }
 
+// dropBadPart answers a commit part whose recording failed in p with its
+// error and prepares the rest of p again without it (nil: nothing
+// left), so that a part that cannot be recorded (a corrupt state, say)
+// fails ApplyCommit alone, not every Submit that shared its group while
+// the forwarder retries it. Nothing of p was committed: a prepared group
+// is one Badger transaction. wmu is held.
+func (a *appender) dropBadPart(p *flight) *flight {
+	for p.badPart != nil {
+		bad := p.badPart
+		p.g.w.discard()
+		rest := make([]*submitReq, 0, len(p.group)-1)
+		for i, r := range p.group {
+			if r == bad {
+				bad.done <- p.resps[i]
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		if len(rest) == 0 {
+			return nil
+		}
+		p = a.prepare(rest, nil)
+	}
+	return p
+}
+
 // flight is a prepared append group: one Badger transaction holding all of
 // it, and the answers to give once it is durable.
 type flight struct {
 	group []*submitReq
 	resps []submitResp
 	g     *groupWrite
-	base  meta       // the counters the group was prepared on
-	gen   uint64     // wgen it was prepared on
-	done  chan error // the Badger commit's outcome
+	// badPart is the commit part whose recording failed the group (not
+	// for want of room: that group is written the plain way instead).
+	badPart *submitReq
+	base    meta       // the counters the group was prepared on
+	gen     uint64     // wgen it was prepared on
+	done    chan error // the Badger commit's outcome
 	// ahead is the Badger transaction the next group is prepared in while
 	// this one commits. It is opened before this one commits: one opened
 	// after would wait for that commit to read (Badger's read timestamps),
@@ -340,6 +376,9 @@ func (p *flight) add(r *submitReq) {
 		// group's Badger transaction: the group is not committed so.
 		if resp.err = (&committer{core: g.c}).record(g.w, g.m, *r.commit); resp.err != nil {
 			g.fatal = resp.err
+			if !errors.Is(resp.err, errGroupFull) {
+				p.badPart = r
+			}
 		}
 	default:
 		resp.acks, resp.err = g.submit(r.txs)

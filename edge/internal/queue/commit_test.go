@@ -282,21 +282,29 @@ func TestSubmitIsAnsweredWhileALargeCommitIsRecorded(t *testing.T) {
 	}
 }
 
-// A commit answer and the Submits waiting with it are written in one
-// append group: one Badger transaction and one fsync. Recorded apart,
-// each took the write lock in turn, and during a drain a Submit waited
-// for an answer's fsync and then its own.
-func TestCommitAnswerSharesTheSubmitsFsync(t *testing.T) {
-	hold, entered := make(chan struct{}), make(chan struct{}, 1)
-	var holding atomic.Bool
-	type groupSeen struct{ submits, records int }
+// groupSeen is what one append group carried when it was committed.
+type groupSeen struct{ submits, records int }
+
+// sharedGroup makes an append group carry a commit answer and, behind
+// it, a Submit, on a store of its own. It stores three transactions,
+// then holds the appender on the group of a first Submit while it lines
+// up the answer made by answer for the three and a second Submit, so
+// those two start the next group together. It returns the store, the
+// answer's error, the second Submit's error, and the groups committed
+// after the first Submit's, in order.
+func sharedGroup(t *testing.T, answer func(*Queue, []Entry) CommitResult) (q *Queue, recErr, submitErr error, groups []groupSeen) {
+	t.Helper()
+	var armed atomic.Bool
+	inHook, release := make(chan struct{}), make(chan struct{})
 	seen := make(chan groupSeen, 16)
-	q, _ := openDurableTest(t, func(o *Options) {
-		o.hooks.commitGroup = func(p *flight, txn *badger.Txn, done func(error)) {
-			if holding.Load() {
-				entered <- struct{}{}
-				<-hold // the disk is busy with the group ahead
+	q, _ = openDurableTest(t, func(o *Options) {
+		o.hooks.filled = func([]*submitReq) {
+			if armed.CompareAndSwap(true, false) {
+				close(inHook)
+				<-release
 			}
+		}
+		o.hooks.commitGroup = func(p *flight, txn *badger.Txn, done func(error)) {
 			var g groupSeen
 			for _, r := range p.group {
 				if r.commit != nil {
@@ -315,33 +323,64 @@ func TestCommitAnswerSharesTheSubmitsFsync(t *testing.T) {
 	<-seen
 	es, err := q.Read(1, 3, 1<<20)
 	require.NoError(t, err)
-
-	holding.Store(true)
-	first := make(chan error, 1)
-	go func() { _, err := q.Submit(ctx, fixture.ObservationTxs(1)); first <- err }()
 	// The answer goes to the appender as ApplyCommit sends it (after the
-	// catch-up ApplyCommit makes first), so the test knows when it is taken.
+	// catch-up ApplyCommit makes first), so the test knows when it waits.
 	require.NoError(t, q.ix.catchUp(3))
-	res := appliedResult(es, 3, 9)
+	res := answer(q, es)
 	rec := &submitReq{commit: &res, done: make(chan submitResp, 1)}
 	rec.estimate()
+
+	armed.Store(true)
+	first := make(chan error, 1)
+	go func() { _, err := q.Submit(ctx, fixture.ObservationTxs(1)); first <- err }()
 	select {
-	case <-entered:
+	case <-inHook:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the first Submit's group never committed")
+		t.Fatal("the first Submit never reached the appender")
 	}
 	q.app.reqs <- rec
-	require.Eventually(t, func() bool { return len(q.app.reqs) == 0 }, 30*time.Second, time.Millisecond, "the answer taken")
 	second := make(chan error, 1)
 	go func() { _, err := q.Submit(ctx, fixture.ObservationTxs(1)); second <- err }()
-	require.Eventually(t, func() bool { return len(q.app.reqs) == 1 }, 30*time.Second, time.Millisecond, "the Submit waits behind the answer")
-	holding.Store(false)
-	close(hold)
+	require.Eventually(t, func() bool { return len(q.app.reqs) == 2 }, 30*time.Second, time.Millisecond, "the Submit waits behind the answer")
+	close(release)
 
 	require.NoError(t, <-first)
-	require.NoError(t, (<-rec.done).err)
-	require.NoError(t, <-second)
-	require.Equal(t, groupSeen{submits: 1}, <-seen, "the held group")
-	require.Equal(t, groupSeen{submits: 1, records: 1}, <-seen, "the answer and the Submit behind it, one Badger commit")
+	recErr, submitErr = (<-rec.done).err, <-second
+	require.Equal(t, groupSeen{submits: 1}, <-seen, "the first Submit's group")
+	for len(seen) > 0 {
+		groups = append(groups, <-seen)
+	}
+	return q, recErr, submitErr, groups
+}
+
+// A commit answer and the Submits waiting with it are written in one
+// append group: one Badger transaction and one fsync. Recorded apart,
+// each took the write lock in turn, and during a drain a Submit waited
+// for an answer's fsync and then its own.
+func TestCommitAnswerSharesTheSubmitsFsync(t *testing.T) {
+	q, recErr, submitErr, groups := sharedGroup(t, func(_ *Queue, es []Entry) CommitResult { return appliedResult(es, 3, 9) })
+	require.NoError(t, recErr)
+	require.NoError(t, submitErr)
+	require.Equal(t, []groupSeen{{submits: 1, records: 1}}, groups, "the answer and the Submit behind it, one Badger commit")
 	require.Equal(t, uint64(3), q.CommittedThrough())
+}
+
+// An answer that cannot be recorded (here a transaction's state is
+// corrupt) fails ApplyCommit alone: the Submit that shared its group is
+// stored in a group prepared again without it. Otherwise every Submit
+// riding with the answer would fail for as long as the forwarder retried.
+func TestAnswerThatCannotBeRecordedFailsAlone(t *testing.T) {
+	q, recErr, submitErr, groups := sharedGroup(t, func(q *Queue, es []Entry) CommitResult {
+		require.NoError(t, q.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(idKey(prefixTx, es[1].Tx.GetId()), []byte("{not json"))
+		}))
+		res := appliedResult(es, 3, 9)
+		res.Entries = nil // the states are read back, the corrupt one too
+		return res
+	})
+	require.ErrorContains(t, recErr, "tx state")
+	require.NoError(t, submitErr, "the Submit that shared the answer's group")
+	require.Equal(t, []groupSeen{{submits: 1}}, groups, "the group prepared again without the answer")
+	require.Equal(t, uint64(5), q.LastSeq())
+	require.Zero(t, q.CommittedThrough(), "nothing of the answer recorded")
 }

@@ -17,7 +17,7 @@ type testHooks struct {
 	// commitPart, set by tests only, stands in for the Badger commit
 	// (txn.Commit) of each part of a batch: of a group written the plain
 	// way, in parts when it outgrows one Badger transaction, and of the
-	// other writers (ApplyCommit, pruner, dead letters). final is false
+	// other writers (pruner, Rewind, dead letters). final is false
 	// for a part committed because the batch outgrew it, true for the
 	// batch's last. It must commit txn or discard it, and return the
 	// outcome. Tests fail a later part of a group with it.
@@ -30,4 +30,8 @@ type testHooks struct {
 	// indexing: overlays are then written only by the catch-ups of
 	// readers and writers (indexer.go), as when the goroutine is behind.
 	noIndexLoop bool
+	// filled, set by tests only, is called with each group the appender
+	// gathered, before it prepares it: tests hold the appender there
+	// while they line up the requests of the next group.
+	filled func(group []*submitReq)
 }
