@@ -114,6 +114,20 @@ func (d *databases) pool(ctx context.Context) (*pgxpool.Pool, meter, error) {
 	return pool, m, err
 }
 
+// sitePool is pool on a database that also holds site.observations, a
+// table of the site's own shaped like chasqui.observations.
+func (d *databases) sitePool(ctx context.Context) (*pgxpool.Pool, meter, error) {
+	pool, m, err := d.pool(ctx)
+	if err != nil {
+		return nil, m, err
+	}
+	if _, err := pool.Exec(ctx, `CREATE SCHEMA site; CREATE TABLE site.observations (LIKE chasqui.observations INCLUDING ALL)`); err != nil {
+		pool.Close()
+		return nil, m, err
+	}
+	return pool, m, nil
+}
+
 func report(name string, rows int, d time.Duration) float64 {
 	v := float64(rows) / d.Seconds()
 	fmt.Printf("BENCH %s %.0f rows/s\n", name, v)
@@ -198,14 +212,11 @@ func run(want func(string) bool) error {
 	// The same rows as generic row mutations, into a table of the site's
 	// own shaped like chasqui.observations.
 	if want("generic") {
-		pool, m, err := dbs.pool(ctx)
+		pool, m, err := dbs.sitePool(ctx)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		if _, err := pool.Exec(ctx, `CREATE SCHEMA site; CREATE TABLE site.observations (LIKE chasqui.observations INCLUDING ALL)`); err != nil {
-			return err
-		}
 		allow, err := catalog.ParseAllowList([]string{"site.observations"})
 		if err != nil {
 			return err

@@ -20,14 +20,11 @@ import (
 // json_populate_recordset, and the exactly-once bookkeeping (one
 // applied_transactions row per transaction) with nothing else.
 func statements(ctx context.Context, dbs *databases) error {
-	pool, m, err := dbs.pool(ctx)
+	pool, m, err := dbs.sitePool(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE SCHEMA site; CREATE TABLE site.observations (LIKE chasqui.observations INCLUDING ALL)`); err != nil {
-		return err
-	}
 	reqs := rowBatchesOf("site-1")
 	jsonOf := func(req *centralv1.CommitRequest) string {
 		b := []byte{'['}
