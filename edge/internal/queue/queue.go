@@ -319,7 +319,7 @@ func (q *Queue) Close() error {
 	q.runWG.Wait()
 	q.wg.Wait()
 	q.ix.close()  // wait for a reader's catch-up
-	q.lockWrite() // wait for a writer still inside (ApplyCommit, dead letters)
+	q.lockWrite() // wait for a writer still inside (Rewind, pruner, dead letters)
 	defer q.unlockWrite()
 	return q.db.Close()
 }
